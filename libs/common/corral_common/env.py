@@ -1,0 +1,81 @@
+"""Environment reading with Ollama's conventions (trimmed values, lenient bools), never at import."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+DEFAULT_PORT = 11434
+
+
+def env_str(environ: Mapping[str, str], key: str, default: str = "") -> str:
+    """A variable with surrounding spaces and quotes removed."""
+    return environ.get(key, default).strip().strip("\"'").strip()
+
+
+def env_bool(environ: Mapping[str, str], key: str, default: bool = False) -> bool:
+    """Go ParseBool semantics; an unparsable non-empty value counts as true, like Ollama."""
+    value = env_str(environ, key).lower()
+    if not value:
+        return default
+    return value not in {"0", "f", "false"}
+
+
+def env_int(environ: Mapping[str, str], key: str, default: int) -> int:
+    """An integer variable, falling back to the default when unset or invalid."""
+    try:
+        return int(env_str(environ, key))
+    except ValueError:
+        return default
+
+
+@dataclass(frozen=True)
+class HostPort:
+    """A listen or connect address."""
+
+    scheme: str
+    host: str
+    port: int
+
+    def url(self) -> str:
+        """Base URL for clients."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
+
+
+def parse_ollama_host(value: str) -> HostPort:
+    """Parse OLLAMA_HOST as the server does: default 127.0.0.1:11434, ``:port`` = all interfaces."""
+    value = value.strip().strip("\"'").strip()
+    if not value:
+        return HostPort("http", "127.0.0.1", DEFAULT_PORT)
+    scheme, default_port = "http", DEFAULT_PORT
+    if "://" in value:
+        scheme, value = value.split("://", 1)
+        default_port = {"http": 80, "https": 443}.get(scheme, DEFAULT_PORT)
+    parts = urlsplit(f"//{value}")
+    host = parts.hostname or ("0.0.0.0" if value.startswith(":") else "127.0.0.1")
+    try:
+        port = parts.port or default_port
+    except ValueError:
+        port = DEFAULT_PORT
+    return HostPort(scheme, host, port)
+
+
+def corral_home(environ: Mapping[str, str]) -> Path:
+    """CORRAL_HOME, default ``~/.corral``: keys, broker spool, databases."""
+    value = env_str(environ, "CORRAL_HOME")
+    return Path(value).expanduser() if value else Path.home() / ".corral"
+
+
+def models_dir(environ: Mapping[str, str]) -> Path:
+    """OLLAMA_MODELS, default ``~/.corral/models`` (same layout as Ollama's store)."""
+    value = env_str(environ, "OLLAMA_MODELS")
+    return Path(value).expanduser() if value else corral_home(environ) / "models"
+
+
+def current_env() -> Mapping[str, str]:
+    """The process environment (a seam so tests can pass their own mapping)."""
+    return os.environ

@@ -1,0 +1,183 @@
+"""Wire schemas of Ollama's native API (requests parsed strictly; responses built in Ollama's key order)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from corral_common.errors import BadRequest
+
+
+class WireModel(BaseModel):
+    """Base for request bodies: unknown fields ignored, ``null`` means absent, types strict like Go."""
+
+    model_config = ConfigDict(extra="ignore", strict=True, populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_nulls(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None}
+        return data
+
+
+class Message(WireModel):
+    role: str = ""
+    content: str = ""
+    thinking: str | None = None
+    images: list[str] | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_name: str | None = None
+    tool_call_id: str | None = None
+
+    @field_validator("role")
+    @classmethod
+    def _lower_role(cls, value: str) -> str:
+        return value.lower()
+
+
+class GenerateRequest(WireModel):
+    model: str = ""
+    prompt: str = ""
+    suffix: str = ""
+    system: str = ""
+    template: str = ""
+    context: list[int] | None = None
+    stream: bool = True
+    raw: bool = False
+    format: Any = Field(default=None, description='"json", a JSON schema object, or empty')
+    keep_alive: Any = Field(default=None, description="seconds (number) or a Go duration string")
+    images: list[str] | None = None
+    options: dict[str, Any] | None = None
+    think: bool | str | None = None
+    truncate: bool | None = None
+    shift: bool | None = None
+    logprobs: bool = False
+    top_logprobs: int = 0
+
+
+class ChatRequest(WireModel):
+    model: str = ""
+    messages: list[Message] = Field(default_factory=list)
+    stream: bool = True
+    format: Any = None
+    keep_alive: Any = None
+    tools: list[dict[str, Any]] | None = None
+    options: dict[str, Any] | None = None
+    think: bool | str | None = None
+    truncate: bool | None = None
+    shift: bool | None = None
+    logprobs: bool = False
+    top_logprobs: int = 0
+
+
+class EmbedRequest(WireModel):
+    model: str = ""
+    input: Any = None
+    keep_alive: Any = None
+    truncate: bool = True
+    dimensions: int | None = None
+    options: dict[str, Any] | None = None
+
+
+class EmbeddingsRequest(WireModel):
+    model: str = ""
+    prompt: str = ""
+    keep_alive: Any = None
+    options: dict[str, Any] | None = None
+
+
+class NamedRequest(WireModel):
+    """Requests that take ``model`` (or the deprecated ``name``)."""
+
+    model: str = ""
+    name: str = ""
+
+    def model_name(self) -> str:
+        """``model``, falling back to the deprecated ``name``."""
+        return self.model or self.name
+
+
+class ShowRequest(NamedRequest):
+    verbose: bool = False
+    system: str = ""
+    options: dict[str, Any] | None = None
+
+
+class DeleteRequest(NamedRequest):
+    pass
+
+
+class CopyRequest(WireModel):
+    source: str = ""
+    destination: str = ""
+
+
+class CreateRequest(NamedRequest):
+    stream: bool = True
+    quantize: str = ""
+    quantization: str = ""
+    from_: str = Field(default="", alias="from")
+    files: dict[str, str] | None = None
+    adapters: dict[str, str] | None = None
+    template: str | None = None
+    license: str | list[str] | None = None
+    system: str | None = None
+    parameters: dict[str, Any] | None = None
+    messages: list[Message] | None = None
+
+    def quantize_level(self) -> str:
+        """``quantize``, falling back to the deprecated ``quantization``."""
+        return (self.quantize or self.quantization).upper()
+
+
+def _describe(error: dict[str, Any], schema: type[BaseModel]) -> str:
+    """One readable sentence for a pydantic error."""
+    field = ".".join(str(p) for p in error["loc"]) or "body"
+    return f"invalid value for field '{field}' in {schema.__name__}: {error['msg']}"
+
+
+def parse_body(schema: type[WireModel], raw: bytes) -> Any:
+    """Decode a request body into a schema; every problem is a 400 with a message that says what."""
+    if not raw.strip():
+        raise BadRequest("missing request body")
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"invalid JSON in request body: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadRequest(f"request body must be a JSON object, not {type(data).__name__}")
+    try:
+        return schema.model_validate(data)
+    except ValidationError as exc:
+        raise BadRequest(_describe(exc.errors()[0], schema)) from None
+
+
+def model_details(config: dict[str, Any], parent_model: str = "") -> dict[str, Any]:
+    """``api.ModelDetails`` from a config blob (all keys present except the optional lengths)."""
+    details: dict[str, Any] = {
+        "parent_model": parent_model,
+        "format": config.get("model_format", ""),
+        "family": config.get("model_family", ""),
+        "families": config.get("model_families"),
+        "parameter_size": config.get("model_type", ""),
+        "quantization_level": config.get("file_type", ""),
+    }
+    for key in ("context_length", "embedding_length"):
+        if config.get(key):
+            details[key] = config[key]
+    return details
+
+
+_METRICS = ("total_duration", "load_duration", "prompt_eval_count", "prompt_eval_duration",
+            "eval_count", "eval_duration")
+
+
+def with_metrics(chunk: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
+    """Append the non-zero metrics in Ollama's order (they are omitempty)."""
+    for key in _METRICS:
+        if metrics.get(key):
+            chunk[key] = metrics[key]
+    return chunk

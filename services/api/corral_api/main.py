@@ -1,0 +1,61 @@
+"""The public gateway on OLLAMA_HOST: Ollama's native API in front of the corral services."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import PlainTextResponse
+from starlette.exceptions import HTTPException
+
+from corral_common.http import RequestContextMiddleware, install_error_handler
+from corral_common.logs import configure_logging
+
+from corral_api.clients import ServiceClient
+from corral_api.guards import EdgeGuard
+from corral_api.routes import native
+from corral_api.settings import ApiSettings
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _install_plain_errors(app: FastAPI) -> None:
+    """gin's texts for unknown routes and wrong methods."""
+
+    async def http_error(_request: Request, exc: HTTPException) -> PlainTextResponse:
+        if exc.status_code == 404:
+            return PlainTextResponse("404 page not found", status_code=404)
+        if exc.status_code == 405:
+            return PlainTextResponse("405 method not allowed", status_code=405)
+        return PlainTextResponse(str(exc.detail), status_code=exc.status_code)
+
+    app.add_exception_handler(HTTPException, http_error)  # type: ignore[arg-type]
+
+
+def create_app(settings: ApiSettings | None = None) -> FastAPI:
+    """Build the gateway from explicit settings (or the environment)."""
+    settings = settings or ApiSettings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging("api", settings.debug)
+        app.state.store = ServiceClient(settings.registry_url, "registry")
+        app.state.inference = ServiceClient(settings.inference_url, "inference")
+        yield
+        await app.state.store.close()
+        await app.state.inference.close()
+
+    app = FastAPI(title="corral", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    install_error_handler(app)
+    _install_plain_errors(app)
+    app.include_router(native.router)
+    app.add_middleware(EdgeGuard, origins=settings.origins, loopback=_is_loopback(settings.listen.host))
+    app.add_middleware(RequestContextMiddleware)
+    return app

@@ -1,0 +1,189 @@
+"""Generate and chat: resolve the model, check capabilities, render the prompt, stream from inference."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from corral_common.durations import InvalidDuration, parse_keep_alive
+from corral_common.errors import BadRequest, NotFound
+from corral_common.jsonio import utc_now
+from corral_common.names import InvalidName, ModelName
+from corral_common.options import validate_options
+from corral_common.schemas import ChatRequest, GenerateRequest, with_metrics
+
+from corral_api import prompt as prompts
+from corral_api.clients import ServiceClient
+
+THINK_LEVELS = ("high", "medium", "low", "max")
+
+
+@dataclass
+class Call:
+    """What every model call carries: clients and the caller's request id."""
+
+    store: ServiceClient
+    inference: ServiceClient
+    request_id: str
+
+
+def keep_alive_ns(value: Any) -> int | None:
+    """Parse keep_alive, 400 with Go's message on a bad value."""
+    try:
+        return parse_keep_alive(value)
+    except InvalidDuration as exc:
+        raise BadRequest(str(exc)) from None
+
+
+async def resolve(call: Call, model: str, missing: str) -> dict[str, Any]:
+    """The resolved model, 400 for an invalid name, 404 with ``missing`` when absent."""
+    try:
+        ModelName.parse(model)
+    except InvalidName:
+        raise BadRequest("invalid model name") from None
+    try:
+        return await call.store.json("POST", "/store/resolve", call.request_id, {"model": model})
+    except NotFound:
+        raise NotFound(missing) from None
+
+
+def engine_model(model: dict[str, Any]) -> dict[str, Any]:
+    """The inference service's view of a resolved model."""
+    return {"name": model["short"], "model_digest": model["model_digest"],
+            "manifest_digest": model["manifest_digest"], "adapters": model["adapters"],
+            "details": model["details"]}
+
+
+def check_think(think: Any, model: dict[str, Any], shown: str) -> None:
+    """Validate ``think``: a bool or a level, and only on models that can think."""
+    if isinstance(think, str) and think not in THINK_LEVELS:
+        raise BadRequest(f'invalid think value: "{think}" (must be "high", "medium", "low", "max", true, or false)')
+    if think and "thinking" not in model["capabilities"]:
+        raise BadRequest(f'"{shown}" does not support thinking')
+
+
+def check_images(images: list[str] | None, model: dict[str, Any]) -> None:
+    """Images need a vision model (checked before any decoding)."""
+    if images and "vision" not in model["capabilities"]:
+        raise BadRequest(f"{model['short']} does not support images: load a model with vision capability")
+
+
+async def _lifecycle(call: Call, model: dict[str, Any], options: dict, keep_alive: int | None) -> str:
+    """Empty prompt: unload for keep_alive 0, else load. Returns the done_reason."""
+    if keep_alive == 0:
+        await call.inference.json("POST", "/run/unload", call.request_id, {"model_digest": model["model_digest"]})
+        return "unload"
+    await call.inference.json("POST", "/run/load", call.request_id,
+                              {"model": engine_model(model), "options": options, "keep_alive_ns": keep_alive})
+    return "load"
+
+
+def _generate_messages(req: GenerateRequest, model: dict[str, Any]) -> list[dict[str, Any]]:
+    """Ollama's generate: system (request or Modelfile), Modelfile MESSAGEs unless context, the prompt."""
+    messages: list[dict[str, Any]] = []
+    system = req.system or model.get("system", "")
+    if system:
+        messages.append({"role": "system", "content": system})
+    if req.context is None:
+        messages += [{"role": m["role"], "content": m["content"]} for m in model.get("messages", [])]
+    messages.append({"role": "user", "content": req.prompt, "images": req.images})
+    return messages
+
+
+async def generate(call: Call, req: GenerateRequest) -> AsyncIterator[dict[str, Any]]:
+    """POST /api/generate as a stream of response chunks."""
+    if req.raw and (req.template or req.system or req.context):
+        raise BadRequest("raw mode does not support template, system, or context")
+    if not 0 <= req.top_logprobs <= 20:
+        raise BadRequest("top_logprobs must be between 0 and 20")
+    if not req.model:
+        raise NotFound("model '' not found")
+    model = await resolve(call, req.model, f"model '{req.model}' not found")
+    if "completion" not in model["capabilities"]:
+        raise BadRequest(f'"{req.model}" does not support generate')
+    if req.suffix and "insert" not in model["capabilities"]:
+        raise BadRequest(f"{model['name']} does not support insert")
+    check_think(req.think, model, req.model)
+    check_images(req.images, model)
+    keep_alive = keep_alive_ns(req.keep_alive)
+    options = {**model.get("params", {}), **validate_options(req.options)}
+    if not req.prompt and not req.images:
+        reason = await _lifecycle(call, model, options, keep_alive)
+        yield {"model": req.model, "created_at": utc_now(), "response": "", "done": True, "done_reason": reason}
+        return
+    text = req.prompt if req.raw else prompts.render(model, _generate_messages(req, model), req.template,
+                                                     suffix=req.suffix)
+    body = {"model": engine_model(model), "options": options, "keep_alive_ns": keep_alive,
+            "prompt": text, "context": req.context or []}
+    async for event in call.inference.stream("/run/completion", call.request_id, body):
+        if not event.get("done"):
+            yield {"model": req.model, "created_at": utc_now(), "response": event["content"], "done": False}
+            continue
+        final = {"model": req.model, "created_at": utc_now(), "response": "", "done": True,
+                 "done_reason": event["done_reason"]}
+        if not req.raw:
+            final["context"] = event["context"]
+        yield with_metrics(final, event)
+
+
+def _chat_messages(req: ChatRequest, model: dict[str, Any]) -> list[dict[str, Any]]:
+    """Modelfile MESSAGEs, then request messages; the Modelfile SYSTEM first unless the request has one."""
+    messages = [{"role": m["role"], "content": m["content"]} for m in model.get("messages", [])]
+    messages += [m.model_dump(exclude_none=True) for m in req.messages]
+    if model.get("system") and not (req.messages and req.messages[0].role == "system"):
+        messages.insert(0, {"role": "system", "content": model["system"]})
+    return messages
+
+
+def _message(content: str) -> dict[str, Any]:
+    return {"role": "assistant", "content": content}
+
+
+async def chat(call: Call, req: ChatRequest) -> AsyncIterator[dict[str, Any]]:
+    """POST /api/chat as a stream of response chunks."""
+    if not 0 <= req.top_logprobs <= 20:
+        raise BadRequest("top_logprobs must be between 0 and 20")
+    if not req.model:
+        raise BadRequest("model is required")
+    model = await resolve(call, req.model, f"model '{req.model}' not found")
+    if "completion" not in model["capabilities"]:
+        raise BadRequest(f'"{req.model}" does not support chat')
+    if req.tools and "tools" not in model["capabilities"]:
+        raise BadRequest(f"{model['name']} does not support tools")
+    check_think(req.think, model, req.model)
+    check_images([i for m in req.messages for i in (m.images or [])], model)
+    keep_alive = keep_alive_ns(req.keep_alive)
+    options = {**model.get("params", {}), **validate_options(req.options)}
+    if not req.messages:
+        reason = await _lifecycle(call, model, options, keep_alive)
+        yield {"model": req.model, "created_at": utc_now(), "message": _message(""), "done": True,
+               "done_reason": reason}
+        return
+    text = prompts.render(model, _chat_messages(req, model), tools=req.tools)
+    body = {"model": engine_model(model), "options": options, "keep_alive_ns": keep_alive, "prompt": text}
+    async for event in call.inference.stream("/run/completion", call.request_id, body):
+        if not event.get("done"):
+            yield {"model": req.model, "created_at": utc_now(), "message": _message(event["content"]), "done": False}
+            continue
+        final = {"model": req.model, "created_at": utc_now(), "message": _message(""), "done": True,
+                 "done_reason": event["done_reason"]}
+        yield with_metrics(final, event)
+
+
+async def collect_generate(chunks: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
+    """stream:false for generate: one object with the text concatenated."""
+    parts, final = [], {}
+    async for chunk in chunks:
+        parts.append(chunk.get("response", ""))
+        final = chunk
+    return {**final, "response": "".join(parts)}
+
+
+async def collect_chat(chunks: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
+    """stream:false for chat: one object with the message content concatenated."""
+    parts, final = [], {}
+    async for chunk in chunks:
+        parts.append(chunk["message"]["content"])
+        final = chunk
+    return {**final, "message": _message("".join(parts))}

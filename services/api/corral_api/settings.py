@@ -1,0 +1,40 @@
+"""Gateway settings: where it listens, which origins may call it, where the services are."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from corral_common.env import HostPort, current_env, env_bool, env_str, parse_ollama_host
+
+DEFAULT_ORIGINS = tuple(
+    f"{scheme}://{host}{port}"
+    for host in ("localhost", "127.0.0.1", "0.0.0.0")
+    for scheme in ("http", "https")
+    for port in ("", ":*")
+) + ("app://*", "file://*", "tauri://*", "vscode-webview://*", "vscode-file://*")
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """Everything the gateway reads from the environment."""
+
+    listen: HostPort
+    inference_url: str
+    registry_url: str
+    origins: tuple[str, ...] = DEFAULT_ORIGINS
+    debug: bool = False
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "ApiSettings":
+        """OLLAMA_HOST, OLLAMA_ORIGINS (appended to the defaults), CORRAL_*_URL."""
+        env = current_env() if environ is None else environ
+        extra = tuple(o.strip() for o in env_str(env, "OLLAMA_ORIGINS").split(",") if o.strip())
+        return cls(
+            listen=parse_ollama_host(env_str(env, "OLLAMA_HOST")),
+            inference_url=env_str(env, "CORRAL_INFERENCE_URL", "http://127.0.0.1:11435"),
+            registry_url=env_str(env, "CORRAL_REGISTRY_URL", "http://127.0.0.1:11436"),
+            origins=DEFAULT_ORIGINS + extra,
+            debug=env_bool(env, "OLLAMA_DEBUG"),
+        )

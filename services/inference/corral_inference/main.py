@@ -1,0 +1,47 @@
+"""Inference service app: the scheduler and llama.cpp engines behind internal HTTP routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from corral_common.http import RequestContextMiddleware, install_error_handler
+from corral_common.logs import configure_logging
+
+from corral_inference.engine import LoadSpec
+from corral_inference.routes import run
+from corral_inference.scheduler import EngineFactory, Scheduler
+from corral_inference.settings import InferenceSettings
+
+
+def llama_factory(spec: LoadSpec):
+    """The production engine (imported lazily so unit tests can run without llama.cpp)."""
+    from corral_inference.llama_engine import LlamaEngine
+
+    return LlamaEngine(spec)
+
+
+def create_app(settings: InferenceSettings | None = None, factory: EngineFactory | None = None) -> FastAPI:
+    """Build the inference app; tests pass a fake engine factory."""
+    settings = settings or InferenceSettings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging("inference", settings.debug)
+        app.state.settings = settings
+        app.state.scheduler = Scheduler(settings, factory or llama_factory)
+        yield
+        await app.state.scheduler.close()
+
+    app = FastAPI(title="corral inference", lifespan=lifespan, docs_url=None, redoc_url=None)
+    install_error_handler(app)
+    app.add_middleware(RequestContextMiddleware)
+    app.include_router(run.router)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

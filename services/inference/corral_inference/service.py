@@ -1,0 +1,130 @@
+"""Inference operations: load, complete (streamed), embed, unload, ps."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from corral_common.digest import Digest
+from corral_common.errors import AppError, BadRequest, InternalError
+from corral_common.gguf import GGUFFile, InvalidGGUF, read_gguf
+from corral_common.internal import CompletionRequest, EmbedRequest, LoadRequest
+from corral_common.store_paths import blob_path
+
+from corral_inference.completion import CompletionJob, run_completion
+from corral_inference.engine import LoadSpec, Sampling
+from corral_inference.scheduler import ModelRef, Runner, Scheduler
+from corral_inference.settings import InferenceSettings
+
+MIN_CTX = 4
+
+
+@lru_cache(maxsize=16)
+def _validated_gguf(path: Path) -> GGUFFile:
+    """Validate a blob in Python before llama.cpp ever opens it."""
+    try:
+        return read_gguf(path)
+    except InvalidGGUF as exc:
+        raise BadRequest(str(exc)) from None
+    except FileNotFoundError:
+        raise BadRequest("model blob is missing from the store") from None
+
+
+def load_spec(settings: InferenceSettings, req: LoadRequest) -> LoadSpec:
+    """Runner options from the request, clamped to what the model was trained for."""
+    root = settings.models_dir
+    path = blob_path(root, Digest(req.model.model_digest))
+    gguf = _validated_gguf(path)
+    if gguf.kind() != "model":
+        raise BadRequest(f"{req.model.name} is not a runnable model (GGUF type {gguf.kind()})")
+    options = req.options
+    num_ctx = int(options.get("num_ctx") or settings.context_length)
+    trained = gguf.context_length()
+    num_ctx = max(MIN_CTX, min(num_ctx, trained) if trained else num_ctx)
+    adapters = tuple(str(blob_path(root, Digest(d))) for d in req.model.adapters)
+    return LoadSpec(model_path=str(path), adapters=adapters, num_ctx=num_ctx,
+                    num_batch=int(options.get("num_batch", 512)), num_gpu=int(options.get("num_gpu", -1)),
+                    main_gpu=int(options.get("main_gpu", 0)), use_mmap=bool(options.get("use_mmap", True)),
+                    num_thread=int(options.get("num_thread") or settings.num_thread), embedding=req.embedding,
+                    pooling_in_model=f"{gguf.architecture()}.pooling_type" in gguf.metadata)
+
+
+def model_ref(req: LoadRequest) -> ModelRef:
+    """The scheduler's view of the requested model."""
+    m = req.model
+    return ModelRef(m.name, m.model_digest, m.manifest_digest, m.details)
+
+
+async def load(scheduler: Scheduler, settings: InferenceSettings, req: LoadRequest) -> dict[str, Any]:
+    """Load (or keep) a model without generating: Ollama's empty-prompt request."""
+    started = time.perf_counter_ns()
+    async with scheduler.lease(model_ref(req), load_spec(settings, req), req.keep_alive_ns) as runner:
+        return {"load_duration": runner.load_duration_ns, "total_duration": time.perf_counter_ns() - started}
+
+
+def _push(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue, event: dict[str, Any]) -> None:
+    loop.call_soon_threadsafe(queue.put_nowait, event)
+
+
+def _run(runner: Runner, job: CompletionJob, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue) -> None:
+    """Runner-thread body: generate, and always end the queue with a final or an error event."""
+    try:
+        run_completion(runner.engine, job, lambda e: _push(loop, queue, e))
+    except Exception as exc:  # llama.cpp failure: report it to the caller instead of hanging
+        _push(loop, queue, {"error": f"inference failed: {exc}", "status": 500})
+
+
+async def _events(runner: Runner, job: CompletionJob) -> AsyncIterator[dict[str, Any]]:
+    """Relay the runner thread's events; cancelling (client gone) stops generation at the next token."""
+    loop, queue = asyncio.get_running_loop(), asyncio.Queue()
+    work = loop.run_in_executor(runner.executor, _run, runner, job, loop, queue)
+    try:
+        while True:
+            event = await queue.get()
+            if "error" in event:
+                raise InternalError(event["error"])
+            yield event
+            if event.get("done"):
+                return
+    finally:
+        job.cancel.set()
+        await asyncio.shield(work)
+
+
+async def complete(scheduler: Scheduler, settings: InferenceSettings,
+                   req: CompletionRequest) -> AsyncIterator[dict[str, Any]]:
+    """Stream text pieces then a final event with Ollama's metrics (durations in ns)."""
+    started = time.perf_counter_ns()
+    job = CompletionJob(req.prompt, list(req.context), Sampling.from_options(req.options), threading.Event())
+    async with scheduler.lease(model_ref(req), load_spec(settings, req), req.keep_alive_ns) as runner:
+        load_ns = time.perf_counter_ns() - started
+        async for event in _events(runner, job):
+            if event.get("done"):
+                event.update(load_duration=load_ns, total_duration=time.perf_counter_ns() - started)
+            yield event
+
+
+async def embed(scheduler: Scheduler, settings: InferenceSettings, req: EmbedRequest) -> dict[str, Any]:
+    """Raw (unnormalised) vectors for each input, with token count and timings."""
+    started = time.perf_counter_ns()
+    async with scheduler.lease(model_ref(req), load_spec(settings, req), req.keep_alive_ns) as runner:
+        if not req.inputs:
+            return {"embeddings": [], "prompt_eval_count": 0, "load_duration": runner.load_duration_ns}
+        try:
+            vectors, count = await runner.call(runner.engine.embed, req.inputs, req.truncate)
+        except ValueError as exc:
+            if "exceed" in str(exc):
+                raise BadRequest("the input length exceeds the context length") from None
+            raise InternalError(str(exc)) from None
+        return {"embeddings": vectors, "prompt_eval_count": count,
+                "load_duration": runner.load_duration_ns, "total_duration": time.perf_counter_ns() - started}
+
+
+def error_event(exc: AppError) -> dict[str, Any]:
+    """An error line of the internal stream, keeping its status for the gateway."""
+    return {"error": exc.message, "status": exc.status}

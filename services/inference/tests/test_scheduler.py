@@ -1,0 +1,116 @@
+"""Scheduler behaviour on a fake engine: load once, keep_alive, LRU eviction, queue limit, one thread."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from corral_common.errors import ServiceUnavailable
+from corral_inference.engine import LoadSpec
+from corral_inference.scheduler import ModelRef, Scheduler
+from corral_inference.settings import InferenceSettings
+
+from fakes import FakeEngine
+
+
+def _scheduler(**overrides) -> Scheduler:
+    settings = InferenceSettings(models_dir=Path("/nonexistent"), **overrides)
+    return Scheduler(settings, lambda spec: FakeEngine(spec))
+
+
+def _ref(n: int) -> tuple[ModelRef, LoadSpec]:
+    return ModelRef(f"m{n}", f"{n:064x}"), LoadSpec(model_path=f"/m{n}")
+
+
+async def _use(s: Scheduler, n: int, keep_alive: int | None = None) -> FakeEngine:
+    ref, spec = _ref(n)
+    async with s.lease(ref, spec, keep_alive) as runner:
+        await runner.call(runner.engine.tokenize, "x")
+        return runner.engine
+
+
+def test_model_is_loaded_once_and_reused() -> None:
+    async def scenario() -> None:
+        s = _scheduler()
+        first = await _use(s, 1)
+        second = await _use(s, 1)
+        assert first is second
+        assert [row["name"] for row in s.ps()] == ["m1"]
+        await s.close()
+
+    asyncio.run(scenario())
+
+
+def test_keep_alive_zero_unloads_after_the_request() -> None:
+    async def scenario() -> None:
+        s = _scheduler()
+        engine = await _use(s, 1, keep_alive=0)
+        assert engine.closed and s.ps() == []
+
+    asyncio.run(scenario())
+
+
+def test_short_keep_alive_expires() -> None:
+    async def scenario() -> None:
+        s = _scheduler()
+        engine = await _use(s, 1, keep_alive=50_000_000)
+        assert s.ps()
+        await asyncio.sleep(0.3)
+        assert engine.closed and s.ps() == []
+
+    asyncio.run(scenario())
+
+
+def test_least_recently_used_idle_model_is_evicted_at_the_limit() -> None:
+    async def scenario() -> None:
+        s = _scheduler(max_loaded_models=2)
+        one = await _use(s, 1, keep_alive=10**9)
+        await _use(s, 2, keep_alive=10**12)
+        await _use(s, 3, keep_alive=10**12)
+        assert one.closed
+        assert sorted(row["name"] for row in s.ps()) == ["m2", "m3"]
+        await s.close()
+
+    asyncio.run(scenario())
+
+
+def test_changed_runner_options_reload_the_model() -> None:
+    async def scenario() -> None:
+        s = _scheduler()
+        ref, spec = _ref(1)
+        async with s.lease(ref, spec, None) as runner:
+            first = runner.engine
+        async with s.lease(ref, LoadSpec(model_path="/m1", num_ctx=8192), None) as runner:
+            assert runner.engine is not first and first.closed
+            assert runner.spec.num_ctx == 8192
+        await s.close()
+
+    asyncio.run(scenario())
+
+
+def test_every_call_runs_on_the_runners_single_thread() -> None:
+    async def scenario() -> None:
+        s = _scheduler()
+        engines = await asyncio.gather(*[_use(s, 1) for _ in range(5)])
+        assert len(engines[0].thread_ids) == 1
+        await s.close()
+
+    asyncio.run(scenario())
+
+
+def test_queue_limit_answers_busy() -> None:
+    async def scenario() -> None:
+        s = _scheduler(max_queue=1)
+        ref, spec = _ref(1)
+        async with s.lease(ref, spec, None):
+            waiting = asyncio.create_task(_use(s, 1))
+            await asyncio.sleep(0.05)
+            with pytest.raises(ServiceUnavailable, match="maximum pending requests exceeded"):
+                async with s.lease(ref, spec, None):
+                    pass
+        await waiting
+        await s.close()
+
+    asyncio.run(scenario())

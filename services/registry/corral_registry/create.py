@@ -1,0 +1,239 @@
+"""``/api/create``: validate a request into a plan (fast, before queueing), then build layers and a manifest."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from corral_common.digest import Digest, InvalidDigest
+from corral_common.errors import AppError, BadRequest, NotFound
+from corral_common.gguf import GGUFFile, InvalidGGUF, human_number, is_gguf, read_gguf
+from corral_common.gotemplate import Template, TemplateError
+from corral_common.jsonio import go_dumps
+from corral_common.names import InvalidName, ModelName
+from corral_common.options import validate_options
+from corral_common.schemas import CreateRequest
+
+from corral_registry import media_types
+from corral_registry.manifest import Layer, Manifest
+from corral_registry.modelinfo import gguf_of
+from corral_registry.store import ModelStore, StoredModel
+
+QUANTIZE_LEVELS = ("F32", "F16", "BF16", "Q4_K_S", "Q4_K_M", "Q8_0")
+QUANTIZABLE_SOURCES = ("F32", "F16", "BF16")
+_VALID_PATH = re.compile(r"[^/\\\x00]+(/[^/\\\x00]+)*")
+Emit = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class CreatePlan:
+    """A validated create request: every name, digest and file already checked."""
+
+    name: ModelName
+    base: StoredModel | None = None
+    model_files: list[tuple[str, Digest, GGUFFile]] = field(default_factory=list)
+    adapter_files: list[tuple[str, Digest]] = field(default_factory=list)
+    template: str | None = None
+    system: str | None = None
+    licenses: list[str] = field(default_factory=list)
+    parameters: dict[str, Any] = field(default_factory=dict)
+    messages: list[dict[str, str]] = field(default_factory=list)
+    quantize: str = ""
+
+
+def _valid_relative(path: str) -> bool:
+    """Go's fs.ValidPath: relative, slash-separated, no '.' or '..' elements."""
+    if path == "." or not _VALID_PATH.fullmatch(path):
+        return False
+    return all(part not in (".", "..") for part in path.split("/"))
+
+
+def _parse_name(text: str) -> ModelName:
+    try:
+        return ModelName.parse(text)
+    except InvalidName:
+        raise BadRequest("invalid model name") from None
+
+
+def _gguf_file(store: ModelStore, filename: str, digest: Digest) -> GGUFFile:
+    """Validate one uploaded file as GGUF before anything else touches it."""
+    path = store.blob_path(digest)
+    if not path.is_file():
+        raise BadRequest(f'blob "{digest}" not found: upload it first with POST /api/blobs/{digest}')
+    if filename.endswith(".safetensors"):
+        raise BadRequest("importing safetensors is not supported yet: convert the model to GGUF first")
+    if not is_gguf(path):
+        raise BadRequest("supplied file was not in GGUF format")
+    try:
+        return gguf_of(path)
+    except InvalidGGUF as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def _files(store: ModelStore, files: dict[str, str]) -> list[tuple[str, Digest, GGUFFile]]:
+    """Check names and digests of ``files`` and parse each GGUF."""
+    checked = []
+    for filename, digest_text in files.items():
+        if not _valid_relative(filename):
+            raise BadRequest("file path must be relative")
+        try:
+            digest = Digest.parse(digest_text)
+        except InvalidDigest:
+            raise BadRequest("invalid digest format") from None
+        checked.append((filename, digest, _gguf_file(store, filename, digest)))
+    return checked
+
+
+def _template(text: str | None) -> str | None:
+    if text is None:
+        return None
+    try:
+        Template.parse(text)
+    except TemplateError as exc:
+        raise BadRequest(f"template error: {exc}") from None
+    return text
+
+
+def _messages(messages: list[Any] | None) -> list[dict[str, str]]:
+    out = []
+    for message in messages or []:
+        if message.role not in ("system", "user", "assistant"):
+            raise BadRequest(f'message role must be one of "system", "user", or "assistant", got "{message.role}"')
+        out.append({"role": message.role, "content": message.content})
+    return out
+
+
+def _quantize(level: str, sources: list[GGUFFile]) -> str:
+    if not level:
+        return ""
+    level = "Q4_K_M" if level == "Q4_K" else level
+    if level not in QUANTIZE_LEVELS:
+        raise BadRequest(f"unsupported quantization type {level} - supported types are F32, F16, Q4_K_S, Q4_K_M, Q8_0")
+    if any(src.file_type_name() not in QUANTIZABLE_SOURCES for src in sources):
+        raise BadRequest("quantization is only supported for F16, BF16 and F32 models")
+    raise BadRequest(f"quantizing to {level} is not available in this build yet")
+
+
+def plan_create(store: ModelStore, req: CreateRequest) -> CreatePlan:
+    """Validate a create request without writing anything; raise AppError with the right status."""
+    if not req.model_name():
+        raise BadRequest("model is required")
+    plan = CreatePlan(name=_parse_name(req.model_name()))
+    if req.from_:
+        base_name = _parse_name(req.from_)
+        plan.base = store.get(base_name)
+        if plan.base is None:
+            raise NotFound(f"model '{req.from_}' not found")
+    elif req.files:
+        plan.model_files = _files(store, req.files)
+    else:
+        raise BadRequest("neither 'from' or 'files' was specified")
+    adapters = req.adapters or {}
+    if len(adapters) > 1:
+        raise BadRequest("only one adapter is currently supported")
+    plan.adapter_files = [(n, d) for n, d, _ in _files(store, adapters)]
+    plan.template, plan.system = _template(req.template), req.system
+    plan.licenses = [req.license] if isinstance(req.license, str) else list(req.license or [])
+    plan.parameters = validate_options(req.parameters)
+    plan.messages = _messages(req.messages)
+    plan.quantize = _quantize(req.quantize_level(), [g for _, _, g in plan.model_files])
+    return plan
+
+
+def _config(gguf: GGUFFile, layers: list[Layer]) -> dict[str, Any]:
+    """The config blob (model.ConfigV2) for a GGUF model."""
+    arch = gguf.architecture()
+    config: dict[str, Any] = {
+        "model_format": "gguf", "model_family": arch, "model_families": [arch],
+        "model_type": human_number(gguf.parameter_count()), "file_type": gguf.file_type_name(),
+    }
+    if gguf.context_length():
+        config["context_length"] = gguf.context_length()
+    if gguf.embedding_length():
+        config["embedding_length"] = gguf.embedding_length()
+    config.update({"architecture": "amd64", "os": "linux",
+                   "rootfs": {"type": "layers", "diff_ids": [str(layer.digest) for layer in layers]}})
+    return config
+
+
+class _LayerBuilder:
+    """Accumulates layers, reporting 'using existing' / 'creating new' for each."""
+
+    def __init__(self, store: ModelStore, emit: Emit) -> None:
+        self.store, self.emit, self.layers = store, emit, []  # type: list[Layer]
+
+    def add_blob(self, media_type: str, digest: Digest, from_: str = "") -> None:
+        size = self.store.blob_path(digest).stat().st_size
+        self.layers.append(Layer(media_type, digest, size, from_))
+
+    def add_bytes(self, media_type: str, data: bytes, replace: bool = True) -> None:
+        if replace:
+            self.layers = [layer for layer in self.layers if layer.media_type != media_type]
+        digest, created = self.store.put_bytes(data)
+        self.emit({"status": f"{'creating new' if created else 'using existing'} layer {digest}"})
+        self.layers.append(Layer(media_type, digest, len(data)))
+
+    def params(self) -> dict[str, Any]:
+        existing = [layer for layer in self.layers if layer.media_type == media_types.PARAMS]
+        if not existing:
+            return {}
+        return json.loads(self.store.read_blob(existing[-1].digest))
+
+
+def _base_layers(plan: CreatePlan, builder: _LayerBuilder, emit: Emit) -> GGUFFile | None:
+    """Layers inherited from ``from`` or made from the uploaded GGUF files; returns the model GGUF."""
+    if plan.base is not None:
+        builder.layers = list(plan.base.manifest.layers)
+        model = next(iter(plan.base.manifest.layers_of(media_types.MODEL)), None)
+        return gguf_of(builder.store.blob_path(model.digest)) if model else None
+    main: GGUFFile | None = None
+    for filename, digest, gguf in plan.model_files:
+        emit({"status": "parsing GGUF"})
+        kind = {"adapter": media_types.ADAPTER, "projector": media_types.PROJECTOR}.get(gguf.kind(), media_types.MODEL)
+        builder.add_blob(kind, digest)
+        emit({"status": f"using existing layer {digest}"})
+        main = gguf if kind == media_types.MODEL else main
+    return main
+
+
+def execute_create(store: ModelStore, plan: CreatePlan, emit: Emit) -> None:
+    """Write the layers and then the manifest; nothing is visible under the name until the last step."""
+    builder = _LayerBuilder(store, emit)
+    model_gguf = _base_layers(plan, builder, emit)
+    for _, digest in plan.adapter_files:
+        builder.add_blob(media_types.ADAPTER, digest)
+        emit({"status": f"using existing layer {digest}"})
+    if plan.template is not None:
+        builder.add_bytes(media_types.TEMPLATE, plan.template.encode())
+    if plan.system is not None:
+        builder.add_bytes(media_types.SYSTEM, plan.system.encode())
+    for text in plan.licenses:
+        builder.add_bytes(media_types.LICENSE, text.encode(), replace=False)
+    if plan.parameters:
+        merged = {**builder.params(), **plan.parameters}
+        builder.add_bytes(media_types.PARAMS, go_dumps(merged).encode())
+    if plan.messages:
+        builder.add_bytes(media_types.MESSAGES, go_dumps(plan.messages).encode())
+    if plan.base is not None and model_gguf is None:
+        raise BadRequest("base model has no GGUF model layer")
+    config = _config(model_gguf, builder.layers) if model_gguf else {}
+    config_digest, _ = store.put_bytes(go_dumps(config).encode())
+    manifest = Manifest(Layer(media_types.CONFIG, config_digest, len(go_dumps(config).encode())),
+                        tuple(builder.layers))
+    emit({"status": "writing manifest"})
+    previous = store.get(plan.name)
+    store.put_manifest(plan.name, manifest)
+    if previous is not None:
+        store.prune(previous.manifest.all_digests())
+    emit({"status": "success"})
+
+
+def run_create(store: ModelStore, request: dict[str, Any], emit: Emit) -> AppError | None:
+    """Plan and execute from a serialised request (the Celery task body); returns the error, if any."""
+    try:
+        execute_create(store, plan_create(store, CreateRequest.model_validate(request)), emit)
+    except AppError as exc:
+        return exc
+    return None

@@ -1,0 +1,223 @@
+"""What the store knows about a model: GGUF metadata, capabilities, and the shapes of tags/show/resolve."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from corral_common.digest import Digest
+from corral_common.gguf import GGUFFile, InvalidGGUF, read_gguf
+from corral_common.gotemplate import Template, TemplateError
+from corral_common.jsonio import local_time
+from corral_common.modelfile import quote
+from corral_common.schemas import model_details
+
+from corral_registry import media_types
+from corral_registry.store import ModelStore, StoredModel
+
+MAX_SHOWN_ARRAY = 5
+DEFAULT_TEMPLATE = "{{ .Prompt }}"
+
+
+@lru_cache(maxsize=16)
+def gguf_of(path: Path) -> GGUFFile:
+    """Read a blob's GGUF metadata once per process (blobs are immutable by digest)."""
+    return read_gguf(path)
+
+
+class ModelView:
+    """A stored model with its layers read: the one object show, tags and resolve are built from."""
+
+    def __init__(self, store: ModelStore, stored: StoredModel) -> None:
+        self.store, self.stored = store, stored
+        manifest = stored.manifest
+        self.config: dict[str, Any] = self._json_blob(manifest.config.digest, {})
+        self.model_layer = next(iter(manifest.layers_of(media_types.MODEL)), None)
+        self.template = self._text(media_types.TEMPLATE) or self._text(media_types.LEGACY_PROMPT)
+        self.system = self._text(media_types.SYSTEM) or ""
+        self.params: dict[str, Any] = self._json_layer(media_types.PARAMS, {})
+        self.messages: list[dict[str, Any]] = self._json_layer(media_types.MESSAGES, [])
+        self.licenses = [self.store.read_blob(layer.digest).decode("utf-8", "replace")
+                         for layer in manifest.layers_of(media_types.LICENSE)]
+
+    def _text(self, media_type: str) -> str | None:
+        layers = self.stored.manifest.layers_of(media_type)
+        return self.store.read_blob(layers[-1].digest).decode("utf-8", "replace") if layers else None
+
+    def _json_blob(self, digest: Digest, default: Any) -> Any:
+        try:
+            return json.loads(self.store.read_blob(digest))
+        except (OSError, ValueError):
+            return default
+
+    def _json_layer(self, media_type: str, default: Any) -> Any:
+        layers = self.stored.manifest.layers_of(media_type)
+        return self._json_blob(layers[-1].digest, default) if layers else default
+
+    def gguf(self) -> GGUFFile | None:
+        """The model layer's GGUF metadata, or None when it has no readable GGUF layer."""
+        if self.model_layer is None:
+            return None
+        try:
+            return gguf_of(self.store.blob_path(self.model_layer.digest))
+        except (OSError, InvalidGGUF):
+            return None
+
+    def capabilities(self) -> list[str]:
+        """Derived as Ollama does: config, GGUF pooling/vision keys, template variables."""
+        caps: list[str] = list(self.config.get("capabilities") or [])
+        meta = (self.gguf().metadata if self.gguf() else {})
+        arch = str(meta.get("general.architecture", ""))
+        caps.append("embedding" if f"{arch}.pooling_type" in meta else "completion")
+        caps += _template_capabilities(self.template, str(meta.get("tokenizer.chat_template") or ""))
+        if self.stored.manifest.layers_of(media_types.PROJECTOR) or f"{arch}.vision.block_count" in meta:
+            caps.append("vision")
+        return list(dict.fromkeys(caps))
+
+    def details(self, with_parent: bool = False) -> dict[str, Any]:
+        """api.ModelDetails (parent_model only for show)."""
+        parent = self.model_layer.from_ if (with_parent and self.model_layer) else ""
+        return model_details(self.config, parent)
+
+    def tags_entry(self) -> dict[str, Any]:
+        """One item of GET /api/tags."""
+        short = self.stored.name.display_shortest()
+        return {"name": short, "model": short, "modified_at": local_time(self.stored.modified),
+                "size": self.stored.manifest.total_size(), "digest": self.stored.digest_hex(),
+                "details": self.details()}
+
+
+def _template_capabilities(template: str | None, chat_template: str) -> list[str]:
+    """tools/insert/thinking from the Go template's variables or the Jinja template's text."""
+    caps: list[str] = []
+    if template:
+        try:
+            variables = Template.parse(template).variables()
+        except TemplateError:
+            variables = set()
+        caps += [cap for var, cap in (("Tools", "tools"), ("Suffix", "insert"), ("Thinking", "thinking"))
+                 if var in variables]
+    elif chat_template:
+        caps += ["tools"] if ("tools" in chat_template or "tool_call" in chat_template) else []
+        caps += ["thinking"] if "<think>" in chat_template else []
+    return caps
+
+
+def _shown_value(value: Any, verbose: bool) -> Any:
+    """Arrays longer than five elements are elided unless verbose, as Ollama does."""
+    if isinstance(value, list) and len(value) > MAX_SHOWN_ARRAY and not verbose:
+        return []
+    return value
+
+
+def model_info(gguf: GGUFFile | None, verbose: bool) -> dict[str, Any]:
+    """GGUF key/values minus the name and chat template."""
+    if gguf is None:
+        return {}
+    skip = {"general.name", "tokenizer.chat_template"}
+    return {k: _shown_value(v, verbose) for k, v in sorted(gguf.metadata.items()) if k not in skip}
+
+
+def go_value(value: Any) -> str:
+    """Go's %#v for a parameter value."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, float):
+        return _go_float(value)
+    return str(value)
+
+
+def _go_float(value: float) -> str:
+    """Shortest float text the way Go's 'g' formatting prints it (1, 0.7, 1e+06)."""
+    if value == int(value) and abs(value) < 1e21:
+        return str(int(value)) if abs(value) < 1e6 else f"{value:g}".replace("e+0", "e+0")
+    return repr(value)
+
+
+def parameters_text(params: dict[str, Any]) -> str:
+    """One line per option (lists one line per element), ``%-30s %#v``."""
+    lines = []
+    for key, value in params.items():
+        for item in value if isinstance(value, list) else [value]:
+            lines.append(f"{key:<30} {go_value(item)}")
+    return "\n".join(lines)
+
+
+def modelfile_text(view: ModelView, system: str | None, extra: dict[str, Any]) -> str:
+    """A Modelfile that ``create`` accepts back."""
+    lines = ['# Modelfile generated by "corral show"',
+             "# To build a new Modelfile based on this, replace FROM with:",
+             f"# FROM {view.stored.name.display_shortest()}", ""]
+    for layer in view.stored.manifest.layers:
+        if layer.media_type in (media_types.MODEL, media_types.PROJECTOR):
+            lines.append(f"FROM {view.store.blob_path(layer.digest)}")
+        elif layer.media_type == media_types.ADAPTER:
+            lines.append(f"ADAPTER {view.store.blob_path(layer.digest)}")
+    lines.append(f"TEMPLATE {quote(view.template or DEFAULT_TEMPLATE)}")
+    if system if system is not None else view.system:
+        lines.append(f"SYSTEM {quote(system if system is not None else view.system)}")
+    for key, value in {**view.params, **extra}.items():
+        for item in value if isinstance(value, list) else [value]:
+            text = go_value(item) if isinstance(item, (int, float, bool)) else quote(str(item))
+            lines.append(f"PARAMETER {key} {text}")
+    lines += [f"LICENSE {quote(text)}" for text in view.licenses]
+    lines += [f"MESSAGE {m.get('role', '')} {quote(str(m.get('content', '')))}" for m in view.messages]
+    return "\n".join(lines) + "\n"
+
+
+def show_response(view: ModelView, verbose: bool, system: str | None, options: dict[str, Any]) -> dict[str, Any]:
+    """POST /api/show in Ollama's key order."""
+    gguf = view.gguf()
+    out: dict[str, Any] = {}
+    if view.licenses:
+        out["license"] = "\n".join(view.licenses)
+    out["modelfile"] = modelfile_text(view, system, options)
+    if view.params:
+        out["parameters"] = parameters_text(view.params)
+    template = view.template or (gguf.chat_template() if gguf else None) or DEFAULT_TEMPLATE
+    out["template"] = template
+    if system if system is not None else view.system:
+        out["system"] = system if system is not None else view.system
+    out["details"] = view.details(with_parent=True)
+    if view.messages:
+        out["messages"] = [{"role": m.get("role", ""), "content": m.get("content", "")} for m in view.messages]
+    out["model_info"] = model_info(gguf, verbose)
+    if gguf is not None and verbose:
+        out["tensors"] = [{"name": t.name, "type": t.type_name, "shape": list(t.shape)} for t in gguf.tensors]
+    out["capabilities"] = view.capabilities()
+    out["modified_at"] = local_time(view.stored.modified)
+    return out
+
+
+def _token(gguf: GGUFFile | None, key: str) -> str:
+    """The text of a special token named by an id key (bos/eos)."""
+    if gguf is None:
+        return ""
+    tokens, index = gguf.metadata.get("tokenizer.ggml.tokens"), gguf.metadata.get(key)
+    if isinstance(tokens, list) and isinstance(index, int) and 0 <= index < len(tokens):
+        return str(tokens[index])
+    return ""
+
+
+def resolved(view: ModelView) -> dict[str, Any]:
+    """Everything the gateway needs to run the model (the internal ``ResolvedModel`` shape)."""
+    gguf, manifest = view.gguf(), view.stored.manifest
+    if view.model_layer is None:
+        return {}
+    return {
+        "name": str(view.stored.name), "short": view.stored.name.display_shortest(),
+        "manifest_digest": view.stored.digest_hex(), "model_digest": view.model_layer.digest.hex,
+        "adapters": [layer.digest.hex for layer in manifest.layers_of(media_types.ADAPTER)],
+        "projectors": [layer.digest.hex for layer in manifest.layers_of(media_types.PROJECTOR)],
+        "template": view.template, "chat_template": gguf.chat_template() if gguf else None,
+        "system": view.system, "params": view.params, "messages": view.messages,
+        "details": view.details(), "capabilities": view.capabilities(),
+        "bos_token": _token(gguf, "tokenizer.ggml.bos_token_id"),
+        "eos_token": _token(gguf, "tokenizer.ggml.eos_token_id"),
+        "context_length": gguf.context_length() if gguf else None,
+        "modified_at": local_time(view.stored.modified),
+    }

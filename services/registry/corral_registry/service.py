@@ -1,0 +1,92 @@
+"""Model-store operations behind the routes: list, show, resolve, copy, delete, blobs, create."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from celery import Celery
+
+from corral_common.digest import Digest
+from corral_common.errors import BadRequest, NotFound
+from corral_common.names import InvalidName, ModelName
+from corral_common.schemas import CopyRequest, CreateRequest, NamedRequest, ShowRequest
+from corral_common.tasks import CREATE_MODEL_TASK, enqueue, relay
+
+from corral_registry.create import plan_create
+from corral_registry.modelinfo import ModelView, resolved, show_response
+from corral_registry.store import ModelStore, StoredModel
+
+
+def _name(text: str, message: str = "invalid model name") -> ModelName:
+    try:
+        return ModelName.parse(text)
+    except InvalidName:
+        raise BadRequest(message) from None
+
+
+def _require(store: ModelStore, text: str, not_found: str) -> StoredModel:
+    """Load a model by name or raise 404 with the given message."""
+    stored = store.get(_name(text))
+    if stored is None:
+        raise NotFound(not_found)
+    return stored
+
+
+def list_models(store: ModelStore) -> dict[str, Any]:
+    """GET /api/tags, newest first."""
+    models = sorted(store.list(), key=lambda m: m.modified, reverse=True)
+    return {"models": [ModelView(store, m).tags_entry() for m in models]}
+
+
+def show(store: ModelStore, req: ShowRequest) -> dict[str, Any]:
+    """POST /api/show."""
+    if not req.model_name():
+        raise BadRequest("model is required")
+    name = _name(req.model_name())
+    stored = store.get(name)
+    if stored is None:
+        raise NotFound(f"model '{name.display_shortest()}' not found")
+    system = req.system if req.system else None
+    return show_response(ModelView(store, stored), req.verbose, system, req.options or {})
+
+
+def resolve(store: ModelStore, req: NamedRequest) -> dict[str, Any]:
+    """Everything needed to run a model, or 404 ``model 'x' not found`` (name as sent)."""
+    stored = _require(store, req.model_name(), f"model '{req.model_name()}' not found")
+    info = resolved(ModelView(store, stored))
+    if not info:
+        raise BadRequest(f"model '{req.model_name()}' has no model layer to run")
+    return info
+
+
+def copy(store: ModelStore, req: CopyRequest) -> None:
+    """POST /api/copy: byte-copy of the manifest."""
+    _name(req.source, f'source "{req.source}" is invalid')
+    destination = _name(req.destination, f'destination "{req.destination}" is invalid')
+    source = _require(store, req.source, f'model "{req.source}" not found')
+    store.copy_manifest(source, destination)
+
+
+def delete(store: ModelStore, req: NamedRequest) -> None:
+    """DELETE /api/delete: manifest, empty dirs, unreferenced blobs."""
+    text = req.model_name()
+    _name(text, f'name "{text}" is invalid')
+    store.delete(_require(store, text, f"model '{text}' not found"))
+
+
+def parse_digest(text: str) -> Digest:
+    """A digest from a URL path, 400 otherwise."""
+    try:
+        return Digest.parse(text)
+    except ValueError:
+        raise BadRequest("invalid digest format") from None
+
+
+async def create(store: ModelStore, celery: Celery, req: CreateRequest) -> AsyncIterator[dict[str, Any]]:
+    """Validate now (so bad input is a 400 before anything is queued), then run the Celery job."""
+    await asyncio.to_thread(plan_create, store, req)
+    result = enqueue(celery, CREATE_MODEL_TASK, request=req.model_dump(by_alias=True, exclude_none=True))
+    async for event in relay(result):
+        yield event
