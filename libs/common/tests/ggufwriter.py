@@ -1,0 +1,162 @@
+"""A tiny GGUF writer for tests: builds valid files and, through its raw pieces, malformed ones."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from corral_common.gguf import (
+    ARRAY,
+    BOOL,
+    FLOAT32,
+    FLOAT64,
+    GGML_TYPES,
+    INT8,
+    INT16,
+    INT32,
+    INT64,
+    STRING,
+    UINT8,
+    UINT16,
+    UINT32,
+    UINT64,
+)
+
+_CODES = {UINT8: "B", INT8: "b", UINT16: "H", INT16: "h", UINT32: "I", INT32: "i",
+          FLOAT32: "f", BOOL: "?", UINT64: "Q", INT64: "q", FLOAT64: "d"}
+
+
+def u32(n: int) -> bytes:
+    """A little-endian uint32."""
+    return struct.pack("<I", n)
+
+
+def u64(n: int) -> bytes:
+    """A little-endian uint64."""
+    return struct.pack("<Q", n)
+
+
+def gstr(s: str | bytes, length: int | None = None) -> bytes:
+    """A GGUF string; ``length`` overrides the declared length (the bytes stay as given)."""
+    data = s.encode() if isinstance(s, str) else s
+    return u64(len(data) if length is None else length) + data
+
+
+@dataclass(frozen=True)
+class Arr:
+    """A typed array value: element type and items (items of nested arrays are Arr too)."""
+
+    etype: int
+    items: list
+    count: int | None = None  # overrides the declared element count
+
+
+def value(vtype: int, v: object) -> bytes:
+    """The encoding of one value of type ``vtype`` (without the type tag)."""
+    if vtype == STRING:
+        return gstr(v)  # type: ignore[arg-type]
+    if vtype == ARRAY:
+        assert isinstance(v, Arr)
+        count = len(v.items) if v.count is None else v.count
+        return u32(v.etype) + u64(count) + b"".join(value(v.etype, item) for item in v.items)
+    return struct.pack("<" + _CODES[vtype], v)
+
+
+def kv(key: str, vtype: int, v: object) -> bytes:
+    """One key-value pair."""
+    return gstr(key) + u32(vtype) + value(vtype, v)
+
+
+def tensor_info(name: str, shape: list[int], ttype: int, offset: int) -> bytes:
+    """One tensor info record."""
+    return gstr(name) + u32(len(shape)) + b"".join(u64(d) for d in shape) + u32(ttype) + u64(offset)
+
+
+def nbytes(shape: list[int], ttype: int) -> int:
+    """Data size of a tensor."""
+    _, block, size = GGML_TYPES[ttype]
+    count = 1
+    for dim in shape:
+        count *= dim
+    return count // block * size
+
+
+@dataclass
+class Tensor:
+    name: str
+    shape: list[int]
+    ttype: int = 0
+    offset: int | None = None  # None: laid out after the previous tensor
+    data: bytes | None = None  # None: zeros of the right size
+
+
+@dataclass
+class GGUF:
+    """A GGUF file under construction; ``build()`` returns its bytes."""
+
+    kvs: list[tuple[str, int, object]] = field(default_factory=list)
+    tensors: list[Tensor] = field(default_factory=list)
+    version: int = 3
+    alignment: int = 32
+    n_kv: int | None = None  # override the declared counts
+    n_tensors: int | None = None
+    raw_kvs: bytes = b""  # appended after the encoded kvs (count them in n_kv)
+    raw_tensor_infos: bytes = b""  # appended after the encoded tensor infos (count them in n_tensors)
+
+    def add(self, key: str, vtype: int, v: object) -> GGUF:
+        """Append a key-value pair."""
+        self.kvs.append((key, vtype, v))
+        return self
+
+    def tensor(self, name: str, shape: list[int], ttype: int = 0, **kw: object) -> GGUF:
+        """Append a tensor."""
+        self.tensors.append(Tensor(name, shape, ttype, **kw))  # type: ignore[arg-type]
+        return self
+
+    def _layout(self) -> list[tuple[Tensor, int, bytes]]:
+        placed, cursor = [], 0
+        for t in self.tensors:
+            data = t.data if t.data is not None else bytes(nbytes(t.shape, t.ttype))
+            offset = cursor if t.offset is None else t.offset
+            placed.append((t, offset, data))
+            cursor = -(-(offset + len(data)) // self.alignment) * self.alignment
+        return placed
+
+    def build(self) -> bytes:
+        """The file's bytes."""
+        placed = self._layout()
+        n_kv = len(self.kvs) if self.n_kv is None else self.n_kv
+        n_tensors = len(self.tensors) if self.n_tensors is None else self.n_tensors
+        out = bytearray(b"GGUF" + u32(self.version) + u64(n_tensors) + u64(n_kv))
+        out += b"".join(kv(*item) for item in self.kvs) + self.raw_kvs
+        out += b"".join(tensor_info(t.name, t.shape, t.ttype, off) for t, off, _ in placed)
+        out += self.raw_tensor_infos
+        start = -(-len(out) // self.alignment) * self.alignment
+        out += bytes(start - len(out))
+        for _, offset, data in placed:
+            end = start + offset + len(data)
+            if len(out) < end:
+                out += bytes(end - len(out))
+            out[start + offset:end] = data
+        return bytes(out)
+
+
+def small_model(arch: str = "llama") -> GGUF:
+    """A small valid model (llama.cpp loads it too): metadata, a tiny vocabulary, three tensors."""
+    tokens = ["<unk>", "<s>", "</s>", "<0x0A>", "hello", "world"]
+    return (GGUF()
+            .add("general.architecture", STRING, arch)
+            .add("general.type", STRING, "model")
+            .add("general.file_type", UINT32, 2)
+            .add(f"{arch}.block_count", UINT32, 1)
+            .add(f"{arch}.context_length", UINT32, 2048)
+            .add(f"{arch}.embedding_length", UINT32, 64)
+            .add("general.tags", ARRAY, Arr(STRING, ["a", "b"]))
+            .add("general.flag", BOOL, True)
+            .add("tokenizer.ggml.tokens", ARRAY, Arr(STRING, tokens))
+            .add("tokenizer.ggml.scores", ARRAY, Arr(FLOAT32, [0.0] * len(tokens)))
+            .add("tokenizer.ggml.token_type", ARRAY, Arr(INT32, [2, 3, 3, 6, 1, 1]))
+            .add("tokenizer.chat_template", STRING, "{{ messages }}")
+            .tensor("token_embd.weight", [64, 6], 2)
+            .tensor("output_norm.weight", [64], 0)
+            .tensor("blk.0.attn_q.weight", [32, 2], 1))
