@@ -16,6 +16,7 @@ def configure_logging(service: str, debug: bool = False, json_lines: bool = Fals
     renderer = structlog.processors.JSONRenderer() if json_lines else structlog.dev.ConsoleRenderer(colors=False)
     structlog.configure(
         processors=[
+            _add_service(service),
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -27,8 +28,17 @@ def configure_logging(service: str, debug: bool = False, json_lines: bool = Fals
         cache_logger_on_first_use=False,
     )
     structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(service=service)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
+
+
+def _add_service(service: str):
+    """A processor that names the service on every line (contextvars do not reach request tasks)."""
+
+    def add(_logger: object, _method: str, event: dict) -> dict:
+        event.setdefault("service", service)
+        return event
+
+    return add
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
