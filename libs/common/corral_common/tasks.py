@@ -25,15 +25,15 @@ PROGRESS_STATE = "PROGRESS"
 
 def _filesystem_broker(spool: Path) -> dict[str, Any]:
     """Broker settings for kombu's serverless filesystem transport."""
-    queue = spool / "queue"
-    processed = spool / "processed"
-    for folder in (queue, processed):
+    queue, processed, control = spool / "queue", spool / "processed", spool / "control"
+    for folder in (queue, processed, control):
         folder.mkdir(parents=True, exist_ok=True)
     return {
         "broker_url": "filesystem://",
         "broker_transport_options": {
             "data_folder_in": str(queue), "data_folder_out": str(queue),
             "processed_folder": str(processed), "store_processed": False,
+            "control_folder": str(control),
             "polling_interval": 0.05,
         },
     }
