@@ -196,7 +196,7 @@ def _lex_action(src: str, start: int, left_trim: bool, toks: list) -> tuple[int,
 def _lex_comment(src: str, p: int, toks: list) -> tuple[int, bool]:
     end = src.find("*/", p + 2)
     if end < 0:
-        return _error(toks, "unclosed comment", len(src))
+        return _error(toks, "unclosed comment", p)
     size = _right_delim(src, end + 2)
     if not size:
         return _error(toks, "comment ends before closing delimiter", end + 2)
@@ -269,6 +269,9 @@ def _lex_quote(src: str, p: int, toks: list) -> int:
 
 def _lex_number(src: str, p: int, toks: list) -> int:
     q = _scan_number(src, p)
+    if q > 0 and q < len(src) and src[q] in "+-":  # a complex number such as 1+2i
+        q = _scan_number(src, q)
+        q = q if q > 0 and src[q - 1] == "i" else -abs(q)
     if q < 0:
         return _error(toks, f"bad number syntax: {json.dumps(src[p:-q])}", p)[0]
     toks.append(Tok("number", src[p:q], p))
@@ -371,8 +374,6 @@ class Parser:
     def next(self) -> Tok:
         tok = self.peek()
         self.last = tok
-        if tok.kind == "error":
-            self.fail(tok.val + self._action_started(tok))
         self.i += 1
         return tok
 
@@ -397,6 +398,8 @@ class Parser:
         raise TemplateError(f"template: :{line_of(self.src, self.last.pos)}: {msg}")
 
     def unexpected(self, tok: Tok, context: str):
+        if tok.kind == "error":  # a lexical error is reported where the parser reaches it, as in Go
+            self.fail(tok.val + self._action_started(tok))
         self.fail(f"unexpected {_tok_str(tok)} in {context}")
 
     def expect(self, kind: str, context: str) -> Tok:
@@ -672,6 +675,8 @@ _TERMS = {"ident": Parser.ident, "var": Parser.variable, "string": Parser.litera
 def _number_value(text: str) -> int | float:
     low = text.lower().lstrip("+-")
     if low.startswith("0x") and ("p" in low or "." in low):
+        if "p" not in low:
+            raise ValueError("hexadecimal mantissa requires a 'p' exponent")
         return float.fromhex(text)
     if low.startswith(("0x", "0o", "0b")):
         return int(text, 0)
@@ -685,7 +690,7 @@ def _number_value(text: str) -> int | float:
 def _tok_str(tok: Tok) -> str:
     if tok.kind == "eof":
         return "EOF"
-    if tok.kind == "keyword":
+    if tok.kind in ("keyword", "dot"):
         return f"<{tok.val}>"
     quoted = json.dumps(tok.val, ensure_ascii=False)
     return quoted if len(tok.val) <= 10 else json.dumps(tok.val[:10], ensure_ascii=False) + "..."

@@ -5,7 +5,8 @@ Data is plain dicts/lists/str/int/float/bool/None. `.Foo` on a dict looks up key
 zero values; Go would print "<no value>" for a missing map key). Go's fmt rules print values: bools as
 true/false, floats like %v (0.5, 1e+06), lists as [a b c], dicts as map[k:v] with sorted keys.
 JSONDict and JSONList print as their JSON instead, like the Ollama types whose String method marshals
-to JSON (api.Tools, api.Tool, api.ToolFunction, tool-call arguments): wrap such values in them.
+to JSON (api.Tools, api.Tool, api.ToolFunction, tool-call arguments): wrap such values in them, e.g.
+with json_values(tools) on the tools of an API request; `.Function.Name` then finds their JSON keys.
 
 Functions: and, or, not, eq, ne, lt, le, gt, ge, len, index, slice, print, printf, println, html, js,
 urlquery, and Ollama's json, currentDate and yesterdayDate. Not supported: define/template/block,
@@ -23,7 +24,8 @@ import urllib.parse
 from corral_common._gotemplate_parse import (Action, Branch, Break, Chain, Continue, Dot, Field, Ident, Literal,
                                              Pipe, TemplateError, Text, Var, line_of, parse)
 
-__all__ = ["JSONDict", "JSONList", "MAX_OUTPUT", "MAX_RANGE_ITERATIONS", "Template", "TemplateError", "render"]
+__all__ = ["MAX_OUTPUT", "MAX_RANGE_ITERATIONS", "JSONDict", "JSONList", "Template", "TemplateError", "json_values",
+           "render"]
 
 MAX_OUTPUT = 1 << 20
 MAX_RANGE_ITERATIONS = 100_000
@@ -31,11 +33,27 @@ _MISSING = object()
 
 
 class JSONDict(dict):
-    """A dict that prints as its compact JSON, like Ollama's api.Tool and tool-call arguments."""
+    """A dict with JSON-named keys that prints as its JSON, like Ollama's api.Tool and tool-call arguments.
+
+    Field access falls back from the Go field name to its json tag: .ToolCalls finds key "tool_calls".
+    """
 
 
 class JSONList(list):
     """A list that prints as its compact JSON, like Ollama's api.Tools."""
+
+
+def json_values(value):
+    """Wrap the dicts and lists in value, recursively, in JSONDict and JSONList (e.g. Ollama API tools)."""
+    if isinstance(value, dict):
+        return JSONDict((key, json_values(item)) for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+        return JSONList(json_values(item) for item in value)
+    return value
+
+
+def _json_key(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
 
 
 class _FuncError(Exception):
@@ -181,7 +199,7 @@ def _json_func(value) -> str:
 
 # ------------------------------------------------------------------------------------------- printf
 
-_SPEC = re.compile(r"%([-+# 0]*)(\d*)(?:\.(\d*))?(.?)", re.S)
+_SPEC = re.compile(r"%([-+# 0]*)(\d*)(?:\.(\d*))?(.?)", re.DOTALL)
 _QUOTE_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
 
 
@@ -242,14 +260,14 @@ def _verb_body(verb: str, flags: str, prec: int | None, arg) -> str | None:
         text = format_value(arg)
         return text[:prec] if prec is not None and verb == "s" else text
     if verb == "q" and (isinstance(arg, str) or is_int):
-        return _go_quote(arg) if isinstance(arg, str) else _go_quote(chr(arg), "'")
+        return _go_quote(arg) if isinstance(arg, str) else _go_quote(_rune(arg), "'")
     if verb == "t" and isinstance(arg, bool):
         return "true" if arg else "false"
     if verb in "xX" and isinstance(arg, str):
         return arg.encode().hex() if verb == "x" else arg.encode().hex().upper()
     if is_int and verb in "dxXobc":
         sign = "+" if "+" in flags else " " if " " in flags else ""
-        return chr(arg) if verb == "c" else format(arg, sign + verb)
+        return _rune(arg) if verb == "c" else format(arg, sign + verb)
     if isinstance(arg, float) and verb in "eEfFgG":
         return _float_verb(verb, flags, prec, arg)
     return None
@@ -263,6 +281,10 @@ def _float_verb(verb: str, flags: str, prec: int | None, arg: float) -> str:
     if "+" in flags and not text.startswith(("+", "-")):
         text = "+" + text
     return text.upper() if verb in "EG" else text
+
+
+def _rune(code: int) -> str:
+    return chr(code) if 0 <= code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF else "\ufffd"
 
 
 def _go_quote(text: str, quote: str = '"') -> str:
@@ -469,7 +491,7 @@ class _State:
     def fail(self, node, msg: str) -> TemplateError:
         line = line_of(self.src, node.pos)
         col = node.pos - (self.src.rfind("\n", 0, node.pos) + 1)
-        return TemplateError(f'template: :{line}:{col}: executing "" at <{self.src[node.pos:node.end]}>: {msg}')
+        return TemplateError(f'template: :{line}:{col}: executing "" at <{self.src[node.pos:node.end].strip()}>: {msg}')
 
     def emit(self, text: str) -> None:
         self.size += len(text) if text.isascii() else len(text.encode())
@@ -610,7 +632,9 @@ class _State:
 
     def fields(self, node, value):
         for name in node.names:
-            if isinstance(value, dict):
+            if isinstance(value, JSONDict) and name not in value:
+                value = value.get(_json_key(name))
+            elif isinstance(value, dict):
                 value = value.get(name)
             elif value is None:
                 return None
@@ -649,14 +673,14 @@ class _State:
 class Template:
     """A parsed Go text/template that renders plain Python data."""
 
-    __slots__ = ("_src", "_nodes")
+    __slots__ = ("_nodes", "_src")
 
     def __init__(self, src: str, nodes: list) -> None:
         self._src = src
         self._nodes = nodes
 
     @classmethod
-    def parse(cls, text: str) -> "Template":
+    def parse(cls, text: str) -> Template:
         """Parse template text; raises TemplateError on syntax errors."""
         return cls(text, parse(text, FUNCS))
 
@@ -692,9 +716,7 @@ def _collect_arg(node, rebound: bool, names: set) -> None:
         for cmd in node.cmds:
             for arg in cmd.args:
                 _collect_arg(arg, rebound, names)
-    elif kind is Field and not rebound:
-        names.add(node.names[0])
-    elif kind is Var and node.name == "$" and node.names:
+    elif (kind is Field and not rebound) or (kind is Var and node.name == "$" and node.names):
         names.add(node.names[0])
     elif kind is Chain:
         _collect_arg(node.node, rebound, names)
