@@ -80,8 +80,8 @@ def plan_children(environ: dict[str, str]) -> list[Child]:
     env = dict(environ)
     env.update(CORRAL_INFERENCE_URL=f"http://127.0.0.1:{inference_port}",
                CORRAL_REGISTRY_URL=f"http://127.0.0.1:{registry_port}", PYTHONUNBUFFERED="1")
-    worker = [sys.executable, "-m", "celery", "-A", "corral_registry.worker:celery_app", "worker",
-              "--pool", "threads", "--concurrency", "4", "--loglevel", "WARNING", "--quiet", "--without-heartbeat",
+    worker = [sys.executable, "-m", "celery", "--quiet", "-A", "corral_registry.worker:celery_app", "worker",
+              "--pool", "threads", "--concurrency", "4", "--loglevel", "WARNING", "--without-heartbeat",
               "--without-gossip", "--without-mingle", "-n", f"registry-{os.getpid()}@%h"]
     return [
         Child("registry", _uvicorn("corral_registry.main", "127.0.0.1", registry_port), env),

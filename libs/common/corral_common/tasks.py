@@ -9,6 +9,7 @@ relays every event it has not seen yet, then the task's final error, if any.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -94,11 +95,19 @@ def _snapshot(result: AsyncResult) -> tuple[str, Any]:
     return result.state, result.info
 
 
-async def relay(result: AsyncResult, poll_seconds: float = 0.05) -> AsyncIterator[dict[str, Any]]:
-    """Yield a task's progress events as they appear; raise its error as a typed AppError."""
-    seen = 0
+async def relay(result: AsyncResult, poll_seconds: float = 0.05,
+                pickup_timeout: float = 120.0) -> AsyncIterator[dict[str, Any]]:
+    """Yield a task's progress events as they appear; raise its error as a typed AppError.
+
+    A job that no worker picks up within ``pickup_timeout`` is revoked and reported as a 503,
+    so a caller is never left waiting on a queue that nobody consumes.
+    """
+    seen, deadline = 0, time.monotonic() + pickup_timeout
     while True:
         state, info = await asyncio.to_thread(_snapshot, result)
+        if state == "PENDING" and time.monotonic() > deadline:
+            result.revoke()
+            raise ServiceUnavailable("no worker picked up the job: is the registry worker running?")
         events = info.get("events", []) if isinstance(info, dict) else []
         for event in events[seen:]:
             yield event
