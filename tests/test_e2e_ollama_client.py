@@ -117,7 +117,7 @@ def test_create_from_uploaded_blob_copy_and_delete(client: ollama.Client, server
     assert statuses[-1] == "success" and "writing manifest" in statuses
     assert any(s.startswith("creating new layer sha256:") for s in statuses)
     shown = client.show("tiny-assistant")
-    assert shown.system == "You answer in one word."
+    assert "\nSYSTEM You answer in one word.\n" in shown.modelfile
     assert "temperature" in shown.parameters
 
     client.copy("tiny-assistant", "tiny-copy:v2")

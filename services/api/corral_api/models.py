@@ -90,6 +90,8 @@ async def embed(call: Call, req: EmbedRequest) -> dict[str, Any]:
     _, result = await _embed_call(call, req.model, inputs, req.truncate, req.options, req.keep_alive)
     out: dict[str, Any] = {"model": req.model,
                            "embeddings": [normalize(v, req.dimensions) for v in result["embeddings"]]}
+    if not inputs:
+        return out
     for key in ("total_duration", "load_duration", "prompt_eval_count"):
         if result.get(key):
             out[key] = result[key]
