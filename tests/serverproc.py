@@ -48,6 +48,7 @@ def start_server(tmp: Path, extra_env: dict[str, str] | None = None) -> Server:
     env = {**os.environ, "OLLAMA_HOST": f"127.0.0.1:{port}", "OLLAMA_MODELS": str(tmp / "models"),
            "CORRAL_HOME": str(tmp / "home"), "PYTHONUNBUFFERED": "1", **(extra_env or {})}
     env.pop("OLLAMA_API_KEY", None)
+    tmp.mkdir(parents=True, exist_ok=True)
     log = open(tmp / "serve.log", "wb")
     process = subprocess.Popen([str(BIN / "corral"), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT,
                                start_new_session=True)

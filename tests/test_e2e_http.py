@@ -216,3 +216,13 @@ def test_cross_origin_post_is_refused_before_the_handler(http: httpx.Client) -> 
 def test_request_id_is_returned(http: httpx.Client) -> None:
     response = http.get("/api/tags", headers={"X-Request-ID": "abc123"})
     assert response.headers["x-request-id"] == "abc123"
+
+
+@pytest.mark.parametrize("extra", [{"format": "json"}, {"think": False}, {"logprobs": True, "top_logprobs": 2},
+                                   {"tools": []}, {"options": {"mirostat": 1, "tfs_z": 1.0, "numa": True}}])
+def test_fields_of_later_issues_do_not_crash(http: httpx.Client, extra: dict) -> None:
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": False,
+            "options": {"num_predict": 2}, **extra}
+    response = http.post("/api/chat", json=body)
+    assert response.status_code == 200, response.text
+    assert response.json()["done"] is True
