@@ -10,7 +10,6 @@ import argparse
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -20,14 +19,10 @@ from pathlib import Path
 
 import httpx
 
+from corral_cli.supervisor import free_port
+
 BIN = Path(sys.executable).parent
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def direct(tokens: int, runs: int) -> tuple[list[float], list[float]]:
@@ -55,7 +50,7 @@ def direct(tokens: int, runs: int) -> tuple[list[float], list[float]]:
 def via_corral(tokens: int, runs: int) -> tuple[list[float], list[float]]:
     """`corral run --verbose` against a fresh server: its eval rate, and TTFT from the API."""
     tmp = Path(tempfile.mkdtemp(prefix="corral-bench-"))
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "OLLAMA_HOST": f"127.0.0.1:{port}", "OLLAMA_MODELS": str(tmp / "models"),
            "CORRAL_HOME": str(tmp / "home")}
     server = subprocess.Popen([str(BIN / "corral"), "serve"], env=env, stdout=subprocess.DEVNULL,

@@ -49,7 +49,7 @@ class AnswerPrinter:
     out: TextIO
     progress: Progress
     answer: Answer = field(default_factory=Answer)
-    wrapper: WordWrapper | None = None
+    wrapper: WordWrapper = field(init=False)
     _thinking_open: bool = False
     _thinking_closed: bool = False
 

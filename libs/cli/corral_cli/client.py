@@ -7,7 +7,7 @@ import json
 import os
 import platform
 import urllib.parse
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -156,7 +156,7 @@ class Client:
         response = self._send(method, path, body)
         return response.json() if response.content.strip() else None
 
-    def stream(self, path: str, body: Any) -> Iterator[dict[str, Any]]:
+    def stream(self, path: str, body: Any) -> Generator[dict[str, Any], None, None]:
         """POST and yield each NDJSON object; an ``error`` line raises ServerError."""
         with _translated(), self._http.stream("POST", path, json=body,
                                               headers={"Accept": "application/x-ndjson"}) as response:

@@ -3,26 +3,25 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 KB, MB, GB, TB = 1000, 1000**2, 1000**3, 1000**4
+_BYTE_UNITS = ((TB, "TB"), (GB, "GB"), (MB, "MB"), (KB, "KB"))
 _SECOND_NS = 1_000_000_000
 _MINUTE_NS = 60 * _SECOND_NS
 
 
 def now_utc() -> datetime:
     """The current time, aware, for relative times."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def human_bytes(size: int) -> str:
     """Decimal units: ``4.7 GB``, ``637 MB``, ``98 MB``, ``512 B``."""
-    for limit, unit in ((TB, "TB"), (GB, "GB"), (MB, "MB"), (KB, "KB")):
-        if size >= limit:
-            value = size / limit
-            break
-    else:
+    scale = next(((limit, unit) for limit, unit in _BYTE_UNITS if size >= limit), None)
+    if scale is None:
         return f"{size} B"
+    value, unit = size / scale[0], scale[1]
     if value >= 10 or value == math.trunc(value):
         return f"{int(value)} {unit}"
     return f"{value:.1f} {unit}"
@@ -71,7 +70,7 @@ def human_duration(seconds: float) -> str:
 
 def _round_half_away(value: float) -> int:
     """Go's math.Round (halves away from zero), for non-negative values."""
-    return int(math.floor(value + 0.5))
+    return math.floor(value + 0.5)
 
 
 def human_time(when: datetime | None, now: datetime, zero: str = "Never") -> str:
@@ -105,7 +104,7 @@ def parse_time(text: str | None) -> datetime | None:
     except ValueError:
         return None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return None if parsed.year <= 1 else parsed
 
 

@@ -22,6 +22,7 @@ from corral_cli.session import RunOptions, chat_body, infer_think, load_model, s
 
 QUOTES = '"""'
 
+
 class Mode(Enum):
     """What a multi-line block being typed will become."""
 
@@ -96,8 +97,8 @@ def parse_set_parameter(name: str, values: list[str]) -> Any:
     from corral_common.modelfile import parse_parameter
 
     typed = [parse_parameter(name, value) for value in values]
-    if isinstance(typed[0], list):
-        return [item for value in typed for item in value]
+    if isinstance(typed[0], list):  # stop: every value, in order
+        return [item for value in typed if isinstance(value, list) for item in value]
     return typed[0]
 
 
@@ -379,7 +380,7 @@ class Repl:
         self._print_show(args[1], info)
 
     def _print_show(self, what: str, info: dict[str, Any]) -> None:
-        printers: dict[str, Callable[[dict[str, Any]], None]] = {
+        printers: dict[str, Callable[[dict[str, Any]], object]] = {
             "info": lambda i: sys.stderr.write(render_info(i)),
             "license": lambda i: print(i.get("license") or "No license was specified for this model."),
             "modelfile": lambda i: print(i.get("modelfile") or ""),

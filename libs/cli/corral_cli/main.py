@@ -28,10 +28,10 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, **kwargs: object) -> None:
         kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
         super().__init__(**kwargs)  # type: ignore[arg-type]
-
-    commands: dict[str, argparse.ArgumentParser] = {}
+        self.commands: dict[str, argparse.ArgumentParser] = {}  # subcommand parsers, for `corral help X`
 
     def error(self, message: str) -> NoReturn:
+        """Raise instead of printing usage and exiting 2."""
         raise UsageError(message)
 
 
@@ -70,8 +70,9 @@ def _add_show(sub: argparse._SubParsersAction) -> None:
 def _add_run(sub: argparse._SubParsersAction) -> None:
     parser = _command(sub, "run", "Run a model", run_model, RUN_ENV)
     parser.add_argument("model", metavar="MODEL")
-    parser.add_argument("prompt", metavar="PROMPT", nargs="*", default=[], help="Prompt; without one (and on a terminal) "
-                        "an interactive chat starts. Piped stdin is put before it")
+    parser.add_argument("prompt", metavar="PROMPT", nargs="*", default=[],
+                        help="Prompt; without one (and on a terminal) an interactive chat starts. "
+                             "Piped stdin is put before it")
     parser.add_argument("--keepalive", help="Duration to keep a model loaded (e.g. 5m)")
     parser.add_argument("--verbose", action="store_true", help="Show timings for response")
     parser.add_argument("--insecure", action="store_true", help="Use an insecure registry")

@@ -1,7 +1,8 @@
 """Spinners and progress bars on stderr, redrawn in place like Ollama's ``progress`` package.
 
 On a terminal a background thread redraws every state ten times a second. Elsewhere (a pipe,
-a log file) each finished state is printed once as a plain line, with no escape codes.
+a log file) a state is printed as a plain line when it is added, and again when a later state
+is added or progress stops if its text changed by then (``copying file ... 0%`` → ``100%``).
 """
 
 from __future__ import annotations
@@ -41,12 +42,14 @@ class Spinner:
         self._stopped = True
 
     def render(self, width: int) -> str:
+        """The message and the current glyph."""
         text = f"{self.message.strip()} " if self.message else ""
         if not self._stopped:
             text += _SPINNER[int((time.monotonic() - self._started) * 10) % len(_SPINNER)] + " "
         return text
 
     def plain(self) -> str:
+        """The message alone."""
         return self.message.strip()
 
 
@@ -86,6 +89,7 @@ class Bar:
         return numerator / seconds if seconds else 0.0
 
     def render(self, width: int) -> str:
+        """Percentage, bar, sizes, rate and time left, filling ``width`` columns."""
         prefix = (f"{self.message.strip()} " if self.message else "") + f"{self.percent():3.0f}%"
         suffix = self._suffix()
         room = width - len(prefix) - len(suffix) - 5
@@ -104,6 +108,7 @@ class Bar:
         return text
 
     def plain(self) -> str:
+        """The message and the percentage."""
         return f"{self.message.strip()} {self.percent():.0f}%".strip()
 
 
@@ -125,7 +130,7 @@ class Progress:
         self._stream = stream if stream is not None else sys.stderr
         self._tty = _isatty(self._stream) if tty is None else tty
         self._states: list[State] = []
-        self._printed = 0  # plain mode: states already written
+        self._shown: list[str] = []  # plain mode: the text last written for each state
         self._lines = 0  # terminal mode: lines drawn last time
         self._lock = threading.Lock()
         self._done = threading.Event()
@@ -137,9 +142,9 @@ class Progress:
     def add(self, state: State) -> None:
         """Append a state below the others (plain mode prints the ones before it)."""
         with self._lock:
+            self._states.append(state)
             if not self._tty:
                 self._print_plain()
-            self._states.append(state)
 
     def stop(self) -> None:
         """Stop spinners, draw the final state of every line and end the block with a newline."""
@@ -161,7 +166,7 @@ class Progress:
         with self._lock:
             if self._tty and self._lines:
                 self._stream.write("\x1b[?25l" + "\x1b[A".join(["\x1b[2K\x1b[1G"] * self._lines) + "\x1b[?25h")
-            self._printed = len(self._states)
+            self._shown = [state.plain() for state in self._states]
             self._lines = 0
             self._stream.flush()
 
@@ -196,11 +201,14 @@ class Progress:
         self._lines = len(shown)
 
     def _print_plain(self) -> None:
-        for state in self._states[self._printed:]:
+        """Write each state whose text is new or changed since it was last written."""
+        for index, state in enumerate(self._states):
             line = state.plain()
-            if line:
+            if index == len(self._shown):
+                self._shown.append("")
+            if line and line != self._shown[index]:
                 self._stream.write(line + "\n")
-        self._printed = len(self._states)
+            self._shown[index] = line
         self._stream.flush()
 
 

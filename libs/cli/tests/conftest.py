@@ -9,7 +9,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from corral_cli.client import Client
 
 Answer = httpx.Response | Callable[[httpx.Request], httpx.Response]

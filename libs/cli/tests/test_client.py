@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 
 import pytest
-
 from corral_cli.client import Client, ConnectionFailed, ServerError, default_headers, parse_host
 
 
@@ -77,8 +76,7 @@ def test_plain_text_error_body(server):
 
 def test_error_line_in_a_stream_raises_after_earlier_chunks(server):
     server.on("POST", "/api/create", server.ndjson({"status": "parsing GGUF"}, {"error": "unknown type"}))
-    seen = []
+    chunks = server.client().stream("/api/create", {"model": "m"})
+    assert next(chunks) == {"status": "parsing GGUF"}
     with pytest.raises(ServerError, match="unknown type"):
-        for chunk in server.client().stream("/api/create", {"model": "m"}):
-            seen.append(chunk)
-    assert seen == [{"status": "parsing GGUF"}]
+        next(chunks)

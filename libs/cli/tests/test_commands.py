@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 
 import httpx
-
 from corral_cli.client import Client
 from corral_cli.main import main
 

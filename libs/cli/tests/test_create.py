@@ -6,7 +6,6 @@ import hashlib
 
 import httpx
 import pytest
-
 from corral_cli.commands.create import request_file_names
 from corral_cli.main import main
 
@@ -63,6 +62,7 @@ def test_create_uploads_the_file_then_sends_the_modelfile_fields(server, model_d
     assert captured.out == ""
     assert captured.err == (
         "gathering model components\n"
+        f"copying file {DIGEST} 0%\n"
         f"copying file {DIGEST} 100%\n"
         "parsing GGUF\n"
         f"using existing layer {DIGEST}\n"

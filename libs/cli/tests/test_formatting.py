@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from corral_cli.formatting import go_duration, human_bytes, human_number, human_time, parse_time, processor, until
 
-from corral_cli.formatting import (go_duration, human_bytes, human_number, human_time, parse_time, processor,
-                                   until)
-
-NOW = datetime(2025, 5, 10, 12, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2025, 5, 10, 12, 0, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(("size", "text"), [
@@ -55,7 +53,7 @@ def test_relative_time_in_the_future_and_forever():
 
 def test_parse_time_reads_go_timestamps():
     parsed = parse_time("2025-05-10T08:06:48.639712648-07:00")
-    assert parsed == datetime(2025, 5, 10, 15, 6, 48, 639712, tzinfo=timezone.utc)
+    assert parsed == datetime(2025, 5, 10, 15, 6, 48, 639712, tzinfo=UTC)
     assert parse_time("0001-01-01T00:00:00Z") is None
     assert parse_time(None) is None
 

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import httpx
 import pytest
-
-from corral_cli.interactive import (Entry, History, LineBuffer, Repl, clear_session, parse_set_parameter,
-                                    save_request, set_parameter, set_system)
+from corral_cli.interactive import (
+    Entry,
+    History,
+    LineBuffer,
+    Repl,
+    clear_session,
+    parse_set_parameter,
+    save_request,
+    set_parameter,
+    set_system,
+)
 from corral_cli.session import RunOptions
 
 
@@ -129,7 +137,9 @@ def test_a_session_keeps_the_conversation_and_settings(chat_server, capsys):
                             "Set 'verbose' mode.\n"
                             "Ahoy!\n\n"
                             "Unknown command '/x'. Type /? for help\n")
-    assert captured.err == "eval count:           2 token(s)\neval duration:        1s\neval rate:            2.00 tokens/s\n"
+    assert captured.err == ("eval count:           2 token(s)\n"
+                            "eval duration:        1s\n"
+                            "eval rate:            2.00 tokens/s\n")
 
 
 def test_clear_help_and_end_of_input(chat_server, capsys):
@@ -178,3 +188,37 @@ def test_load_of_an_unknown_model_keeps_the_current_one(server, capsys):
 
     assert capsys.readouterr().out == "Loading model 'nope'\nCouldn't find model 'nope'\n\n"
     assert repl.opts is opts
+
+
+def test_load_switches_model_and_preloads_it(server, capsys):
+    server.on("POST", "/api/show", httpx.Response(200, json={
+        "capabilities": ["completion", "thinking"], "details": {"parent_model": "qwen3:0.6b"},
+        "messages": [{"role": "user", "content": "stored"}]}))
+    server.on("POST", "/api/generate", server.ndjson({"response": "", "done": True, "done_reason": "load"}))
+    opts = RunOptions(model="m", messages=[{"role": "user", "content": "hi"}], options={"seed": 1})
+    repl = Repl(server.client(), opts, read_line=scripted(["/load other"]), history=History(None))
+
+    assert repl.run() == 0
+
+    assert capsys.readouterr().out == "Loading model 'other'\n\n"
+    assert server.sent("POST", "/api/generate")[0].json() == {"model": "other", "think": True}
+    assert (repl.opts.model, repl.opts.messages, repl.opts.options) == ("other", [], {"seed": 1})
+    assert save_request("x", repl.opts)["from"] == "qwen3:0.6b"
+    assert save_request("x", repl.opts)["messages"] == [{"role": "user", "content": "stored"}]
+
+
+def test_ctrl_c_at_the_prompt_drops_the_block_and_goes_on(chat_server, capsys):
+    answers = iter(['"""half a', KeyboardInterrupt, "hi"])
+
+    def read_line(prompt: str) -> str:
+        answer = next(answers, EOFError)
+        if isinstance(answer, type) and issubclass(answer, BaseException):
+            raise answer
+        return answer
+
+    repl = Repl(chat_server.client(), RunOptions(model="m"), read_line=read_line, history=History(None))
+
+    assert repl.run() == 0
+
+    assert capsys.readouterr().out == "\nUse Ctrl + d or /bye to exit.\nAhoy!\n\n\n"
+    assert chat_server.sent("POST", "/api/chat")[0].json()["messages"] == [{"role": "user", "content": "hi"}]

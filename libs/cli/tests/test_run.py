@@ -6,7 +6,6 @@ import io
 
 import httpx
 import pytest
-
 from corral_cli.display import WordWrapper, stats_summary
 from corral_cli.errors import CliError
 from corral_cli.main import main

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from corral_cli.commands.models import render_list, render_ps
 from corral_cli.commands.show import render_info
 from corral_cli.table import render_table, wrap_string
 
-NOW = datetime(2025, 5, 10, 12, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2025, 5, 10, 12, 0, 0, tzinfo=UTC)
 
 
 def _iso(when: datetime) -> str:

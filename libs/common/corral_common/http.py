@@ -108,3 +108,16 @@ class RequestContextMiddleware:
 def request_id_of(request: Request) -> str:
     """The id bound by RequestContextMiddleware, forwarded to other services."""
     return getattr(request.state, "request_id", "") or ""
+
+
+def service_app(title: str, lifespan=None) -> FastAPI:
+    """A service app with the shared error handler, request-id middleware and ``GET /health``."""
+    app = FastAPI(title=title, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    install_error_handler(app)
+    app.add_middleware(RequestContextMiddleware)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from corral_common.http import RequestContextMiddleware, install_error_handler
+from corral_common.http import service_app
 from corral_common.logs import configure_logging
 
 from corral_inference.engine import LoadSpec
@@ -35,13 +35,6 @@ def create_app(settings: InferenceSettings | None = None, factory: EngineFactory
         yield
         await app.state.scheduler.close()
 
-    app = FastAPI(title="corral inference", lifespan=lifespan, docs_url=None, redoc_url=None)
-    install_error_handler(app)
-    app.add_middleware(RequestContextMiddleware)
+    app = service_app("corral inference", lifespan)
     app.include_router(run.router)
-
-    @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
-
     return app

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from corral_common.env import current_env
-from corral_common.http import RequestContextMiddleware, install_error_handler
+from corral_common.http import service_app
 from corral_common.logs import configure_logging
 from corral_common.tasks import make_celery
 
@@ -28,13 +28,6 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
         app.state.celery = make_celery("corral-registry", current_env())
         yield
 
-    app = FastAPI(title="corral registry", lifespan=lifespan, docs_url=None, redoc_url=None)
-    install_error_handler(app)
-    app.add_middleware(RequestContextMiddleware)
+    app = service_app("corral registry", lifespan)
     app.include_router(store_routes.router)
-
-    @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
-
     return app

@@ -4,17 +4,9 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from corral_common.http import RequestContextMiddleware, install_error_handler
+from corral_common.http import service_app
 
 
 def create_app() -> FastAPI:
     """Build the websearch app."""
-    app = FastAPI(title="corral websearch", docs_url=None, redoc_url=None)
-    install_error_handler(app)
-    app.add_middleware(RequestContextMiddleware)
-
-    @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
-
-    return app
+    return service_app("corral websearch")

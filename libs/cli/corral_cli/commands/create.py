@@ -145,9 +145,10 @@ def _chunks(path: Path, sent: list[int], spinner: Spinner, digest: str, size: in
 def upload(client: Client, files: dict[Path, str], progress: Progress) -> None:
     """Send each file the server does not have yet to ``/api/blobs/<digest>``."""
     for path, digest in files.items():
-        spinner = Spinner(f"copying file {digest} 0%")
+        present = client.blob_exists(digest)
+        spinner = Spinner(f"copying file {digest} {100 if present else 0}%")
         progress.add(spinner)
-        if not client.blob_exists(digest):
+        if not present:
             size = path.stat().st_size
             client.upload_blob(digest, _chunks(path, [0], spinner, digest, size), size)
         spinner.message = f"copying file {digest} 100%"

@@ -12,8 +12,17 @@ from corral_cli.answer import AnswerStyle, stream_answer
 from corral_cli.client import Client
 from corral_cli.display import WordWrapper, stats_summary
 from corral_cli.errors import CliError
-from corral_cli.session import (Puller, RunOptions, generate_body, infer_think, load_model, parse_format,
-                                parse_keep_alive, parse_think, show_or_pull)
+from corral_cli.session import (
+    Puller,
+    RunOptions,
+    generate_body,
+    infer_think,
+    load_model,
+    parse_format,
+    parse_keep_alive,
+    parse_think,
+    show_or_pull,
+)
 
 
 def options_from_args(args: argparse.Namespace) -> RunOptions:

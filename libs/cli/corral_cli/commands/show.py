@@ -7,7 +7,7 @@ import math
 import sys
 from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeGuard
 
 from corral_cli.client import Client
 from corral_cli.errors import CliError
@@ -149,7 +149,7 @@ def _head(text: str, limit: int) -> Rows:
     return rows + [["", "..."]] if len(lines) > limit else rows
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 

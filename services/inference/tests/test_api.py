@@ -1,0 +1,77 @@
+"""The inference service's internal API driven through create_app with a fake engine."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from corral_inference.main import create_app
+from corral_inference.settings import InferenceSettings
+
+from fakes import FakeEngine
+
+sys.path.insert(0, str(Path(__file__).parents[3] / "libs" / "common" / "tests"))
+from ggufwriter import small_model  # noqa: E402
+
+
+def _blob(root: Path, data: bytes) -> str:
+    digest = hashlib.sha256(data).hexdigest()
+    (root / "blobs").mkdir(parents=True, exist_ok=True)
+    (root / "blobs" / f"sha256-{digest}").write_bytes(data)
+    return digest
+
+
+@pytest.fixture
+def api(tmp_path: Path):
+    settings = InferenceSettings(models_dir=tmp_path)
+    with TestClient(create_app(settings, factory=lambda spec: FakeEngine(spec, script="fine"))) as client:
+        yield client, tmp_path
+
+
+def _body(digest: str, **extra) -> dict:
+    return {"model": {"name": "tiny:latest", "model_digest": digest}, **extra}
+
+
+def test_completion_streams_text_then_metrics(api) -> None:
+    client, root = api
+    digest = _blob(root, small_model().build())
+    with client.stream("POST", "/run/completion", json=_body(digest, prompt="hi")) as response:
+        assert response.status_code == 200
+        events = [json.loads(line) for line in response.iter_lines() if line]
+    assert "".join(e.get("content", "") for e in events) == "fine"
+    final = events[-1]
+    assert final["done"] and final["done_reason"] == "stop" and final["eval_count"] == 4
+    assert final["total_duration"] >= final["eval_duration"]
+    rows = client.get("/run/ps").json()["models"]
+    assert rows[0]["name"] == "tiny:latest" and rows[0]["context_length"] == 2048  # clamped to trained ctx
+    client.post("/run/unload", json={"model_digest": digest})
+    assert client.get("/run/ps").json() == {"models": []}
+
+
+def test_invalid_gguf_is_refused_before_any_engine_loads(api) -> None:
+    client, root = api
+    FakeEngine.loads.clear()
+    digest = _blob(root, b"GGUF\x03\x00\x00\x00garbage")
+    response = client.post("/run/completion", json=_body(digest, prompt="hi"))
+    assert response.status_code == 400 and "GGUF" in response.json()["error"]
+    assert FakeEngine.loads == []
+
+
+def test_digest_must_be_hex_and_blob_present(api) -> None:
+    client, _ = api
+    assert client.post("/run/load", json=_body("../../etc/passwd")).status_code == 400
+    missing = client.post("/run/load", json=_body("a" * 64))
+    assert missing.status_code == 400 and "missing" in missing.json()["error"]
+
+
+def test_embed_returns_raw_vectors(api) -> None:
+    client, root = api
+    digest = _blob(root, small_model().build())
+    result = client.post("/run/embed", json=_body(digest, inputs=["abc", "de"])).json()
+    assert result["embeddings"] == [[3.0, 1.0, 0.0], [2.0, 1.0, 0.0]]
+    assert result["prompt_eval_count"] == 5
