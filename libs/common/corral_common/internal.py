@@ -43,6 +43,9 @@ class LoadRequest(InternalModel):
 class CompletionRequest(LoadRequest):
     prompt: str = ""
     context: list[int] = Field(default_factory=list)
+    format: Any = Field(default=None, description='"json", a JSON schema object, or empty')
+    logprobs: bool = False
+    top_logprobs: int = Field(default=0, ge=0, le=20)
 
 
 class EmbedRequest(LoadRequest):

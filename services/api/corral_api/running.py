@@ -79,6 +79,18 @@ async def _lifecycle(call: Call, model: dict[str, Any], options: dict, keep_aliv
     return "load"
 
 
+def _sampling_extras(req: GenerateRequest | ChatRequest) -> dict[str, Any]:
+    """Structured output and logprobs settings passed through to the engine."""
+    return {"format": req.format, "logprobs": req.logprobs, "top_logprobs": req.top_logprobs}
+
+
+def _with_logprobs(chunk: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
+    """Attach the engine's per-token logprobs to a response chunk."""
+    if event.get("logprobs"):
+        chunk["logprobs"] = event["logprobs"]
+    return chunk
+
+
 def _generate_messages(req: GenerateRequest, model: dict[str, Any]) -> list[dict[str, Any]]:
     """Ollama's generate: system (request or Modelfile), Modelfile MESSAGEs unless context, the prompt."""
     messages: list[dict[str, Any]] = []
@@ -115,10 +127,11 @@ async def generate(call: Call, req: GenerateRequest) -> AsyncIterator[dict[str, 
     text = req.prompt if req.raw else prompts.render(model, _generate_messages(req, model), req.template,
                                                      suffix=req.suffix)
     body = {"model": engine_model(model), "options": options, "keep_alive_ns": keep_alive,
-            "prompt": text, "context": req.context or []}
+            "prompt": text, "context": req.context or [], **_sampling_extras(req)}
     async for event in call.inference.stream("/run/completion", call.request_id, body):
         if not event.get("done"):
-            yield {"model": req.model, "created_at": utc_now(), "response": event["content"], "done": False}
+            yield _with_logprobs({"model": req.model, "created_at": utc_now(), "response": event["content"],
+                                  "done": False}, event)
             continue
         final = {"model": req.model, "created_at": utc_now(), "response": "", "done": True,
                  "done_reason": event["done_reason"]}
@@ -161,10 +174,12 @@ async def chat(call: Call, req: ChatRequest) -> AsyncIterator[dict[str, Any]]:
                "done_reason": reason}
         return
     text = prompts.render(model, _chat_messages(req, model), tools=req.tools)
-    body = {"model": engine_model(model), "options": options, "keep_alive_ns": keep_alive, "prompt": text}
+    body = {"model": engine_model(model), "options": options, "keep_alive_ns": keep_alive, "prompt": text,
+            **_sampling_extras(req)}
     async for event in call.inference.stream("/run/completion", call.request_id, body):
         if not event.get("done"):
-            yield {"model": req.model, "created_at": utc_now(), "message": _message(event["content"]), "done": False}
+            yield _with_logprobs({"model": req.model, "created_at": utc_now(),
+                                  "message": _message(event["content"]), "done": False}, event)
             continue
         final = {"model": req.model, "created_at": utc_now(), "message": _message(""), "done": True,
                  "done_reason": event["done_reason"]}
@@ -173,17 +188,19 @@ async def chat(call: Call, req: ChatRequest) -> AsyncIterator[dict[str, Any]]:
 
 async def collect_generate(chunks: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
     """stream:false for generate: one object with the text concatenated."""
-    parts, final = [], {}
+    parts, logprobs, final = [], [], {}
     async for chunk in chunks:
         parts.append(chunk.get("response", ""))
+        logprobs += chunk.get("logprobs", [])
         final = chunk
-    return {**final, "response": "".join(parts)}
+    return {**final, "response": "".join(parts), **({"logprobs": logprobs} if logprobs else {})}
 
 
 async def collect_chat(chunks: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
     """stream:false for chat: one object with the message content concatenated."""
-    parts, final = [], {}
+    parts, logprobs, final = [], [], {}
     async for chunk in chunks:
         parts.append(chunk["message"]["content"])
+        logprobs += chunk.get("logprobs", [])
         final = chunk
-    return {**final, "message": _message("".join(parts))}
+    return {**final, "message": _message("".join(parts)), **({"logprobs": logprobs} if logprobs else {})}

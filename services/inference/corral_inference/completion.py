@@ -22,6 +22,8 @@ class CompletionJob:
     context: list[int]
     sampling: Sampling
     cancel: threading.Event
+    logprobs: bool = False
+    top_logprobs: int = 0
 
 
 def fit_context(tokens: list[int], n_ctx: int, num_keep: int) -> list[int]:
@@ -55,9 +57,11 @@ def run_completion(engine: Engine, job: CompletionJob, emit: Emit) -> None:
         if engine.is_end(token):
             reason = "stop"
             break
-        text, stopped = stream.push(engine.token_bytes(token, tokens + generated))
+        text, stopped = stream.push(engine.token_bytes(token, generated))
         generated.append(token)
-        if text:
+        if job.logprobs:
+            emit({"content": text, "logprobs": [engine.logprobs(token, job.top_logprobs)]})
+        elif text:
             emit({"content": text})
         if stopped:
             reason = "stop"

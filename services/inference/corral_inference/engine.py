@@ -40,6 +40,7 @@ class Sampling:
     num_predict: int = -1
     num_keep: int = 4
     stop: tuple[str, ...] = field(default_factory=tuple)
+    grammar: str | None = field(default=None, metadata={"doc": "GBNF that constrains sampling"})
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> "Sampling":
@@ -70,6 +71,9 @@ class Engine(Protocol):
 
     def generate(self, tokens: list[int], sampling: Sampling) -> Iterator[int]:
         """Evaluate the prompt and yield sampled tokens until the caller stops."""
+
+    def logprobs(self, token: int, top_n: int) -> dict[str, Any]:
+        """Log-probability of the token just sampled, with the ``top_n`` most likely alternatives."""
 
     def embed(self, texts: list[str], truncate: bool) -> tuple[list[list[float]], int]:
         """One vector per text (not normalised) and the number of tokens evaluated."""

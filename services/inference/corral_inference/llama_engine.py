@@ -6,9 +6,20 @@ import os
 import random
 from collections.abc import Iterator
 
+from functools import lru_cache
+from typing import Any
+
 import llama_cpp
+import numpy as np
+from llama_cpp.llama_grammar import LlamaGrammar
 
 from corral_inference.engine import LoadSpec, Sampling
+
+
+@lru_cache(maxsize=64)
+def _grammar(gbnf: str) -> LlamaGrammar:
+    """Parsed grammars are reused across requests with the same format."""
+    return LlamaGrammar.from_string(gbnf, verbose=False)
 
 
 def _threads(requested: int) -> int:
@@ -70,7 +81,23 @@ class LlamaEngine:
             typical_p=sampling.typical_p, temp=sampling.temperature,
             repeat_penalty=sampling.repeat_penalty, frequency_penalty=sampling.frequency_penalty,
             presence_penalty=sampling.presence_penalty, reset=True,
+            grammar=_grammar(sampling.grammar) if sampling.grammar else None,
         )
+
+    def logprobs(self, token: int, top_n: int) -> dict[str, Any]:
+        logits = np.ctypeslib.as_array(self.llm._ctx.get_logits_ith(-1), shape=(self.llm.n_vocab(),))
+        peak = float(logits.max())
+        logp = logits - (peak + np.log(np.exp(logits - peak).sum()))
+        item = self._token_logprob(token, float(logp[token]))
+        if top_n > 0:
+            best = np.argpartition(-logp, top_n)[:top_n]
+            best = best[np.argsort(-logp[best])]
+            item["top_logprobs"] = [self._token_logprob(int(t), float(logp[t])) for t in best]
+        return item
+
+    def _token_logprob(self, token: int, logprob: float) -> dict[str, Any]:
+        piece = self.llm.detokenize([token], special=True)
+        return {"token": piece.decode("utf-8", "replace"), "logprob": logprob, "bytes": list(piece)}
 
     def embed(self, texts: list[str], truncate: bool) -> tuple[list[list[float]], int]:
         vectors, count = self.llm.embed(texts, normalize=False, truncate=truncate, return_count=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from dataclasses import replace
 from collections.abc import AsyncIterator
 from functools import lru_cache
 from pathlib import Path
@@ -20,6 +21,7 @@ from corral_inference.completion import CompletionJob, run_completion
 from corral_inference.engine import LoadSpec, Sampling
 from corral_inference.scheduler import ModelRef, Runner, Scheduler
 from corral_inference.settings import InferenceSettings
+from corral_inference.structured import grammar_for
 
 MIN_CTX = 4
 
@@ -100,7 +102,9 @@ async def complete(scheduler: Scheduler, settings: InferenceSettings,
                    req: CompletionRequest) -> AsyncIterator[dict[str, Any]]:
     """Stream text pieces then a final event with Ollama's metrics (durations in ns)."""
     started = time.perf_counter_ns()
-    job = CompletionJob(req.prompt, list(req.context), Sampling.from_options(req.options), threading.Event())
+    sampling = replace(Sampling.from_options(req.options), grammar=grammar_for(req.format))
+    job = CompletionJob(req.prompt, list(req.context), sampling, threading.Event(),
+                        req.logprobs or req.top_logprobs > 0, req.top_logprobs)
     async with scheduler.lease(model_ref(req), load_spec(settings, req), req.keep_alive_ns) as runner:
         load_ns = time.perf_counter_ns() - started
         async for event in _events(runner, job):

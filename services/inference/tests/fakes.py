@@ -53,6 +53,12 @@ class FakeEngine:
             yield ord(char)
         yield END
 
+    def logprobs(self, token: int, top_n: int) -> dict:
+        item = {"token": chr(token), "logprob": -0.5, "bytes": list(chr(token).encode())}
+        if top_n:
+            item["top_logprobs"] = [{"token": chr(token), "logprob": -0.5}] * top_n
+        return item
+
     def embed(self, texts: list[str], truncate: bool) -> tuple[list[list[float]], int]:
         return [[float(len(t)), 1.0, 0.0] for t in texts], sum(len(t) for t in texts)
 

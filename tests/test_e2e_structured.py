@@ -1,0 +1,67 @@
+"""Structured outputs (format json / JSON schema through a llama.cpp grammar) and logprobs, end to end."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import ollama
+import pytest
+from pydantic import BaseModel
+
+pytestmark = pytest.mark.e2e
+MODEL = "smollm2:135m"
+
+
+class Pet(BaseModel):
+    name: str
+    age: int
+    vaccinated: bool
+
+
+def test_format_json_always_parses(client: ollama.Client) -> None:
+    result = client.generate(MODEL, "Describe a cat as JSON.", format="json",
+                             options={"temperature": 0, "num_predict": 60})
+    if result.done_reason == "stop":
+        assert isinstance(json.loads(result.response), (dict, list))
+    else:
+        assert result.response.lstrip().startswith(("{", "["))
+
+
+def test_format_schema_validates_with_pydantic(client: ollama.Client) -> None:
+    response = client.chat(MODEL, messages=[{"role": "user", "content": "Invent a pet and describe it."}],
+                           format=Pet.model_json_schema(), options={"temperature": 0, "num_predict": 80})
+    assert response.done_reason == "stop"
+    pet = Pet.model_validate_json(response.message.content)
+    assert pet.name
+
+
+def test_format_schema_streamed_joins_to_valid_json(client: ollama.Client) -> None:
+    chunks = client.chat(MODEL, messages=[{"role": "user", "content": "Invent a pet."}], stream=True,
+                         format=Pet.model_json_schema(), options={"temperature": 0, "num_predict": 80})
+    Pet.model_validate_json("".join(c.message.content for c in chunks))
+
+
+@pytest.mark.parametrize("fmt, message", [("xml", 'invalid format: "xml"'), (5, "invalid format: 5"),
+                                          ({"type": "object", "properties": {"a": {"$ref": "#/nowhere"}}},
+                                           "invalid format")])
+def test_bad_format_is_a_400_naming_the_problem(server, fmt, message: str) -> None:
+    response = httpx.post(f"{server.url}/api/generate", json={"model": MODEL, "prompt": "hi", "format": fmt,
+                                                              "stream": False}, timeout=60)
+    assert response.status_code == 400, response.text
+    assert message in response.json()["error"]
+
+
+def test_logprobs_per_token_with_alternatives(server) -> None:
+    body = {"model": MODEL, "prompt": "The capital of France is", "stream": False, "raw": True,
+            "logprobs": True, "top_logprobs": 3, "options": {"temperature": 0, "num_predict": 5}}
+    result = httpx.post(f"{server.url}/api/generate", json=body, timeout=60).json()
+    logprobs = result["logprobs"]
+    assert len(logprobs) == result["eval_count"]
+    assert "".join(item["token"] for item in logprobs) == result["response"]
+    for item in logprobs:
+        assert item["logprob"] <= 0
+        assert len(item["top_logprobs"]) == 3
+        # greedy decoding picks the most likely token
+        assert item["top_logprobs"][0]["token"] == item["token"]
+        assert item["top_logprobs"][0]["logprob"] >= item["top_logprobs"][1]["logprob"]
