@@ -65,6 +65,8 @@ class ChatRequest(WireModel):
     format: Any = None
     keep_alive: Any = None
     tools: list[dict[str, Any]] | None = None
+    tool_choice: Any = Field(default=None, description='corral extension: "none", "auto", "required" or '
+                                                       '{"type": "function", "function": {"name": ...}}')
     options: dict[str, Any] | None = None
     think: bool | str | None = None
     truncate: bool | None = None

@@ -9,7 +9,7 @@ from jinja2 import TemplateError as JinjaError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from corral_common.errors import BadRequest
-from corral_common.gotemplate import Template, TemplateError
+from corral_common.gotemplate import Template, TemplateError, json_values
 
 MAX_PROMPT_CHARS = 4 << 20
 _SENTINEL = "\x00corral-response\x00"
@@ -32,7 +32,7 @@ def collate(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
 def _go_message(message: dict[str, Any]) -> dict[str, Any]:
     """A message as Go templates see it (exported struct field names)."""
     return {"Role": message["role"], "Content": message["content"], "Thinking": message.get("thinking", ""),
-            "Images": message.get("images") or [], "ToolCalls": message.get("tool_calls") or [],
+            "Images": message.get("images") or [], "ToolCalls": json_values(message.get("tool_calls") or []),
             "ToolName": message.get("tool_name", ""), "ToolCallID": message.get("tool_call_id", "")}
 
 
@@ -63,7 +63,7 @@ def _legacy(template: Template, messages: list[dict[str, Any]]) -> str:
 
 
 def render_go(text: str, messages: list[dict[str, Any]], tools: list[Any] | None = None,
-              suffix: str = "") -> str:
+              suffix: str = "", think: Any = None) -> str:
     """Execute an Ollama model template over the conversation."""
     try:
         template = Template.parse(text)
@@ -74,7 +74,9 @@ def render_go(text: str, messages: list[dict[str, Any]], tools: list[Any] | None
             return template.render({"Prompt": prompt, "Suffix": suffix, "Response": ""})
         if "messages" in variables:
             return template.render({"System": system, "Messages": [_go_message(m) for m in collated],
-                                    "Tools": tools or [], "Response": ""})
+                                    "Tools": json_values(tools or []), "Response": "", "Think": bool(think),
+                                    "ThinkLevel": think if isinstance(think, str) else "",
+                                    "IsThinkSet": think is not None})
         return _legacy(template, collated)
     except TemplateError as exc:
         raise BadRequest(f"template error: {exc}") from None
@@ -102,11 +104,11 @@ def render_jinja(text: str, messages: list[dict[str, Any]], bos: str, eos: str,
 
 
 def render(model: dict[str, Any], messages: list[dict[str, Any]], template_override: str = "",
-           tools: list[Any] | None = None, suffix: str = "") -> str:
+           tools: list[Any] | None = None, suffix: str = "", think: Any = None) -> str:
     """The prompt for a conversation: request TEMPLATE, else the model's, else its GGUF Jinja template."""
     go_template = template_override or model.get("template")
     if go_template:
-        return render_go(go_template, messages, tools, suffix)
+        return render_go(go_template, messages, tools, suffix, think)
     if model.get("chat_template"):
         return render_jinja(model["chat_template"], messages, model.get("bos_token", ""),
                             model.get("eos_token", ""), tools)

@@ -15,6 +15,9 @@ from corral_common.schemas import ChatRequest, GenerateRequest, with_metrics
 
 from corral_api import prompt as prompts
 from corral_api.clients import ServiceClient
+from corral_api.shaping import OutputShaper
+from corral_api.thinking import ThinkingSplitter
+from corral_api.toolcalls import ToolCallCollector, family_of, forced_format
 
 THINK_LEVELS = ("high", "medium", "low", "max")
 
@@ -149,8 +152,41 @@ def _chat_messages(req: ChatRequest, model: dict[str, Any]) -> list[dict[str, An
     return messages
 
 
-def _message(content: str) -> dict[str, Any]:
-    return {"role": "assistant", "content": content}
+def _tool_setup(req: ChatRequest, model: dict[str, Any]) -> tuple[list | None, Any, ToolCallCollector | None]:
+    """Tools for the prompt, the format that forces a call (tool_choice), and the output collector."""
+    tools = None if req.tool_choice == "none" else (req.tools or None)
+    if not tools:
+        return None, req.format, None
+    try:
+        forced = forced_format(tools, req.tool_choice)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+    if forced is None and req.tool_choice not in (None, "auto"):
+        raise BadRequest(f'invalid tool_choice {req.tool_choice!r}: use "none", "auto", "required" or a function')
+    if forced is None and "tools" not in model["capabilities"]:
+        raise BadRequest(f"{model['name']} does not support tools")
+    if forced is not None and req.format not in (None, ""):
+        raise BadRequest("format cannot be combined with a forced tool_choice")
+    family = "json" if forced else family_of(model.get("template") or model.get("chat_template") or "")
+    return tools, (forced if forced is not None else req.format), ToolCallCollector(family, forced=forced is not None)
+
+
+def _shaper(req_think: Any, model: dict[str, Any], collector: ToolCallCollector | None,
+            prompt: str) -> OutputShaper:
+    """Thinking is split for models that can think (inside already if the prompt opened the tag);
+    it is kept unless ``think`` is false."""
+    thinks = "thinking" in model["capabilities"]
+    splitter = ThinkingSplitter(inside=prompt.rstrip().endswith("<think>")) if thinks else None
+    return OutputShaper(splitter, keep_thinking=thinks and req_think is not False, tools=collector)
+
+
+def _message(content: str, thinking: str = "", tool_calls: list | None = None) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if thinking:
+        message["thinking"] = thinking
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    return message
 
 
 async def chat(call: Call, req: ChatRequest) -> AsyncIterator[dict[str, Any]]:
@@ -162,8 +198,7 @@ async def chat(call: Call, req: ChatRequest) -> AsyncIterator[dict[str, Any]]:
     model = await resolve(call, req.model, f"model '{req.model}' not found")
     if "completion" not in model["capabilities"]:
         raise BadRequest(f'"{req.model}" does not support chat')
-    if req.tools and "tools" not in model["capabilities"]:
-        raise BadRequest(f"{model['name']} does not support tools")
+    tools, fmt, collector = _tool_setup(req, model)
     check_think(req.think, model, req.model)
     check_images([i for m in req.messages for i in (m.images or [])], model)
     keep_alive = keep_alive_ns(req.keep_alive)
@@ -173,17 +208,26 @@ async def chat(call: Call, req: ChatRequest) -> AsyncIterator[dict[str, Any]]:
         yield {"model": req.model, "created_at": utc_now(), "message": _message(""), "done": True,
                "done_reason": reason}
         return
-    text = prompts.render(model, _chat_messages(req, model), tools=req.tools)
+    think = req.think if req.think is not None else ("thinking" in model["capabilities"] or None)
+    text = prompts.render(model, _chat_messages(req, model), tools=tools, think=think)
     body = {"model": engine_model(model), "options": options, "keep_alive_ns": keep_alive, "prompt": text,
-            **_sampling_extras(req)}
+            **_sampling_extras(req), "format": fmt}
+    shaper = _shaper(req.think, model, collector, text)
     async for event in call.inference.stream("/run/completion", call.request_id, body):
         if not event.get("done"):
-            yield _with_logprobs({"model": req.model, "created_at": utc_now(),
-                                  "message": _message(event["content"]), "done": False}, event)
+            thought, content = shaper.feed(event["content"])
+            if thought or content or event.get("logprobs"):
+                yield _with_logprobs(_chunk(req.model, _message(content, thought)), event)
             continue
-        final = {"model": req.model, "created_at": utc_now(), "message": _message(""), "done": True,
-                 "done_reason": event["done_reason"]}
+        thought, content, calls = shaper.finish()
+        if thought or content or calls:
+            yield _chunk(req.model, _message(content, thought, calls))
+        final = {**_chunk(req.model, _message("")), "done": True, "done_reason": event["done_reason"]}
         yield with_metrics(final, event)
+
+
+def _chunk(model: str, message: dict[str, Any]) -> dict[str, Any]:
+    return {"model": model, "created_at": utc_now(), "message": message, "done": False}
 
 
 async def collect_generate(chunks: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
@@ -198,9 +242,12 @@ async def collect_generate(chunks: AsyncIterator[dict[str, Any]]) -> dict[str, A
 
 async def collect_chat(chunks: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
     """stream:false for chat: one object with the message content concatenated."""
-    parts, logprobs, final = [], [], {}
+    parts, thoughts, calls, logprobs, final = [], [], [], [], {}
     async for chunk in chunks:
         parts.append(chunk["message"]["content"])
+        thoughts.append(chunk["message"].get("thinking", ""))
+        calls += chunk["message"].get("tool_calls", [])
         logprobs += chunk.get("logprobs", [])
         final = chunk
-    return {**final, "message": _message("".join(parts)), **({"logprobs": logprobs} if logprobs else {})}
+    message = _message("".join(parts), "".join(thoughts), calls)
+    return {**final, "message": message, **({"logprobs": logprobs} if logprobs else {})}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import codecs
 
+from corral_common.text import partial_suffix
+
 
 class TextStream:
     """Accumulates token bytes; ``push`` returns text safe to emit and whether a stop string was hit."""
@@ -38,10 +40,4 @@ class TextStream:
 
     def _held_suffix(self) -> int:
         """Length of the longest pending suffix that could still grow into a stop string."""
-        longest = 0
-        for stop in self.stops:
-            for n in range(min(len(stop) - 1, len(self.pending)), longest, -1):
-                if self.pending.endswith(stop[:n]):
-                    longest = n
-                    break
-        return longest
+        return max((partial_suffix(self.pending, stop) for stop in self.stops), default=0)

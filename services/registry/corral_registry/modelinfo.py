@@ -97,8 +97,10 @@ def _template_capabilities(template: str | None, chat_template: str) -> list[str
             variables = Template.parse(template).variables()
         except TemplateError:
             variables = set()
-        caps += [cap for var, cap in (("Tools", "tools"), ("Suffix", "insert"), ("Thinking", "thinking"))
+        caps += [cap for var, cap in (("Tools", "tools"), ("Suffix", "insert"), ("Think", "thinking"))
                  if var in variables]
+        if "thinking" not in caps and "<think>" in template:
+            caps.append("thinking")
     elif chat_template:
         caps += ["tools"] if ("tools" in chat_template or "tool_call" in chat_template) else []
         caps += ["thinking"] if "<think>" in chat_template else []

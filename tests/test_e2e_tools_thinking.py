@@ -1,0 +1,98 @@
+"""Tool calling and thinking on a real model: tools reach the template, forced calls are always valid."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import ollama
+import pytest
+
+pytestmark = pytest.mark.e2e
+TEMPLATE = (Path(__file__).parent / "data" / "chatml-tools.tmpl").read_text()
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather in a city",
+    "parameters": {"type": "object", "required": ["city"],
+                   "properties": {"city": {"type": "string", "description": "City name"}}}}}
+TIME = {"type": "function", "function": {
+    "name": "get_time", "description": "Current time in a timezone",
+    "parameters": {"type": "object", "required": ["timezone"], "properties": {"timezone": {"type": "string"}}}}}
+ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
+
+
+@pytest.fixture(scope="module")
+def tool_model(server) -> str:
+    client = ollama.Client(host=server.url)
+    client.create(model="smol-tools", from_="smollm2:135m", template=TEMPLATE)
+    return "smol-tools"
+
+
+def _chat(server, **body) -> httpx.Response:
+    body = {"stream": False, "options": {"temperature": 0, "num_predict": 64}, **body}
+    return httpx.post(f"{server.url}/api/chat", json=body, timeout=120)
+
+
+def test_template_with_tools_gives_capabilities(server, tool_model: str) -> None:
+    caps = ollama.Client(host=server.url).show(tool_model).capabilities
+    assert "tools" in caps and "thinking" in caps
+
+
+def test_required_tool_choice_forces_a_valid_call(server, tool_model: str) -> None:
+    result = _chat(server, model=tool_model, messages=ASK, tools=[WEATHER], tool_choice="required", think=False)
+    assert result.status_code == 200, result.text
+    calls = result.json()["message"]["tool_calls"]
+    assert calls[0]["function"]["name"] == "get_weather"
+    assert isinstance(calls[0]["function"]["arguments"]["city"], str)
+    assert calls[0]["function"]["index"] == 0 and calls[0]["id"].startswith("call_")
+
+
+def test_named_tool_choice_picks_that_tool(server, tool_model: str) -> None:
+    choice = {"type": "function", "function": {"name": "get_time"}}
+    result = _chat(server, model=tool_model, messages=ASK, tools=[WEATHER, TIME], tool_choice=choice, think=False)
+    call = result.json()["message"]["tool_calls"][0]["function"]
+    assert call["name"] == "get_time" and isinstance(call["arguments"]["timezone"], str)
+
+
+def test_streamed_forced_tool_call(server, tool_model: str) -> None:
+    body = {"model": tool_model, "messages": ASK, "tools": [WEATHER], "tool_choice": "required", "think": False,
+            "options": {"temperature": 0, "num_predict": 64}}
+    with httpx.stream("POST", f"{server.url}/api/chat", json=body, timeout=120) as response:
+        chunks = [json.loads(line) for line in response.iter_lines() if line]
+    calls = [c for chunk in chunks for c in chunk["message"].get("tool_calls", [])]
+    assert [c["function"]["name"] for c in calls] == ["get_weather"]
+    assert chunks[-1]["done"] is True
+
+
+def test_tool_results_flow_back_and_auto_mode_answers(server, tool_model: str) -> None:
+    client = ollama.Client(host=server.url)
+    messages = ASK + [
+        {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "get_weather",
+                                                                          "arguments": {"city": "Paris"}}}]},
+        {"role": "tool", "content": "18 degrees and sunny", "tool_name": "get_weather"},
+    ]
+    result = client.chat(tool_model, messages=messages, tools=[WEATHER], think=False,
+                         options={"temperature": 0, "num_predict": 40})
+    assert result.message.content or result.message.tool_calls
+
+
+def test_bad_tool_choice_is_a_400(server, tool_model: str) -> None:
+    unknown = _chat(server, model=tool_model, messages=ASK, tools=[WEATHER],
+                    tool_choice={"type": "function", "function": {"name": "nope"}})
+    assert unknown.status_code == 400 and "not among the tools" in unknown.json()["error"]
+    clash = _chat(server, model=tool_model, messages=ASK, tools=[WEATHER], tool_choice="required", format="json")
+    assert clash.status_code == 400
+
+
+def test_thinking_is_split_and_hidden_when_think_is_false(server, tool_model: str) -> None:
+    thinking = _chat(server, model=tool_model, messages=[{"role": "user", "content": "What is 2+2?"}], think=True,
+                     options={"temperature": 0, "num_predict": 12}).json()["message"]
+    assert thinking.get("thinking")
+    plain = _chat(server, model=tool_model, messages=[{"role": "user", "content": "What is 2+2?"}], think=False,
+                  options={"temperature": 0, "num_predict": 12}).json()["message"]
+    assert "thinking" not in plain and plain["content"]
+
+
+def test_think_on_a_model_without_thinking_is_refused(server) -> None:
+    response = _chat(server, model="smollm2:135m", messages=ASK, think=True)
+    assert response.status_code == 400 and response.json()["error"] == '"smollm2:135m" does not support thinking'
