@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing, suppress
+from typing import TypeVar
 
 import structlog
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from corral_common.errors import AppError
+from corral_common.errors import AppError, ClientClosed
 from corral_common.jsonio import go_dumps
 from corral_common.logs import REQUEST_ID_HEADER, get_logger
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 NDJSON_CONTENT_TYPE = "application/x-ndjson"
+DISCONNECT_POLL_SECONDS = 0.1
+T = TypeVar("T")
 log = get_logger("corral.http")
 
 
@@ -49,29 +54,72 @@ def ndjson_line(obj: object) -> bytes:
 
 
 async def ndjson_body(events: AsyncIterator[dict]) -> AsyncIterator[bytes]:
-    """Serialise a stream of dicts; an error after the first byte becomes a final error line."""
-    try:
-        async for event in events:
-            yield ndjson_line(event)
-    except AppError as exc:
-        yield ndjson_line(exc.body())
+    """Serialise a stream of dicts; an error after the first byte becomes a final error line.
+
+    The source is closed explicitly when the client goes away, so the work behind it stops too.
+    """
+    async with aclosing(events):
+        try:
+            async for event in events:
+                yield ndjson_line(event)
+        except AppError as exc:
+            yield ndjson_line(exc.body())
 
 
-async def stream_or_error(events: AsyncIterator[dict]) -> StreamingResponse | GoJSONResponse:
-    """Start an NDJSON stream only once the first event is known, so early errors keep their status."""
+async def _first_event(events: AsyncIterator[dict], request: Request | None) -> dict | None:
+    """The first event, or None if the client disconnected while it was being produced."""
+    pending = asyncio.ensure_future(anext(events))
+    while True:
+        done, _ = await asyncio.wait({pending}, timeout=DISCONNECT_POLL_SECONDS)
+        if done:
+            return pending.result()
+        if request is not None and await request.is_disconnected():
+            pending.cancel()
+            with suppress(BaseException):
+                await pending
+            return None
+
+
+async def stream_or_error(events: AsyncIterator[dict], request: Request | None = None,
+                          media_type: str = NDJSON_CONTENT_TYPE,
+                          body: Callable[[AsyncIterator[dict]], AsyncIterator[bytes]] = ndjson_body,
+                          error: Callable[[AppError], Response] = error_response) -> Response:
+    """Start a stream only once the first event is known, so early errors keep their status; a client
+    that leaves before then (e.g. during prompt evaluation) cancels the work at once."""
     try:
-        first = await anext(events)
+        first: dict | None = await _first_event(events, request)
+        ended = False
     except StopAsyncIteration:
-        return StreamingResponse(iter(()), media_type=NDJSON_CONTENT_TYPE)
+        first, ended = {}, True
     except AppError as exc:
-        return error_response(exc)
+        return error(exc)
+    if first is None:
+        await events.aclose()
+        return Response(status_code=ClientClosed.status)
 
     async def chained() -> AsyncIterator[dict]:
-        yield first
-        async for event in events:
-            yield event
+        async with aclosing(events):
+            if ended:
+                return
+            yield first
+            async for event in events:
+                yield event
 
-    return StreamingResponse(ndjson_body(chained()), media_type=NDJSON_CONTENT_TYPE)
+    return StreamingResponse(body(chained()), media_type=media_type)
+
+
+async def until_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Await work, cancelling it if the client disconnects first (non-streamed responses)."""
+    task = asyncio.ensure_future(work)
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL_SECONDS)
+        if done:
+            return task.result()
+        if await request.is_disconnected():
+            task.cancel()
+            with suppress(BaseException):
+                await task
+            raise ClientClosed("request canceled")
 
 
 class RequestContextMiddleware:

@@ -15,7 +15,7 @@ from corral_common.logs import configure_logging
 
 from corral_api.clients import ServiceClient
 from corral_api.guards import EdgeGuard
-from corral_api.routes import native
+from corral_api.routes import native, openai
 from corral_api.settings import ApiSettings
 
 
@@ -56,6 +56,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     install_error_handler(app)
     _install_plain_errors(app)
     app.include_router(native.router)
+    app.include_router(openai.router)
     app.add_middleware(EdgeGuard, origins=settings.origins, loopback=_is_loopback(settings.listen.host))
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 from corral_common.digest import Digest, InvalidDigest
@@ -47,8 +48,9 @@ async def create(call: Call, req: CreateRequest) -> AsyncIterator[dict[str, Any]
         raise BadRequest("model is required")
     check_name(req.model_name())
     body = req.model_dump(by_alias=True, exclude_none=True)
-    async for event in call.store.stream("/store/create", call.request_id, body):
-        yield event
+    async with aclosing(call.store.stream("/store/create", call.request_id, body)) as events:
+        async for event in events:
+            yield event
 
 
 def _inputs(value: Any) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,16 +132,17 @@ async def generate(call: Call, req: GenerateRequest) -> AsyncIterator[dict[str, 
                                                      suffix=req.suffix)
     body = {"model": engine_model(model), "options": options, "keep_alive_ns": keep_alive,
             "prompt": text, "context": req.context or [], **_sampling_extras(req)}
-    async for event in call.inference.stream("/run/completion", call.request_id, body):
-        if not event.get("done"):
-            yield _with_logprobs({"model": req.model, "created_at": utc_now(), "response": event["content"],
-                                  "done": False}, event)
-            continue
-        final = {"model": req.model, "created_at": utc_now(), "response": "", "done": True,
-                 "done_reason": event["done_reason"]}
-        if not req.raw:
-            final["context"] = event["context"]
-        yield with_metrics(final, event)
+    async with aclosing(call.inference.stream("/run/completion", call.request_id, body)) as events:
+        async for event in events:
+            if not event.get("done"):
+                yield _with_logprobs({"model": req.model, "created_at": utc_now(), "response": event["content"],
+                                      "done": False}, event)
+                continue
+            final = {"model": req.model, "created_at": utc_now(), "response": "", "done": True,
+                     "done_reason": event["done_reason"]}
+            if not req.raw:
+                final["context"] = event["context"]
+            yield with_metrics(final, event)
 
 
 def _chat_messages(req: ChatRequest, model: dict[str, Any]) -> list[dict[str, Any]]:
@@ -213,17 +215,18 @@ async def chat(call: Call, req: ChatRequest) -> AsyncIterator[dict[str, Any]]:
     body = {"model": engine_model(model), "options": options, "keep_alive_ns": keep_alive, "prompt": text,
             **_sampling_extras(req), "format": fmt}
     shaper = _shaper(req.think, model, collector, text)
-    async for event in call.inference.stream("/run/completion", call.request_id, body):
-        if not event.get("done"):
-            thought, content = shaper.feed(event["content"])
-            if thought or content or event.get("logprobs"):
-                yield _with_logprobs(_chunk(req.model, _message(content, thought)), event)
-            continue
-        thought, content, calls = shaper.finish()
-        if thought or content or calls:
-            yield _chunk(req.model, _message(content, thought, calls))
-        final = {**_chunk(req.model, _message("")), "done": True, "done_reason": event["done_reason"]}
-        yield with_metrics(final, event)
+    async with aclosing(call.inference.stream("/run/completion", call.request_id, body)) as events:
+        async for event in events:
+            if not event.get("done"):
+                thought, content = shaper.feed(event["content"])
+                if thought or content or event.get("logprobs"):
+                    yield _with_logprobs(_chunk(req.model, _message(content, thought)), event)
+                continue
+            thought, content, calls = shaper.finish()
+            if thought or content or calls:
+                yield _chunk(req.model, _message(content, thought, calls))
+            final = {**_chunk(req.model, _message("")), "done": True, "done_reason": event["done_reason"]}
+            yield with_metrics(final, event)
 
 
 def _chunk(model: str, message: dict[str, Any]) -> dict[str, Any]:

@@ -16,11 +16,22 @@ from corral_inference.scheduler import EngineFactory, Scheduler
 from corral_inference.settings import InferenceSettings
 
 
-def llama_factory(spec: LoadSpec):
-    """The production engine (imported lazily so unit tests can run without llama.cpp)."""
-    from corral_inference.llama_engine import LlamaEngine
+def llama_factory(settings: InferenceSettings) -> EngineFactory:
+    """Production engines: continuous batching for generation, one context per embedding model.
 
-    return LlamaEngine(spec)
+    Imported lazily so unit tests can run without llama.cpp.
+    """
+
+    def make(spec: LoadSpec):
+        if spec.embedding:
+            from corral_inference.llama_engine import LlamaEngine
+
+            return LlamaEngine(spec)
+        from corral_inference.batch_engine import BatchEngine
+
+        return BatchEngine(spec, settings.num_parallel)
+
+    return make
 
 
 def create_app(settings: InferenceSettings | None = None, factory: EngineFactory | None = None) -> FastAPI:
@@ -31,7 +42,7 @@ def create_app(settings: InferenceSettings | None = None, factory: EngineFactory
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging("inference", settings.debug)
         app.state.settings = settings
-        app.state.scheduler = Scheduler(settings, factory or llama_factory)
+        app.state.scheduler = Scheduler(settings, factory or llama_factory(settings))
         yield
         await app.state.scheduler.close()
 

@@ -80,15 +80,17 @@ class Scheduler:
         return (ref.model_digest, spec.adapters, spec.embedding)
 
     @asynccontextmanager
-    async def lease(self, ref: ModelRef, spec: LoadSpec, keep_alive_ns: int | None) -> AsyncIterator[Runner]:
-        """Hold a loaded runner for one request, waiting in line behind earlier ones."""
+    async def lease(self, ref: ModelRef, spec: LoadSpec, keep_alive_ns: int | None,
+                    exclusive: bool = True) -> AsyncIterator[Runner]:
+        """Hold a loaded runner for one request. Exclusive leases wait in line for the runner's lock;
+        shared ones (batching engines) go straight to the engine, which queues beyond its slots."""
         if self.pending >= self.settings.max_queue:
             raise ServiceUnavailable(BUSY)
         self.pending += 1
         try:
             runner = await self._ready_runner(ref, spec, keep_alive_ns)
             try:
-                await runner.lock.acquire()
+                await self._admit(runner, exclusive)
             except BaseException:
                 await self._release(runner)
                 raise
@@ -97,8 +99,18 @@ class Scheduler:
         try:
             yield runner
         finally:
-            runner.lock.release()
+            if exclusive:
+                runner.lock.release()
             await self._release(runner)
+
+    async def _admit(self, runner: Runner, exclusive: bool) -> None:
+        """Take the runner's lock, or check the queue limit of a batching runner."""
+        if exclusive:
+            await runner.lock.acquire()
+            return
+        slots = getattr(runner.engine, "slots_n", 1)
+        if runner.active - slots > self.settings.max_queue:
+            raise ServiceUnavailable(BUSY)
 
     async def _ready_runner(self, ref: ModelRef, spec: LoadSpec, keep_alive_ns: int | None) -> Runner:
         """A runner with the right options, loading (and evicting) as needed."""

@@ -7,6 +7,7 @@ import threading
 import time
 from dataclasses import replace
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -82,9 +83,13 @@ def _run(runner: Runner, job: CompletionJob, loop: asyncio.AbstractEventLoop, qu
 
 
 async def _events(runner: Runner, job: CompletionJob) -> AsyncIterator[dict[str, Any]]:
-    """Relay the runner thread's events; cancelling (client gone) stops generation at the next token."""
+    """Relay the engine's events; cancelling (client gone) stops generation at the next token/step."""
     loop, queue = asyncio.get_running_loop(), asyncio.Queue()
-    work = loop.run_in_executor(runner.executor, _run, runner, job, loop, queue)
+    if getattr(runner.engine, "batching", False):
+        runner.engine.submit(job, lambda e: _push(loop, queue, e))
+        work = None
+    else:
+        work = loop.run_in_executor(runner.executor, _run, runner, job, loop, queue)
     try:
         while True:
             event = await queue.get()
@@ -95,7 +100,8 @@ async def _events(runner: Runner, job: CompletionJob) -> AsyncIterator[dict[str,
                 return
     finally:
         job.cancel.set()
-        await asyncio.shield(work)
+        if work is not None:
+            await asyncio.shield(work)
 
 
 async def complete(scheduler: Scheduler, settings: InferenceSettings,
@@ -105,12 +111,14 @@ async def complete(scheduler: Scheduler, settings: InferenceSettings,
     sampling = replace(Sampling.from_options(req.options), grammar=grammar_for(req.format))
     job = CompletionJob(req.prompt, list(req.context), sampling, threading.Event(),
                         req.logprobs or req.top_logprobs > 0, req.top_logprobs)
-    async with scheduler.lease(model_ref(req), load_spec(settings, req), req.keep_alive_ns) as runner:
+    spec = load_spec(settings, req)
+    async with scheduler.lease(model_ref(req), spec, req.keep_alive_ns, exclusive=spec.embedding) as runner:
         load_ns = time.perf_counter_ns() - started
-        async for event in _events(runner, job):
-            if event.get("done"):
-                event.update(load_duration=load_ns, total_duration=time.perf_counter_ns() - started)
-            yield event
+        async with aclosing(_events(runner, job)) as events:
+            async for event in events:
+                if event.get("done"):
+                    event.update(load_duration=load_ns, total_duration=time.perf_counter_ns() - started)
+                yield event
 
 
 async def embed(scheduler: Scheduler, settings: InferenceSettings, req: EmbedRequest) -> dict[str, Any]:

@@ -21,6 +21,7 @@ class InferenceSettings:
     context_length: int = 4096
     max_loaded_models: int = 3
     max_queue: int = 512
+    num_parallel: int = 4
     num_thread: int = 0
     debug: bool = False
 
@@ -35,6 +36,7 @@ class InferenceSettings:
             context_length=env_int(env, "OLLAMA_CONTEXT_LENGTH", 0) or 4096,
             max_loaded_models=max_loaded if max_loaded > 0 else 3,
             max_queue=env_int(env, "OLLAMA_MAX_QUEUE", 512),
+            num_parallel=max(1, env_int(env, "OLLAMA_NUM_PARALLEL", 0) or 4),
             num_thread=env_int(env, "CORRAL_NUM_THREAD", 0),
             debug=env_bool(env, "OLLAMA_DEBUG"),
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 from celery import Celery
@@ -88,5 +89,6 @@ async def create(store: ModelStore, celery: Celery, req: CreateRequest) -> Async
     """Validate now (so bad input is a 400 before anything is queued), then run the Celery job."""
     await asyncio.to_thread(plan_create, store, req)
     result = enqueue(celery, CREATE_MODEL_TASK, request=req.model_dump(by_alias=True, exclude_none=True))
-    async for event in relay(result):
-        yield event
+    async with aclosing(relay(result)) as events:
+        async for event in events:
+            yield event

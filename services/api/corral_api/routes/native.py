@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
 
-from corral_common.http import GoJSONResponse, stream_or_error
+from corral_common.http import GoJSONResponse, stream_or_error, until_disconnected
 from corral_common.schemas import (ChatRequest, CopyRequest, CreateRequest, DeleteRequest, EmbeddingsRequest,
                                    EmbedRequest, GenerateRequest, ShowRequest, parse_body)
 from corral_common.version import OLLAMA_API_VERSION
@@ -48,8 +48,8 @@ async def generate(request: Request, store: Store, inference: Inference, rid: Re
     req = parse_body(GenerateRequest, await request.body())
     chunks = running.generate(Call(store, inference, rid), req)
     if req.stream:
-        return await stream_or_error(chunks)
-    return GoJSONResponse(await running.collect_generate(chunks))
+        return await stream_or_error(chunks, request)
+    return GoJSONResponse(await until_disconnected(request, running.collect_generate(chunks)))
 
 
 @router.post("/api/chat")
@@ -57,8 +57,8 @@ async def chat(request: Request, store: Store, inference: Inference, rid: Reques
     req = parse_body(ChatRequest, await request.body())
     chunks = running.chat(Call(store, inference, rid), req)
     if req.stream:
-        return await stream_or_error(chunks)
-    return GoJSONResponse(await running.collect_chat(chunks))
+        return await stream_or_error(chunks, request)
+    return GoJSONResponse(await until_disconnected(request, running.collect_chat(chunks)))
 
 
 @router.post("/api/embed")

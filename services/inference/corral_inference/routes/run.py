@@ -31,7 +31,7 @@ async def load(request: Request, scheduler: SchedulerDep, settings: SettingsDep)
 @router.post("/completion")
 async def completion(request: Request, scheduler: SchedulerDep, settings: SettingsDep):
     req = await _parse(request, CompletionRequest)
-    return await stream_or_error(service.complete(scheduler, settings, req))
+    return await stream_or_error(service.complete(scheduler, settings, req), request)
 
 
 @router.post("/embed")

@@ -1,0 +1,296 @@
+"""Continuous batching on llama.cpp: several sequences of one model decode together in one batch.
+
+One OS thread per loaded model runs the step loop (performance.md: llama.cpp calls must not hop
+between threads). Each request gets a slot (a sequence id in a KV cache sized slots × num_ctx)
+and its own sampler chain inside llama.cpp. New requests join between steps; finished or
+cancelled ones leave without stalling the rest; a slot keeps its KV so the next request with the
+same prefix (the next chat turn, a shared system prompt) skips evaluating it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import queue
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import llama_cpp
+import numpy as np
+from llama_cpp import _internals as internals
+
+from corral_inference.completion import CompletionJob, fit_context
+from corral_inference.engine import LoadSpec
+from corral_inference.llama_engine import _gpu_layers, _grammar, _threads
+from corral_inference.textstream import TextStream
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class _Active:
+    """A request occupying a slot."""
+
+    job: CompletionJob
+    emit: Emit
+    sampler: internals.LlamaSampler
+    tokens: list[int]
+    pending: list[int]
+    limit: int
+    cached: int
+    stream: TextStream
+    started: int = field(default_factory=time.perf_counter_ns)
+    first_token_at: int = 0
+    generated: list[int] = field(default_factory=list)
+    last: int = -1
+
+
+@dataclass
+class _Slot:
+    seq_id: int
+    kv: list[int] = field(default_factory=list)
+    active: _Active | None = None
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+class BatchEngine:
+    """A model with ``slots`` parallel sequences, driven by its own step-loop thread."""
+
+    batching = True
+
+    def __init__(self, spec: LoadSpec, slots: int) -> None:
+        self.spec, self.slots_n = spec, max(1, slots)
+        model_params = llama_cpp.llama_model_default_params()
+        model_params.n_gpu_layers = _gpu_layers(spec.num_gpu)
+        model_params.main_gpu, model_params.use_mmap = spec.main_gpu, spec.use_mmap
+        self.model = internals.LlamaModel(path_model=spec.model_path, params=model_params, verbose=False)
+        self.ctx = internals.LlamaContext(model=self.model, params=self._context_params(spec), verbose=False)
+        self.batch = internals.LlamaBatch(n_tokens=spec.num_batch, embd=0, n_seq_max=self.slots_n)
+        self.n_vocab = self.model.n_vocab()
+        self.slots = [_Slot(i) for i in range(self.slots_n)]
+        self.inbox: queue.Queue[tuple[CompletionJob, Emit] | None] = queue.Queue()
+        self.waiting: list[tuple[CompletionJob, Emit]] = []
+        self.thread = threading.Thread(target=self._loop, name="llama-batch", daemon=True)
+        self.thread.start()
+
+    def _context_params(self, spec: LoadSpec) -> Any:
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = spec.num_ctx * self.slots_n
+        params.n_batch = params.n_ubatch = spec.num_batch
+        params.n_threads = params.n_threads_batch = _threads(spec.num_thread)
+        params.n_seq_max = self.slots_n
+        params.kv_unified = True
+        params.no_perf = True
+        return params
+
+    # --- the interface the service uses --------------------------------------------------
+    def n_ctx(self) -> int:
+        return self.spec.num_ctx
+
+    def submit(self, job: CompletionJob, emit: Emit) -> None:
+        """Queue a request; events arrive through emit on the loop thread."""
+        self.inbox.put((job, emit))
+
+    def size_bytes(self) -> int:
+        n_layer = llama_cpp.llama_model_n_layer(self.model.model)
+        n_embd = llama_cpp.llama_model_n_embd(self.model.model)
+        return int(self.model.size()) + 2 * n_layer * self.spec.num_ctx * self.slots_n * n_embd * 2
+
+    def close(self) -> None:
+        self.inbox.put(None)
+        self.thread.join(30)
+        self.batch.close()
+        self.ctx.close()
+        self.model.close()
+
+    # --- the step loop (runs on self.thread only) ----------------------------------------
+    def _loop(self) -> None:
+        while True:
+            if not self._intake(block=not self._busy() and not self.waiting):
+                return
+            self._drop_cancelled()
+            self._admit()
+            if self._busy():
+                self._step()
+
+    def _busy(self) -> bool:
+        return any(slot.active for slot in self.slots)
+
+    def _intake(self, block: bool) -> bool:
+        """Move submitted jobs into the waiting line; False when asked to stop."""
+        try:
+            item = self.inbox.get(block=block)
+            while True:
+                if item is None:
+                    self._fail_all("model unloaded")
+                    return False
+                self.waiting.append(item)
+                item = self.inbox.get_nowait()
+        except queue.Empty:
+            return True
+
+    def _admit(self) -> None:
+        """Give waiting jobs free slots, in arrival order, preferring the slot with the longest cached prefix."""
+        while self.waiting:
+            free = [slot for slot in self.slots if slot.active is None]
+            if not free:
+                return
+            job, emit = self.waiting.pop(0)
+            if job.cancel.is_set():
+                continue
+            try:
+                self._start(job, emit, free)
+            except Exception as exc:  # a bad grammar or tokenizer failure ends this request only
+                emit({"error": f"inference failed: {exc}", "status": 500})
+
+    def _start(self, job: CompletionJob, emit: Emit, free: list[_Slot]) -> None:
+        raw = self.model.tokenize(job.prompt.encode("utf-8"), add_bos=True, special=True)
+        tokens = fit_context(job.context + raw, self.spec.num_ctx, job.sampling.num_keep)
+        slot = max(free, key=lambda s: _common_prefix(s.kv, tokens))
+        keep = min(_common_prefix(slot.kv, tokens), len(tokens) - 1)
+        self.ctx.kv_cache_seq_rm(slot.seq_id, keep, -1)
+        slot.kv = slot.kv[:keep]
+        room = self.spec.num_ctx - len(tokens)
+        limit = room if job.sampling.num_predict < 0 else min(job.sampling.num_predict, room)
+        slot.active = _Active(job, emit, self._sampler(job), tokens, tokens[keep:], max(0, limit), keep,
+                              TextStream(job.sampling.stop))
+        if slot.active.limit == 0:
+            self._finish(slot, "length")
+
+    def _sampler(self, job: CompletionJob) -> internals.LlamaSampler:
+        """The request's own sampler chain inside llama.cpp (Ollama's order of samplers)."""
+        s, sampler = job.sampling, internals.LlamaSampler()
+        last_n = s.repeat_last_n if s.repeat_last_n >= 0 else self.spec.num_ctx
+        sampler.add_penalties(self.n_vocab, last_n, s.repeat_penalty, s.frequency_penalty, s.presence_penalty)
+        if s.grammar:
+            sampler.add_grammar(self.model, _grammar(s.grammar))
+        if s.temperature <= 0:
+            sampler.add_greedy()
+            return sampler
+        sampler.add_top_k(s.top_k)
+        sampler.add_typical(s.typical_p, 1)
+        sampler.add_top_p(s.top_p, 1)
+        sampler.add_min_p(s.min_p, 1)
+        sampler.add_temp(s.temperature)
+        sampler.add_dist(s.seed if s.seed >= 0 else random.getrandbits(31))
+        return sampler
+
+    def _drop_cancelled(self) -> None:
+        for slot in self.slots:
+            if slot.active and slot.active.job.cancel.is_set():
+                self._finish(slot, "cancel")
+
+    def _step(self) -> None:
+        """One llama_decode over every active slot: prompt chunks and one new token per generating slot."""
+        self.batch.reset()
+        budget, sampled = self.spec.num_batch, []
+        for slot in self.slots:
+            active = slot.active
+            if active is None or budget == 0:
+                continue
+            feed = active.pending[:budget] if active.pending else [active.last]
+            done_prompt = len(feed) == len(active.pending) or not active.pending
+            for i, token in enumerate(feed):
+                want_logits = done_prompt and i == len(feed) - 1
+                self._add(token, len(slot.kv), slot.seq_id, want_logits)
+                slot.kv.append(token)
+            if active.pending:
+                active.pending = active.pending[len(feed):]
+            budget -= len(feed)
+            if done_prompt:
+                sampled.append((slot, self.batch.batch.n_tokens - 1))
+        if self.batch.batch.n_tokens == 0:
+            return
+        try:
+            self.ctx.decode(self.batch)
+        except Exception as exc:
+            self._fail_all(f"llama_decode failed: {exc}")
+            return
+        for slot, index in sampled:
+            self._take(slot, index)
+
+    def _add(self, token: int, pos: int, seq_id: int, logits: bool) -> None:
+        b, j = self.batch.batch, self.batch.batch.n_tokens
+        b.token[j], b.pos[j], b.n_seq_id[j], b.logits[j] = token, pos, 1, logits
+        b.seq_id[j][0] = seq_id
+        b.n_tokens += 1
+
+    def _take(self, slot: _Slot, index: int) -> None:
+        """Sample the slot's next token and emit its text (or finish)."""
+        active = slot.active
+        assert active is not None
+        token = active.sampler.sample(self.ctx, index)
+        active.first_token_at = active.first_token_at or time.perf_counter_ns()
+        if llama_cpp.llama_vocab_is_eog(self.model.vocab, token):
+            self._finish(slot, "stop")
+            return
+        text, stopped = active.stream.push(self._piece(token, special=False))
+        active.generated.append(token)
+        active.last = token
+        if active.job.logprobs:
+            active.emit({"content": text, "logprobs": [self._logprobs(index, token, active.job.top_logprobs)]})
+        elif text:
+            active.emit({"content": text})
+        if stopped:
+            self._finish(slot, "stop")
+        elif len(active.generated) >= active.limit:
+            self._finish(slot, "length")
+
+    def _piece(self, token: int, special: bool) -> bytes:
+        """The bytes of one token (llama_token_to_piece, sized by its return value)."""
+        size = 64
+        while True:
+            buf = ctypes.create_string_buffer(size)
+            n = llama_cpp.llama_token_to_piece(self.model.vocab, token, buf, size, 0, special)
+            if n >= 0:
+                return buf.raw[:n]
+            size = -n
+
+    def _logprobs(self, index: int, token: int, top_n: int) -> dict[str, Any]:
+        logits = np.ctypeslib.as_array(self.ctx.get_logits_ith(index), shape=(self.n_vocab,))
+        peak = float(logits.max())
+        logp = logits - (peak + np.log(np.exp(logits - peak).sum()))
+        item = self._token_logprob(token, float(logp[token]))
+        if top_n > 0:
+            best = np.argpartition(-logp, top_n)[:top_n]
+            item["top_logprobs"] = [self._token_logprob(int(t), float(logp[t])) for t in best[np.argsort(-logp[best])]]
+        return item
+
+    def _token_logprob(self, token: int, logprob: float) -> dict[str, Any]:
+        piece = self._piece(token, special=True)
+        return {"token": piece.decode("utf-8", "replace"), "logprob": logprob, "bytes": list(piece)}
+
+    def _finish(self, slot: _Slot, reason: str) -> None:
+        """Emit the final event and free the slot (its KV stays for prefix reuse)."""
+        active = slot.active
+        assert active is not None
+        slot.active = None
+        tail = active.stream.flush()
+        if tail and reason != "cancel":
+            active.emit({"content": tail})
+        ended = time.perf_counter_ns()
+        first = active.first_token_at or ended
+        active.sampler.close()
+        active.emit({"done": True, "done_reason": reason, "context": active.tokens + active.generated,
+                     "prompt_eval_count": len(active.tokens) - active.cached,
+                     "prompt_eval_duration": first - active.started,
+                     "eval_count": len(active.generated), "eval_duration": ended - first})
+
+    def _fail_all(self, message: str) -> None:
+        for slot in self.slots:
+            if slot.active:
+                slot.active.emit({"error": message, "status": 500})
+                slot.active = None
+        for _, emit in self.waiting:
+            emit({"error": message, "status": 500})
+        self.waiting.clear()

@@ -1,0 +1,107 @@
+"""Continuous batching, prompt-cache reuse, cancellation and the queue limit, on a real model."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import httpx
+import ollama
+import pytest
+
+from serverproc import start_server, stop_server
+
+pytestmark = pytest.mark.e2e
+MODEL = "smollm2:135m"
+OPTS = {"temperature": 0, "seed": 7, "num_predict": 24}
+QUESTIONS = ["Name a fruit.", "What is the capital of Italy?", "Say something about the sea.", "Count to five."]
+
+
+def _chat_text(client: ollama.Client, question: str) -> str:
+    chunks = client.chat(MODEL, messages=[{"role": "user", "content": question}], options=OPTS, stream=True)
+    return "".join(c.message.content for c in chunks)
+
+
+def test_four_concurrent_streams_match_their_solo_answers(client: ollama.Client) -> None:
+    alone = [_chat_text(client, q) for q in QUESTIONS]
+    together: list[str] = [""] * len(QUESTIONS)
+
+    def run(i: int) -> None:
+        together[i] = _chat_text(client, QUESTIONS[i])
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(QUESTIONS))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert together == alone
+
+
+def test_second_chat_turn_reuses_the_cached_prefix(client: ollama.Client) -> None:
+    messages = [{"role": "system", "content": "You are a helpful assistant who answers briefly and politely."},
+                {"role": "user", "content": "Tell me about owls."}]
+    first = client.chat(MODEL, messages=messages, options=OPTS)
+    messages += [{"role": "assistant", "content": first.message.content},
+                 {"role": "user", "content": "And about cats?"}]
+    second = client.chat(MODEL, messages=messages, options=OPTS)
+    full_prompt = first.prompt_eval_count + first.eval_count
+    assert second.prompt_eval_count < full_prompt
+
+
+def _first_chunk_then_close(url: str, body: dict) -> None:
+    with httpx.stream("POST", f"{url}/api/generate", json=body, timeout=60) as response:
+        for _line in response.iter_lines():
+            break
+
+
+def test_disconnects_free_their_slots(tmp_path) -> None:
+    srv = start_server(tmp_path, {"OLLAMA_NUM_PARALLEL": "1"})
+    try:
+        from corral_cli.bundled import import_bundled
+
+        import_bundled(srv.url, only=(MODEL,))
+        long = {"model": MODEL, "prompt": "Write a very long story.", "options": {"num_predict": 2000}}
+        _first_chunk_then_close(srv.url, long)  # mid-stream
+        eval_body = {"model": MODEL, "prompt": "word " * 1500, "options": {"num_predict": 5}}
+        try:
+            httpx.post(f"{srv.url}/api/generate", json=eval_body, timeout=0.3)  # gone during prompt eval
+        except httpx.TimeoutException:
+            pass
+        started = time.monotonic()
+        result = httpx.post(f"{srv.url}/api/generate", json={"model": MODEL, "prompt": "Hi", "stream": False,
+                                                              "options": {"num_predict": 3}}, timeout=60).json()
+        assert result["done"] is True
+        # with one slot, this only gets through because both abandoned requests released it
+        assert time.monotonic() - started < 30
+    finally:
+        stop_server(srv.process)
+
+
+def test_queue_limit_answers_503_with_ollamas_text(tmp_path) -> None:
+    srv = start_server(tmp_path, {"OLLAMA_NUM_PARALLEL": "1", "OLLAMA_MAX_QUEUE": "1"})
+    try:
+        from corral_cli.bundled import import_bundled
+
+        import_bundled(srv.url, only=(MODEL,))
+        httpx.post(f"{srv.url}/api/generate", json={"model": MODEL}, timeout=60)  # load
+        body = {"model": MODEL, "prompt": "Write a long story.", "stream": False, "options": {"num_predict": 150}}
+        statuses: list[int] = []
+        errors: list[str] = []
+
+        def call() -> None:
+            response = httpx.post(f"{srv.url}/api/generate", json=body, timeout=120)
+            statuses.append(response.status_code)
+            if response.status_code != 200:
+                errors.append(response.json()["error"])
+
+        threads = [threading.Thread(target=call) for _ in range(3)]
+        for t in threads:
+            t.start()
+            time.sleep(0.3)
+        for t in threads:
+            t.join(120)
+        assert sorted(statuses) == [200, 200, 503]
+        assert errors == ["server busy, please try again.  maximum pending requests exceeded"]
+    finally:
+        stop_server(srv.process)
