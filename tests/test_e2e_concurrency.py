@@ -105,3 +105,13 @@ def test_queue_limit_answers_503_with_ollamas_text(tmp_path) -> None:
         assert errors == ["server busy, please try again.  maximum pending requests exceeded"]
     finally:
         stop_server(srv.process)
+
+
+def test_context_overflow_is_never_silent(server) -> None:
+    long_prompt = "Tell me about the weather. " * 40
+    body = {"model": MODEL, "prompt": long_prompt, "stream": False, "options": {"num_ctx": 64, "num_predict": 4}}
+    truncated = httpx.post(f"{server.url}/api/generate", json=body, timeout=60).json()
+    assert truncated["done"] is True and truncated["truncated_tokens"] > 0
+    refused = httpx.post(f"{server.url}/api/generate", json={**body, "truncate": False}, timeout=60)
+    assert refused.status_code == 400
+    assert refused.json() == {"error": "the input length exceeds the context length"}

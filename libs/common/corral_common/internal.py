@@ -46,6 +46,7 @@ class CompletionRequest(LoadRequest):
     format: Any = Field(default=None, description='"json", a JSON schema object, or empty')
     logprobs: bool = False
     top_logprobs: int = Field(default=0, ge=0, le=20)
+    truncate: bool = Field(default=True, description="false: a prompt longer than the context is a 400")
 
 
 class EmbedRequest(LoadRequest):

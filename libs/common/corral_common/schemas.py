@@ -174,7 +174,7 @@ def model_details(config: dict[str, Any], parent_model: str = "") -> dict[str, A
 
 
 _METRICS = ("total_duration", "load_duration", "prompt_eval_count", "prompt_eval_duration",
-            "eval_count", "eval_duration")
+            "eval_count", "eval_duration", "truncated_tokens")
 
 
 def with_metrics(chunk: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:

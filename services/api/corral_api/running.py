@@ -85,7 +85,8 @@ async def _lifecycle(call: Call, model: dict[str, Any], options: dict, keep_aliv
 
 def _sampling_extras(req: GenerateRequest | ChatRequest) -> dict[str, Any]:
     """Structured output and logprobs settings passed through to the engine."""
-    return {"format": req.format, "logprobs": req.logprobs, "top_logprobs": req.top_logprobs}
+    return {"format": req.format, "logprobs": req.logprobs, "top_logprobs": req.top_logprobs,
+            "truncate": req.truncate is not False}
 
 
 def _with_logprobs(chunk: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import llama_cpp
 import numpy as np
 from llama_cpp import _internals as internals
 
-from corral_inference.completion import CompletionJob, fit_context
+from corral_inference.completion import CompletionJob, ContextOverflow, prompt_tokens
 from corral_inference.engine import LoadSpec
 from corral_inference.llama_engine import _gpu_layers, _grammar, _threads
 from corral_inference.textstream import TextStream
@@ -45,6 +45,7 @@ class _Active:
     first_token_at: int = 0
     generated: list[int] = field(default_factory=list)
     last: int = -1
+    dropped: int = 0
 
 
 @dataclass
@@ -106,6 +107,11 @@ class BatchEngine:
         n_embd = llama_cpp.llama_model_n_embd(self.model.model)
         return int(self.model.size()) + 2 * n_layer * self.spec.num_ctx * self.slots_n * n_embd * 2
 
+    def vram_bytes(self) -> int:
+        """Bytes offloaded to a GPU (all of it when layers are offloaded; CPU builds report 0)."""
+        offloaded = llama_cpp.llama_supports_gpu_offload() and _gpu_layers(self.spec.num_gpu) != 0
+        return self.size_bytes() if offloaded else 0
+
     def close(self) -> None:
         self.inbox.put(None)
         self.thread.join(30)
@@ -150,12 +156,14 @@ class BatchEngine:
                 continue
             try:
                 self._start(job, emit, free)
+            except ContextOverflow as exc:
+                emit({"error": str(exc), "status": 400})
             except Exception as exc:  # a bad grammar or tokenizer failure ends this request only
                 emit({"error": f"inference failed: {exc}", "status": 500})
 
     def _start(self, job: CompletionJob, emit: Emit, free: list[_Slot]) -> None:
         raw = self.model.tokenize(job.prompt.encode("utf-8"), add_bos=True, special=True)
-        tokens = fit_context(job.context + raw, self.spec.num_ctx, job.sampling.num_keep)
+        tokens, dropped = prompt_tokens(job, job.context + raw, self.spec.num_ctx)
         slot = max(free, key=lambda s: _common_prefix(s.kv, tokens))
         keep = min(_common_prefix(slot.kv, tokens), len(tokens) - 1)
         self.ctx.kv_cache_seq_rm(slot.seq_id, keep, -1)
@@ -163,7 +171,7 @@ class BatchEngine:
         room = self.spec.num_ctx - len(tokens)
         limit = room if job.sampling.num_predict < 0 else min(job.sampling.num_predict, room)
         slot.active = _Active(job, emit, self._sampler(job), tokens, tokens[keep:], max(0, limit), keep,
-                              TextStream(job.sampling.stop))
+                              TextStream(job.sampling.stop), dropped=dropped)
         if slot.active.limit == 0:
             self._finish(slot, "length")
 
@@ -281,10 +289,13 @@ class BatchEngine:
         ended = time.perf_counter_ns()
         first = active.first_token_at or ended
         active.sampler.close()
-        active.emit({"done": True, "done_reason": reason, "context": active.tokens + active.generated,
-                     "prompt_eval_count": len(active.tokens) - active.cached,
-                     "prompt_eval_duration": first - active.started,
-                     "eval_count": len(active.generated), "eval_duration": ended - first})
+        final = {"done": True, "done_reason": reason, "context": active.tokens + active.generated,
+                 "prompt_eval_count": len(active.tokens) - active.cached,
+                 "prompt_eval_duration": first - active.started,
+                 "eval_count": len(active.generated), "eval_duration": ended - first}
+        if active.dropped:
+            final["truncated_tokens"] = active.dropped
+        active.emit(final)
 
     def _fail_all(self, message: str) -> None:
         for slot in self.slots:

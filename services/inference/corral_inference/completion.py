@@ -24,6 +24,19 @@ class CompletionJob:
     cancel: threading.Event
     logprobs: bool = False
     top_logprobs: int = 0
+    truncate: bool = True
+
+
+class ContextOverflow(ValueError):
+    """A prompt longer than the context when the request asked not to truncate."""
+
+
+def prompt_tokens(job: CompletionJob, tokens: list[int], n_ctx: int) -> tuple[list[int], int]:
+    """The prompt that fits the context and how many tokens were dropped to make it fit."""
+    fitted = fit_context(tokens, n_ctx, job.sampling.num_keep)
+    if len(fitted) < len(tokens) and not job.truncate:
+        raise ContextOverflow("the input length exceeds the context length")
+    return fitted, len(tokens) - len(fitted)
 
 
 def fit_context(tokens: list[int], n_ctx: int, num_keep: int) -> list[int]:
@@ -44,7 +57,7 @@ def _max_tokens(sampling: Sampling, n_ctx: int, prompt_len: int) -> int:
 def run_completion(engine: Engine, job: CompletionJob, emit: Emit) -> None:
     """Generate, calling emit for each text piece and once with the final metrics."""
     started = time.perf_counter_ns()
-    tokens = fit_context(job.context + engine.tokenize(job.prompt), engine.n_ctx(), job.sampling.num_keep)
+    tokens, _dropped = prompt_tokens(job, job.context + engine.tokenize(job.prompt), engine.n_ctx())
     cached = min(engine.cached_prefix(tokens), max(0, len(tokens) - 1))
     limit = _max_tokens(job.sampling, engine.n_ctx(), len(tokens))
     stream, generated = TextStream(job.sampling.stop), []

@@ -21,6 +21,7 @@ class LoadSpec:
     num_thread: int = 0
     embedding: bool = False
     pooling_in_model: bool = field(default=False, compare=False)
+    estimate_bytes: int = field(default=0, compare=False, metadata={"doc": "weights + KV cache, before loading"})
 
 
 @dataclass(frozen=True)

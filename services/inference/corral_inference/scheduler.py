@@ -22,6 +22,18 @@ from corral_inference.engine import Engine, LoadSpec
 from corral_inference.settings import InferenceSettings
 
 log = get_logger("corral.inference.scheduler")
+
+
+def available_memory() -> int:
+    """MemAvailable from /proc/meminfo (bytes); unlimited where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 2**62
 T = TypeVar("T")
 EngineFactory = Callable[[LoadSpec], Engine]
 BUSY = "server busy, please try again.  maximum pending requests exceeded"
@@ -51,6 +63,7 @@ class Runner:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     expiry: asyncio.TimerHandle | None = None
     size: int = 0
+    size_vram: int = 0
     load_duration_ns: int = 0
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
@@ -68,8 +81,10 @@ class Runner:
 class Scheduler:
     """The set of loaded runners, keyed by model blob, adapters and mode."""
 
-    def __init__(self, settings: InferenceSettings, factory: EngineFactory) -> None:
+    def __init__(self, settings: InferenceSettings, factory: EngineFactory,
+                 memory_available: Callable[[], int] | None = None) -> None:
         self.settings, self.factory = settings, factory
+        self.memory_available = memory_available or available_memory
         self.runners: dict[tuple, Runner] = {}
         self.changed = asyncio.Condition()
         self.pending = 0
@@ -128,6 +143,9 @@ class Scheduler:
                 if len(self.runners) >= self.settings.max_loaded_models and not await self._evict_one():
                     await self.changed.wait()
                     continue
+                if not await self._make_room(spec.estimate_bytes):
+                    await self.changed.wait()
+                    continue
                 runner = Runner(ref, spec, self.settings.keep_alive_ns if keep_alive_ns is None else keep_alive_ns)
                 self.runners[self.key(ref, spec)] = runner
                 self._mark_busy(runner, keep_alive_ns)
@@ -165,8 +183,23 @@ class Scheduler:
             if runner.engine is None:
                 runner.engine = await runner.call(self.factory, runner.spec)
                 runner.size = await runner.call(runner.engine.size_bytes)
+                vram = getattr(runner.engine, "vram_bytes", None)
+                runner.size_vram = await runner.call(vram) if vram else 0
                 runner.load_duration_ns = time.perf_counter_ns() - started
                 log.info("model loaded", model=runner.ref.name, seconds=round(runner.load_duration_ns / 1e9, 2))
+
+    async def _make_room(self, needed: int) -> bool:
+        """Evict idle models until ``needed`` bytes fit; refuse if even an empty server could not hold it.
+
+        Returns False when busy models hold the memory (the caller waits for one to go idle)."""
+        while needed > self.memory_available():
+            if not await self._evict_one():
+                if not self.runners:
+                    raise ServiceUnavailable(
+                        f"model requires more system memory ({needed / 2**30:.1f} GiB) than is available "
+                        f"({self.memory_available() / 2**30:.1f} GiB)")
+                return False
+        return True
 
     async def _evict_one(self) -> bool:
         """Unload the idle runner with the shortest keep_alive (then name); False if all are busy."""
@@ -221,7 +254,7 @@ class Scheduler:
     def ps(self) -> list[dict[str, Any]]:
         """Loaded runners for /api/ps, latest expiry first."""
         rows = [{"name": r.ref.name, "model_digest": r.ref.model_digest, "digest": r.ref.manifest_digest,
-                 "details": r.ref.details, "size": r.size, "size_vram": 0,
+                 "details": r.ref.details, "size": r.size, "size_vram": r.size_vram,
                  "context_length": r.spec.num_ctx, "expires_at": r.expires_at(), "embedding": r.spec.embedding}
                 for r in self.runners.values() if r.engine is not None]
         return sorted(rows, key=lambda row: row["expires_at"], reverse=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from corral_common.digest import Digest
-from corral_common.errors import AppError, BadRequest, InternalError
+from corral_common.errors import AppError, BadRequest, InternalError, from_status
 from corral_common.gguf import GGUFFile, InvalidGGUF, read_gguf
 from corral_common.internal import CompletionRequest, EmbedRequest, LoadRequest
 from corral_common.store_paths import blob_path
@@ -38,6 +38,22 @@ def _validated_gguf(path: Path) -> GGUFFile:
         raise BadRequest("model blob is missing from the store") from None
 
 
+def _meta_int(gguf: GGUFFile, key: str, default: int) -> int:
+    value = gguf.metadata.get(f"{gguf.architecture()}.{key}", default)
+    if isinstance(value, list):  # per-layer values: take the largest
+        value = max(value, default=default)
+    return int(value) if isinstance(value, (int, float)) else default
+
+
+def kv_cache_bytes(gguf: GGUFFile, tokens: int) -> int:
+    """f16 K and V for every layer and token: 2 × layers × tokens × kv_heads × head_dim × 2 bytes."""
+    layers = _meta_int(gguf, "block_count", 0)
+    heads = max(1, _meta_int(gguf, "attention.head_count", 1))
+    head_dim = _meta_int(gguf, "attention.key_length", _meta_int(gguf, "embedding_length", 0) // heads)
+    kv_heads = _meta_int(gguf, "attention.head_count_kv", heads)
+    return 2 * layers * tokens * kv_heads * head_dim * 2
+
+
 def load_spec(settings: InferenceSettings, req: LoadRequest) -> LoadSpec:
     """Runner options from the request, clamped to what the model was trained for."""
     root = settings.models_dir
@@ -50,11 +66,13 @@ def load_spec(settings: InferenceSettings, req: LoadRequest) -> LoadSpec:
     trained = gguf.context_length()
     num_ctx = max(MIN_CTX, min(num_ctx, trained) if trained else num_ctx)
     adapters = tuple(str(blob_path(root, Digest(d))) for d in req.model.adapters)
+    slots = 1 if req.embedding else settings.num_parallel
     return LoadSpec(model_path=str(path), adapters=adapters, num_ctx=num_ctx,
                     num_batch=int(options.get("num_batch", 512)), num_gpu=int(options.get("num_gpu", -1)),
                     main_gpu=int(options.get("main_gpu", 0)), use_mmap=bool(options.get("use_mmap", True)),
                     num_thread=int(options.get("num_thread") or settings.num_thread), embedding=req.embedding,
-                    pooling_in_model=f"{gguf.architecture()}.pooling_type" in gguf.metadata)
+                    pooling_in_model=f"{gguf.architecture()}.pooling_type" in gguf.metadata,
+                    estimate_bytes=gguf.file_size + kv_cache_bytes(gguf, num_ctx * slots))
 
 
 def model_ref(req: LoadRequest) -> ModelRef:
@@ -94,7 +112,7 @@ async def _events(runner: Runner, job: CompletionJob) -> AsyncIterator[dict[str,
         while True:
             event = await queue.get()
             if "error" in event:
-                raise InternalError(event["error"])
+                raise from_status(event.get("status", 500), event["error"])
             yield event
             if event.get("done"):
                 return
@@ -110,7 +128,7 @@ async def complete(scheduler: Scheduler, settings: InferenceSettings,
     started = time.perf_counter_ns()
     sampling = replace(Sampling.from_options(req.options), grammar=grammar_for(req.format))
     job = CompletionJob(req.prompt, list(req.context), sampling, threading.Event(),
-                        req.logprobs or req.top_logprobs > 0, req.top_logprobs)
+                        req.logprobs or req.top_logprobs > 0, req.top_logprobs, req.truncate)
     spec = load_spec(settings, req)
     async with scheduler.lease(model_ref(req), spec, req.keep_alive_ns, exclusive=spec.embedding) as runner:
         load_ns = time.perf_counter_ns() - started

@@ -114,3 +114,28 @@ def test_queue_limit_answers_busy() -> None:
         await s.close()
 
     asyncio.run(scenario())
+
+
+def test_idle_models_are_evicted_to_make_room_and_too_big_is_refused() -> None:
+    async def scenario() -> None:
+        free = {"bytes": 1000}
+        s = Scheduler(InferenceSettings(models_dir=Path("/x")), lambda spec: FakeEngine(spec),
+                      memory_available=lambda: free["bytes"])
+        ref1, _ = _ref(1)
+        async with s.lease(ref1, LoadSpec(model_path="/m1", estimate_bytes=600), None) as runner:
+            first = runner.engine
+        free["bytes"] = 400  # the first model now holds the memory
+        ref2, _ = _ref(2)
+
+        def evicted() -> int:
+            return 1000 if first.closed else 400
+
+        s.memory_available = evicted
+        async with s.lease(ref2, LoadSpec(model_path="/m2", estimate_bytes=600), None):
+            assert first.closed
+        await s.close()
+        with pytest.raises(ServiceUnavailable, match="requires more system memory"):
+            async with s.lease(ref1, LoadSpec(model_path="/m1", estimate_bytes=10**6), None):
+                pass
+
+    asyncio.run(scenario())
