@@ -96,3 +96,12 @@ def test_thinking_is_split_and_hidden_when_think_is_false(server, tool_model: st
 def test_think_on_a_model_without_thinking_is_refused(server) -> None:
     response = _chat(server, model="smollm2:135m", messages=ASK, think=True)
     assert response.status_code == 400 and response.json()["error"] == '"smollm2:135m" does not support thinking'
+
+
+def test_generate_splits_thinking_too(server, tool_model: str) -> None:
+    body = {"model": tool_model, "prompt": "What is 2+2?", "stream": False, "think": True,
+            "options": {"temperature": 0, "num_predict": 12}}
+    result = httpx.post(f"{server.url}/api/generate", json=body, timeout=120).json()
+    assert result["thinking"] and list(result)[:4] == ["model", "created_at", "response", "thinking"]
+    hidden = httpx.post(f"{server.url}/api/generate", json={**body, "think": False}, timeout=120).json()
+    assert "thinking" not in hidden and hidden["response"]

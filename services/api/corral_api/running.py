@@ -129,21 +129,35 @@ async def generate(call: Call, req: GenerateRequest) -> AsyncIterator[dict[str, 
         reason = await _lifecycle(call, model, options, keep_alive)
         yield {"model": req.model, "created_at": utc_now(), "response": "", "done": True, "done_reason": reason}
         return
+    think = req.think if req.think is not None else ("thinking" in model["capabilities"] or None)
     text = req.prompt if req.raw else prompts.render(model, _generate_messages(req, model), req.template,
-                                                     suffix=req.suffix)
+                                                     suffix=req.suffix, think=think)
     body = {"model": engine_model(model), "options": options, "keep_alive_ns": keep_alive,
             "prompt": text, "context": req.context or [], **_sampling_extras(req)}
+    shaper = _shaper(req.think, model, None, text)
     async with aclosing(call.inference.stream("/run/completion", call.request_id, body)) as events:
         async for event in events:
             if not event.get("done"):
-                yield _with_logprobs({"model": req.model, "created_at": utc_now(), "response": event["content"],
-                                      "done": False}, event)
+                thought, content = shaper.feed(event["content"])
+                if thought or content or event.get("logprobs"):
+                    yield _with_logprobs(_generate_chunk(req.model, content, thought), event)
                 continue
+            thought, content, _ = shaper.finish()
+            if thought or content:
+                yield _generate_chunk(req.model, content, thought)
             final = {"model": req.model, "created_at": utc_now(), "response": "", "done": True,
                      "done_reason": event["done_reason"]}
             if not req.raw:
                 final["context"] = event["context"]
             yield with_metrics(final, event)
+
+
+def _generate_chunk(model: str, response: str, thinking: str) -> dict[str, Any]:
+    chunk: dict[str, Any] = {"model": model, "created_at": utc_now(), "response": response}
+    if thinking:
+        chunk["thinking"] = thinking
+    chunk["done"] = False
+    return chunk
 
 
 def _chat_messages(req: ChatRequest, model: dict[str, Any]) -> list[dict[str, Any]]:
@@ -236,12 +250,18 @@ def _chunk(model: str, message: dict[str, Any]) -> dict[str, Any]:
 
 async def collect_generate(chunks: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
     """stream:false for generate: one object with the text concatenated."""
-    parts, logprobs, final = [], [], {}
+    parts, thoughts, logprobs, final = [], [], [], {}
     async for chunk in chunks:
         parts.append(chunk.get("response", ""))
+        thoughts.append(chunk.get("thinking", ""))
         logprobs += chunk.get("logprobs", [])
         final = chunk
-    return {**final, "response": "".join(parts), **({"logprobs": logprobs} if logprobs else {})}
+    out = {**final, "response": "".join(parts)}
+    if "".join(thoughts):
+        out = {"model": out["model"], "created_at": out["created_at"], "response": out["response"],
+               "thinking": "".join(thoughts), **{k: v for k, v in out.items()
+                                                 if k not in ("model", "created_at", "response")}}
+    return {**out, **({"logprobs": logprobs} if logprobs else {})}
 
 
 async def collect_chat(chunks: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
