@@ -219,7 +219,7 @@ def test_request_id_is_returned(http: httpx.Client) -> None:
 
 
 @pytest.mark.parametrize("extra", [{"format": "json"}, {"think": False}, {"logprobs": True, "top_logprobs": 2},
-                                   {"tools": []}, {"options": {"mirostat": 1, "tfs_z": 1.0, "numa": True}}])
+                                   {"tools": []}, {"options": {"mirostat": 1, "tfs_z": 1.0, "numa": True, "num_predict": 2}}])
 def test_fields_of_later_issues_do_not_crash(http: httpx.Client, extra: dict) -> None:
     body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": False,
             "options": {"num_predict": 2}, **extra}

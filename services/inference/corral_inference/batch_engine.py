@@ -21,12 +21,15 @@ import llama_cpp
 import numpy as np
 from llama_cpp import _internals as internals
 
+from corral_common.logs import get_logger
+
 from corral_inference.completion import CompletionJob, ContextOverflow, prompt_tokens
 from corral_inference.engine import LoadSpec
 from corral_inference.llama_engine import _gpu_layers, _grammar, _threads
 from corral_inference.textstream import TextStream
 
 Emit = Callable[[dict[str, Any]], None]
+log = get_logger("corral.inference.batch")
 
 
 @dataclass
@@ -124,10 +127,14 @@ class BatchEngine:
         while True:
             if not self._intake(block=not self._busy() and not self.waiting):
                 return
-            self._drop_cancelled()
-            self._admit()
-            if self._busy():
-                self._step()
+            try:
+                self._drop_cancelled()
+                self._admit()
+                if self._busy():
+                    self._step()
+            except Exception as exc:  # the loop must outlive any one request's failure
+                log.error("batch step failed", error=repr(exc))
+                self._fail_all(f"inference failed: {exc}")
 
     def _busy(self) -> bool:
         return any(slot.active for slot in self.slots)
