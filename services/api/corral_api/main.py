@@ -13,9 +13,12 @@ from starlette.exceptions import HTTPException
 from corral_common.http import RequestContextMiddleware, install_error_handler
 from corral_common.logs import configure_logging
 
+from corral_api.auth import AuthClient, AuthGate, GatewayAuthSettings
 from corral_api.clients import ServiceClient
 from corral_api.guards import EdgeGuard
-from corral_api.routes import native, openai
+from corral_api.routes import keys, native, openai
+from corral_api.routes import web
+from corral_api.routes import registry
 from corral_api.settings import ApiSettings
 
 
@@ -39,16 +42,19 @@ def _install_plain_errors(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, http_error)  # type: ignore[arg-type]
 
 
-def create_app(settings: ApiSettings | None = None) -> FastAPI:
+def create_app(settings: ApiSettings | None = None, auth: GatewayAuthSettings | None = None) -> FastAPI:
     """Build the gateway from explicit settings (or the environment)."""
     settings = settings or ApiSettings.from_env()
+    auth = auth or GatewayAuthSettings.from_env()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging("api", settings.debug)
         app.state.store = ServiceClient(settings.registry_url, "registry")
         app.state.inference = ServiceClient(settings.inference_url, "inference")
+        app.state.auth = AuthClient(auth.auth_url)
         yield
+        await app.state.auth.close()
         await app.state.store.close()
         await app.state.inference.close()
 
@@ -56,7 +62,11 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     install_error_handler(app)
     _install_plain_errors(app)
     app.include_router(native.router)
+    app.include_router(web.router)
     app.include_router(openai.router)
+    app.include_router(registry.router)
+    app.include_router(keys.router)
+    app.add_middleware(AuthGate, settings=auth)
     app.add_middleware(EdgeGuard, origins=settings.origins, loopback=_is_loopback(settings.listen.host))
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -1,12 +1,43 @@
-"""The auth service app. Its endpoints arrive with its own issue; today it answers health checks."""
+"""The auth service app: API keys, signin, registry tokens and the gateway's verify endpoint."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
-from corral_common.http import service_app
+from fastapi import FastAPI, Request
+
+from corral_common.http import GoJSONResponse, service_app
+from corral_common.logs import configure_logging
+
+from corral_auth.errors import Denied
+from corral_auth.routes import internal, keys, signin, tokens
+from corral_auth.runtime import build_runtime
+from corral_auth.settings import AuthSettings
 
 
-def create_app() -> FastAPI:
-    """Build the auth app."""
-    return service_app("corral auth")
+def _install_denied_handler(app: FastAPI) -> None:
+    """Refusals keep their WWW-Authenticate / Retry-After headers."""
+
+    async def handle(_request: Request, exc: Denied) -> GoJSONResponse:
+        return GoJSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+    app.add_exception_handler(Denied, handle)  # type: ignore[arg-type]
+
+
+def create_app(settings: AuthSettings | None = None) -> FastAPI:
+    """Build the auth app from explicit settings (or the environment)."""
+    settings = settings or AuthSettings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging("auth", settings.debug)
+        app.state.auth = build_runtime(settings)
+        yield
+        app.state.auth.close()
+
+    app = service_app("corral auth", lifespan)
+    _install_denied_handler(app)
+    for module in (internal, keys, signin, tokens):
+        app.include_router(module.router)
+    return app

@@ -1,28 +1,34 @@
-"""``/api/create``: validate a request into a plan (fast, before queueing), then build layers and a manifest."""
+"""``/api/create``: validate a request into a plan (fast, before queueing), then build layers and a manifest.
+
+The plan is made where the request arrives; the job (a Celery task in the registry worker) converts
+safetensors, quantizes and writes blobs, each in a scratch directory under the models directory.
+"""
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from corral_common.digest import Digest, InvalidDigest
 from corral_common.errors import AppError, BadRequest, NotFound
-from corral_common.gguf import GGUFFile, InvalidGGUF, human_number, is_gguf, read_gguf
+from corral_common.gguf import GGUFFile, InvalidGGUF, human_number, is_gguf
 from corral_common.gotemplate import Template, TemplateError
 from corral_common.jsonio import go_dumps
 from corral_common.names import InvalidName, ModelName
 from corral_common.options import validate_options
 from corral_common.schemas import CreateRequest
 
-from corral_registry import media_types
+from corral_registry import convert, media_types, quantize
 from corral_registry.manifest import Layer, Manifest
 from corral_registry.modelinfo import gguf_of
 from corral_registry.store import ModelStore, StoredModel
 
-QUANTIZE_LEVELS = ("F32", "F16", "BF16", "Q4_K_S", "Q4_K_M", "Q8_0")
-QUANTIZABLE_SOURCES = ("F32", "F16", "BF16")
 _VALID_PATH = re.compile(r"[^/\\\x00]+(/[^/\\\x00]+)*")
 Emit = Callable[[dict[str, Any]], None]
 
@@ -34,6 +40,7 @@ class CreatePlan:
     name: ModelName
     base: StoredModel | None = None
     model_files: list[tuple[str, Digest, GGUFFile]] = field(default_factory=list)
+    convert_files: list[tuple[str, Digest]] = field(default_factory=list)  # a safetensors model to convert
     adapter_files: list[tuple[str, Digest]] = field(default_factory=list)
     template: str | None = None
     system: str | None = None
@@ -57,23 +64,8 @@ def _parse_name(text: str) -> ModelName:
         raise BadRequest("invalid model name") from None
 
 
-def _gguf_file(store: ModelStore, filename: str, digest: Digest) -> GGUFFile:
-    """Validate one uploaded file as GGUF before anything else touches it."""
-    path = store.blob_path(digest)
-    if not path.is_file():
-        raise BadRequest(f'blob "{digest}" not found: upload it first with POST /api/blobs/{digest}')
-    if filename.endswith(".safetensors"):
-        raise BadRequest("importing safetensors is not supported yet: convert the model to GGUF first")
-    if not is_gguf(path):
-        raise BadRequest("supplied file was not in GGUF format")
-    try:
-        return gguf_of(path)
-    except InvalidGGUF as exc:
-        raise BadRequest(str(exc)) from None
-
-
-def _files(store: ModelStore, files: dict[str, str]) -> list[tuple[str, Digest, GGUFFile]]:
-    """Check names and digests of ``files`` and parse each GGUF."""
+def _checked_files(store: ModelStore, files: dict[str, str]) -> list[tuple[str, Digest]]:
+    """Check the names and digests of ``files`` and that each blob has been uploaded."""
     checked = []
     for filename, digest_text in files.items():
         if not _valid_relative(filename):
@@ -82,8 +74,26 @@ def _files(store: ModelStore, files: dict[str, str]) -> list[tuple[str, Digest, 
             digest = Digest.parse(digest_text)
         except InvalidDigest:
             raise BadRequest("invalid digest format") from None
-        checked.append((filename, digest, _gguf_file(store, filename, digest)))
+        if not store.blob_path(digest).is_file():
+            raise BadRequest(f'blob "{digest}" not found: upload it first with POST /api/blobs/{digest}')
+        checked.append((filename, digest))
     return checked
+
+
+def _gguf_file(store: ModelStore, digest: Digest) -> GGUFFile:
+    """Validate one uploaded file as GGUF before anything else touches it."""
+    path = store.blob_path(digest)
+    if not is_gguf(path):
+        raise BadRequest("supplied file was not in GGUF format")
+    try:
+        return gguf_of(path)
+    except InvalidGGUF as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def _gguf_files(store: ModelStore, files: dict[str, str]) -> list[tuple[str, Digest, GGUFFile]]:
+    """Checked GGUF uploads with their parsed metadata."""
+    return [(name, digest, _gguf_file(store, digest)) for name, digest in _checked_files(store, files)]
 
 
 def _template(text: str | None) -> str | None:
@@ -105,15 +115,24 @@ def _messages(messages: list[Any] | None) -> list[dict[str, str]]:
     return out
 
 
-def _quantize(level: str, sources: list[GGUFFile]) -> str:
-    if not level:
-        return ""
-    level = "Q4_K_M" if level == "Q4_K" else level
-    if level not in QUANTIZE_LEVELS:
-        raise BadRequest(f"unsupported quantization type {level} - supported types are F32, F16, Q4_K_S, Q4_K_M, Q8_0")
-    if any(src.file_type_name() not in QUANTIZABLE_SOURCES for src in sources):
-        raise BadRequest("quantization is only supported for F16, BF16 and F32 models")
-    raise BadRequest(f"quantizing to {level} is not available in this build yet")
+def _model_sources(store: ModelStore, plan: CreatePlan) -> list[GGUFFile]:
+    """The model GGUFs a quantize would read (a conversion's output is checked when it exists)."""
+    if plan.base is not None:
+        layer = next(iter(plan.base.manifest.layers_of(media_types.MODEL)), None)
+        try:
+            return [gguf_of(store.blob_path(layer.digest))] if layer else []
+        except InvalidGGUF as exc:
+            raise BadRequest(str(exc)) from None
+    return [gguf for _, _, gguf in plan.model_files if gguf.kind() == "model"]
+
+
+def _model_files(store: ModelStore, plan: CreatePlan, files: dict[str, str]) -> None:
+    """Classify ``files``: a safetensors model to convert, or GGUF files to use as they are."""
+    if convert.is_safetensors(files):
+        plan.convert_files = _checked_files(store, files)
+        convert.check_inputs(store, plan.convert_files)
+    else:
+        plan.model_files = _gguf_files(store, files)
 
 
 def plan_create(store: ModelStore, req: CreateRequest) -> CreatePlan:
@@ -127,18 +146,23 @@ def plan_create(store: ModelStore, req: CreateRequest) -> CreatePlan:
         if plan.base is None:
             raise NotFound(f"model '{req.from_}' not found")
     elif req.files:
-        plan.model_files = _files(store, req.files)
+        _model_files(store, plan, req.files)
     else:
         raise BadRequest("neither 'from' or 'files' was specified")
     adapters = req.adapters or {}
     if len(adapters) > 1:
         raise BadRequest("only one adapter is currently supported")
-    plan.adapter_files = [(n, d) for n, d, _ in _files(store, adapters)]
+    if convert.is_safetensors(adapters):
+        raise BadRequest("importing safetensors adapters is not supported yet: convert the adapter to GGUF first")
+    plan.adapter_files = [(n, d) for n, d, _ in _gguf_files(store, adapters)]
     plan.template, plan.system = _template(req.template), req.system
     plan.licenses = [req.license] if isinstance(req.license, str) else list(req.license or [])
     plan.parameters = validate_options(req.parameters)
     plan.messages = _messages(req.messages)
-    plan.quantize = _quantize(req.quantize_level(), [g for _, _, g in plan.model_files])
+    plan.quantize = quantize.parse_level(req.quantize_level())
+    if plan.quantize:
+        for source in _model_sources(store, plan):
+            quantize.check_source(source)
     return plan
 
 
@@ -158,11 +182,22 @@ def _config(gguf: GGUFFile, layers: list[Layer]) -> dict[str, Any]:
     return config
 
 
+@contextmanager
+def _scratch(store: ModelStore) -> Iterator[Path]:
+    """A private directory under the models directory, removed afterwards whatever happens."""
+    work = store.scratch_dir()
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 class _LayerBuilder:
     """Accumulates layers, reporting 'using existing' / 'creating new' for each."""
 
     def __init__(self, store: ModelStore, emit: Emit) -> None:
         self.store, self.emit, self.layers = store, emit, []  # type: list[Layer]
+        self.made: set[Digest] = set()  # blobs this job wrote; pruned if no manifest ends up using them
 
     def add_blob(self, media_type: str, digest: Digest, from_: str = "") -> None:
         size = self.store.blob_path(digest).stat().st_size
@@ -175,6 +210,22 @@ class _LayerBuilder:
         self.emit({"status": f"{'creating new' if created else 'using existing'} layer {digest}"})
         self.layers.append(Layer(media_type, digest, len(data)))
 
+    def add_file(self, path: Path) -> None:
+        """Store a finished model file as a blob and make it the model layer (replacing any other)."""
+        digest, created = self.store.put_file(path)
+        if created:
+            self.made.add(digest)
+        self.emit({"status": f"{'creating new' if created else 'using existing'} layer {digest}"})
+        layer = Layer(media_types.MODEL, digest, self.store.blob_path(digest).stat().st_size)
+        at = next((i for i, old in enumerate(self.layers) if old.media_type == media_types.MODEL), None)
+        if at is None:
+            self.layers.insert(0, layer)
+        else:
+            self.layers[at] = layer
+
+    def model_digest(self) -> Digest | None:
+        return next((layer.digest for layer in self.layers if layer.media_type == media_types.MODEL), None)
+
     def params(self) -> dict[str, Any]:
         existing = [layer for layer in self.layers if layer.media_type == media_types.PARAMS]
         if not existing:
@@ -182,14 +233,25 @@ class _LayerBuilder:
         return json.loads(self.store.read_blob(existing[-1].digest))
 
 
+def _converted(plan: CreatePlan, builder: _LayerBuilder, emit: Emit) -> GGUFFile:
+    """Convert the uploaded safetensors model and make the result the model layer."""
+    emit({"status": "converting model"})
+    with _scratch(builder.store) as work:
+        path, gguf = convert.convert(builder.store, plan.convert_files, work)
+        builder.add_file(path)
+    return gguf
+
+
 def _base_layers(plan: CreatePlan, builder: _LayerBuilder, emit: Emit) -> GGUFFile | None:
-    """Layers inherited from ``from`` or made from the uploaded GGUF files; returns the model GGUF."""
+    """Layers inherited from ``from``, converted, or made from uploaded GGUF files; returns the model GGUF."""
     if plan.base is not None:
         builder.layers = list(plan.base.manifest.layers)
         model = next(iter(plan.base.manifest.layers_of(media_types.MODEL)), None)
         return gguf_of(builder.store.blob_path(model.digest)) if model else None
+    if plan.convert_files:
+        return _converted(plan, builder, emit)
     main: GGUFFile | None = None
-    for filename, digest, gguf in plan.model_files:
+    for _, digest, gguf in plan.model_files:
         emit({"status": "parsing GGUF"})
         kind = {"adapter": media_types.ADAPTER, "projector": media_types.PROJECTOR}.get(gguf.kind(), media_types.MODEL)
         builder.add_blob(kind, digest)
@@ -198,10 +260,20 @@ def _base_layers(plan: CreatePlan, builder: _LayerBuilder, emit: Emit) -> GGUFFi
     return main
 
 
-def execute_create(store: ModelStore, plan: CreatePlan, emit: Emit) -> None:
-    """Write the layers and then the manifest; nothing is visible under the name until the last step."""
-    builder = _LayerBuilder(store, emit)
-    model_gguf = _base_layers(plan, builder, emit)
+def _quantized(plan: CreatePlan, builder: _LayerBuilder, model: GGUFFile, emit: Emit) -> GGUFFile:
+    """Replace the model layer with its quantization to ``plan.quantize`` (nothing to do if it is that already)."""
+    source = builder.model_digest()
+    if source is None or model.file_type_name() == plan.quantize:
+        return model
+    with _scratch(builder.store) as work:
+        out = work / "quantized.gguf"
+        result = quantize.quantize(builder.store.blob_path(source), out, plan.quantize, emit)
+        builder.add_file(out)
+    return result
+
+
+def _extra_layers(plan: CreatePlan, builder: _LayerBuilder, emit: Emit) -> None:
+    """Adapter, template, system, license, params and messages layers, in Ollama's order."""
     for _, digest in plan.adapter_files:
         builder.add_blob(media_types.ADAPTER, digest)
         emit({"status": f"using existing layer {digest}"})
@@ -216,17 +288,28 @@ def execute_create(store: ModelStore, plan: CreatePlan, emit: Emit) -> None:
         builder.add_bytes(media_types.PARAMS, go_dumps(merged).encode())
     if plan.messages:
         builder.add_bytes(media_types.MESSAGES, go_dumps(plan.messages).encode())
-    if plan.base is not None and model_gguf is None:
-        raise BadRequest("base model has no GGUF model layer")
-    config = _config(model_gguf, builder.layers) if model_gguf else {}
-    config_digest, _ = store.put_bytes(go_dumps(config).encode())
-    manifest = Manifest(Layer(media_types.CONFIG, config_digest, len(go_dumps(config).encode())),
-                        tuple(builder.layers))
-    emit({"status": "writing manifest"})
-    previous = store.get(plan.name)
-    store.put_manifest(plan.name, manifest)
-    if previous is not None:
-        store.prune(previous.manifest.all_digests())
+
+
+def execute_create(store: ModelStore, plan: CreatePlan, emit: Emit) -> None:
+    """Write the layers and then the manifest; nothing is visible under the name until the last step."""
+    builder = _LayerBuilder(store, emit)
+    try:
+        model_gguf = _base_layers(plan, builder, emit)
+        if plan.base is not None and model_gguf is None:
+            raise BadRequest("base model has no GGUF model layer")
+        if plan.quantize and model_gguf is not None:
+            model_gguf = _quantized(plan, builder, model_gguf, emit)
+        _extra_layers(plan, builder, emit)
+        config = go_dumps(_config(model_gguf, builder.layers) if model_gguf else {}).encode()
+        config_digest, _ = store.put_bytes(config)
+        manifest = Manifest(Layer(media_types.CONFIG, config_digest, len(config)), tuple(builder.layers))
+        emit({"status": "writing manifest"})
+        previous = store.get(plan.name)
+        store.put_manifest(plan.name, manifest)
+        if previous is not None:
+            store.prune(previous.manifest.all_digests())
+    finally:
+        store.prune(builder.made)  # an intermediate (converted, then quantized) or a failed job's output
     emit({"status": "success"})
 
 

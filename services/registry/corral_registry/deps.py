@@ -8,6 +8,8 @@ from celery import Celery
 from fastapi import Depends, Request
 
 from corral_registry.store import ModelStore
+from corral_registry.transfer.jobs import TransferJobs
+from corral_registry.transfer.remote import HostPolicy
 
 
 def _store(request: Request) -> ModelStore:
@@ -18,5 +20,15 @@ def _celery(request: Request) -> Celery:
     return request.app.state.celery
 
 
+def _jobs(request: Request) -> TransferJobs:
+    return request.app.state.jobs
+
+
+def _policy(request: Request) -> HostPolicy:
+    return request.app.state.policy
+
+
 Store = Annotated[ModelStore, Depends(_store)]
+Policy = Annotated[HostPolicy, Depends(_policy)]
+Jobs = Annotated[TransferJobs, Depends(_jobs)]
 CeleryApp = Annotated[Celery, Depends(_celery)]

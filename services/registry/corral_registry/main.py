@@ -1,7 +1,8 @@
-"""Registry service app: the model store over HTTP, plus the Celery app that runs model jobs."""
+"""Registry service app: the model store over HTTP, the /v2 registry protocol, and the Celery app for jobs."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -9,12 +10,28 @@ from fastapi import FastAPI
 
 from corral_common.env import current_env
 from corral_common.http import service_app
-from corral_common.logs import configure_logging
+from corral_common.logs import configure_logging, get_logger
 from corral_common.tasks import make_celery
 
+from corral_registry.db import Database
 from corral_registry.routes import store as store_routes
 from corral_registry.settings import RegistrySettings
 from corral_registry.store import ModelStore
+from corral_registry.transfer.jobs import TransferJobs
+from corral_registry.transfer.remote import HostPolicy
+
+log = get_logger("corral.registry")
+
+
+def build_registry(settings: RegistrySettings):
+    """The /v2 registry over the configured storage and database, indexed from what storage holds."""
+    from corral_registry.storage.factory import make_driver
+    from corral_registry.v2.service import Registry
+
+    registry = Registry(make_driver(settings.storage), Database(settings.registry_database_url()),
+                        settings.layout_host, settings.storage.redirect)
+    log.info("registry storage indexed", driver=registry.driver.name, tags=registry.reconcile())
+    return registry
 
 
 def create_app(settings: RegistrySettings | None = None) -> FastAPI:
@@ -24,10 +41,26 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging("registry", settings.debug)
-        app.state.store = ModelStore(settings.models_dir)
-        app.state.celery = make_celery("corral-registry", current_env())
+        app.state.settings = settings
+        if settings.serve_store:
+            app.state.store = ModelStore(settings.models_dir)
+            app.state.celery = make_celery("corral-registry", current_env())
+            app.state.db = await asyncio.to_thread(Database, settings.service_database_url())
+            app.state.jobs = TransferJobs(app.state.celery, app.state.db, settings.transfer.worker_stale_seconds)
+            app.state.policy = HostPolicy(settings.transfer.allow_hosts, settings.transfer.allow_loopback)
+        if settings.serve_v2:
+            app.state.registry = await asyncio.to_thread(build_registry, settings)
         yield
+        if settings.serve_store:
+            app.state.db.close()
+        if settings.serve_v2:
+            app.state.registry.db.close()
 
     app = service_app("corral registry", lifespan)
-    app.include_router(store_routes.router)
+    if settings.serve_store:
+        app.include_router(store_routes.router)
+    if settings.serve_v2:
+        from corral_registry.v2 import mount_v2
+
+        mount_v2(app)
     return app

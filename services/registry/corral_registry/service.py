@@ -10,14 +10,16 @@ from typing import Any
 from celery import Celery
 
 from corral_common.digest import Digest
-from corral_common.errors import BadRequest, NotFound
+from corral_common.errors import BadGateway, BadRequest, NotFound
 from corral_common.names import InvalidName, ModelName
 from corral_common.schemas import CopyRequest, CreateRequest, NamedRequest, ShowRequest
-from corral_common.tasks import CREATE_MODEL_TASK, enqueue, relay
+from corral_common.tasks import CREATE_MODEL_TASK, PULL_MODEL_TASK, PUSH_MODEL_TASK, enqueue, relay
 
 from corral_registry.create import plan_create
 from corral_registry.modelinfo import ModelView, resolved, show_response
 from corral_registry.store import ModelStore, StoredModel
+from corral_registry.transfer.jobs import TransferJobs
+from corral_registry.transfer.remote import HostPolicy, Remote, resolve_remote
 
 
 def _name(text: str, message: str = "invalid model name") -> ModelName:
@@ -92,3 +94,40 @@ async def create(store: ModelStore, celery: Celery, req: CreateRequest) -> Async
     async with aclosing(relay(result)) as events:
         async for event in events:
             yield event
+
+
+class TransferBody(NamedRequest):
+    """``/api/pull`` and ``/api/push`` bodies (``username``/``password`` are accepted and ignored, as in Ollama)."""
+
+    insecure: bool = False
+    stream: bool = True
+    username: str = ""
+    password: str = ""
+
+
+async def _check_host(policy: HostPolicy, remote: Remote) -> None:
+    """403 before queueing for a registry host that resolves to a refused address (the worker checks again)."""
+    try:
+        await asyncio.to_thread(policy.check, remote.base_url)
+    except BadGateway:
+        pass  # unresolvable here: the job reports it in the stream, as Ollama does
+
+
+async def pull(jobs: TransferJobs, policy: HostPolicy, req: TransferBody) -> AsyncIterator[dict[str, Any]]:
+    """Validate the name and host now (400/403 before anything is queued), then run or join the pull job."""
+    remote = resolve_remote(req.model_name(), req.insecure)
+    await _check_host(policy, remote)
+    request = {"model": req.model_name(), "insecure": req.insecure}
+    async for event in jobs.run("pull", PULL_MODEL_TASK, str(remote.name), request):
+        yield event
+
+
+async def push(jobs: TransferJobs, policy: HostPolicy, req: TransferBody) -> AsyncIterator[dict[str, Any]]:
+    """``model is required`` / invalid names are 400s, refused hosts 403; the upload itself runs as a job."""
+    if not req.model_name():
+        raise BadRequest("model is required")
+    remote = resolve_remote(req.model_name(), req.insecure)
+    await _check_host(policy, remote)
+    request = {"model": req.model_name(), "insecure": req.insecure}
+    async for event in jobs.run("push", PUSH_MODEL_TASK, str(remote.name), request):
+        yield event

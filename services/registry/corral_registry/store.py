@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -87,6 +88,18 @@ class ModelStore:
         """Whether a verified blob is stored."""
         return self.blob_path(digest).is_file()
 
+    def partial_path(self, digest: Digest) -> Path:
+        """A download in progress, as Ollama names it: ``blobs/sha256-<hex>-partial``."""
+        return self.blob_path(digest).with_name(f"{digest.filename()}-partial")
+
+    def part_path(self, digest: Digest, number: int) -> Path:
+        """The state of one ranged part of a download: ``blobs/sha256-<hex>-partial-<N>``."""
+        return self.blob_path(digest).with_name(f"{digest.filename()}-partial-{number}")
+
+    def lock_path(self, digest: Digest) -> Path:
+        """The lock that makes one process at a time download a digest (single flight)."""
+        return self.blob_path(digest).with_name(f"{digest.filename()}-partial.lock")
+
     def _temp_blob(self) -> Path:
         """A unique temporary name inside blobs/ (so the final rename is atomic)."""
         return blobs_dir(self.root) / f".upload-{uuid.uuid4().hex}.tmp"
@@ -120,6 +133,25 @@ class ModelStore:
             return digest, False
         _atomic_write(self.blob_path(digest), data)
         return digest, True
+
+    def put_file(self, path: Path) -> tuple[Digest, bool]:
+        """Move a finished file (on this store's filesystem) in as a blob; returns its digest and whether it was new."""
+        hasher = hashlib.sha256()
+        with open(path, "rb") as handle:
+            while block := handle.read(1 << 20):
+                hasher.update(block)
+            os.fsync(handle.fileno())
+        digest = Digest(hasher.hexdigest())
+        if self.has_blob(digest):
+            path.unlink()
+            return digest, False
+        os.replace(path, self.blob_path(digest))
+        _fsync_dir(blobs_dir(self.root))
+        return digest, True
+
+    def scratch_dir(self) -> Path:
+        """A new private directory on the store's filesystem for conversion work (the caller removes it)."""
+        return Path(tempfile.mkdtemp(prefix=".scratch-", dir=self.root))
 
     def read_blob(self, digest: Digest, limit: int = 16 << 20) -> bytes:
         """Read a small blob fully (bounded)."""
@@ -163,6 +195,12 @@ class ModelStore:
         """Write a manifest atomically (always last, after its blobs) and return the stored name."""
         target = self.target_name(name)
         _atomic_write(manifest_path(self.root, target), manifest.to_bytes())
+        return target
+
+    def put_raw_manifest(self, name: ModelName, raw: bytes) -> ModelName:
+        """Write pulled manifest bytes exactly as received (their digest is the model's ID), atomically."""
+        target = self.target_name(name)
+        _atomic_write(manifest_path(self.root, target), raw)
         return target
 
     def copy_manifest(self, source: StoredModel, destination: ModelName) -> None:

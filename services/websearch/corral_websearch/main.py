@@ -1,12 +1,39 @@
-"""The websearch service app. Its endpoints arrive with its own issue; today it answers health checks."""
+"""The websearch service app: web_search, SSRF-safe web_fetch, and the built-in index's jobs."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
+from corral_common.env import current_env
 from corral_common.http import service_app
+from corral_common.logs import configure_logging
+
+from corral_websearch.components import build_fetcher, build_provider, open_index
+from corral_websearch.net.resolver import Resolver
+from corral_websearch.routes import web as web_routes
+from corral_websearch.service import WebService
+from corral_websearch.settings import WebsearchSettings
+from corral_websearch.tasks import make_websearch_celery
 
 
-def create_app() -> FastAPI:
-    """Build the websearch app."""
-    return service_app("corral websearch")
+def create_app(settings: WebsearchSettings | None = None, resolver: Resolver | None = None,
+               with_queue: bool = True) -> FastAPI:
+    """Build the websearch app from explicit settings (or the environment)."""
+    settings = settings or WebsearchSettings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging("websearch", settings.debug)
+        index = open_index(settings)
+        celery = make_websearch_celery(current_env()) if with_queue else None
+        app.state.service = WebService(settings, build_fetcher(settings, resolver), index,
+                                       build_provider(settings, index), celery)
+        yield
+        await app.state.service.close()
+
+    app = service_app("corral websearch", lifespan)
+    app.include_router(web_routes.router)
+    return app

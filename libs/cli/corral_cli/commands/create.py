@@ -16,6 +16,8 @@ from corral_cli.errors import CliError
 from corral_cli.progress import Bar, Progress, Spinner
 
 CHUNK = 1 << 20
+# What a safetensors model needs beside its weights; the server links only these kinds for conversion.
+SAFETENSORS_COMPANIONS = (".json", ".txt", ".model", ".tiktoken", ".jinja")
 
 
 @dataclass
@@ -70,7 +72,18 @@ def model_files(path: Path) -> list[Path]:
     else:
         raise CliError("no Modelfile or safetensors files found")
     if found[0].suffix == ".safetensors":  # safetensors need their configs and tokenizer
-        found += sorted(path.glob("*.json")) + sorted(path.glob("tokenizer.model"))
+        found += _companions(path)
+    return found
+
+
+def _companions(path: Path) -> list[Path]:
+    """Every config and tokenizer file below a safetensors directory (nested ones such as
+    ``1_Pooling/config.json`` too), hidden files and folders left out."""
+    found = []
+    for file in sorted(path.rglob("*")):
+        hidden = any(part.startswith(".") for part in file.relative_to(path).parts)
+        if file.suffix in SAFETENSORS_COMPANIONS and not hidden and file.is_file():
+            found.append(file)
     return found
 
 

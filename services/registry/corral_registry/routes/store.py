@@ -11,7 +11,7 @@ from corral_common.http import GoJSONResponse, stream_or_error
 from corral_common.schemas import CopyRequest, CreateRequest, DeleteRequest, NamedRequest, ShowRequest, parse_body
 
 from corral_registry import service
-from corral_registry.deps import CeleryApp, Store
+from corral_registry.deps import CeleryApp, Jobs, Policy, Store
 
 router = APIRouter(prefix="/store")
 
@@ -64,3 +64,15 @@ async def upload_blob(digest: str, request: Request, store: Store) -> Response:
 async def create(request: Request, store: Store, celery: CeleryApp):
     req = parse_body(CreateRequest, await request.body())
     return await stream_or_error(service.create(store, celery, req))
+
+
+@router.post("/pull")
+async def pull(request: Request, jobs: Jobs, policy: Policy):
+    req = parse_body(service.TransferBody, await request.body())
+    return await stream_or_error(service.pull(jobs, policy, req))
+
+
+@router.post("/push")
+async def push(request: Request, jobs: Jobs, policy: Policy):
+    req = parse_body(service.TransferBody, await request.body())
+    return await stream_or_error(service.push(jobs, policy, req))

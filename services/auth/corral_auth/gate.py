@@ -1,0 +1,102 @@
+"""One door for every credential: lockout, rate limits, identification, scope, audit of refusals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import structlog
+
+from corral_auth import apikeys
+from corral_auth.accounts import Accounts
+from corral_auth.audit import AuditEvent, AuditLog
+from corral_auth.devices import Devices
+from corral_auth.errors import InsufficientScope, RateLimited, Unauthenticated
+from corral_auth.identity import Credential, Principal
+from corral_auth.limits import Limits, RateLimiter, retry_after
+from corral_auth.signatures import SignatureError, SignatureVerifier, SignedRequest, api_message
+
+log = structlog.get_logger("corral.auth.gate")
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """Where a credential came from and what it is for."""
+
+    credential: Credential
+    client: str
+    scope: str | None = None
+    route: str = ""
+
+
+class Gate:
+    """Authenticates credentials under rate limits and a failed-attempt lockout."""
+
+    def __init__(self, accounts: Accounts, devices: Devices, signatures: SignatureVerifier,
+                 limiter: RateLimiter, limits: Limits, audit: AuditLog) -> None:
+        self.accounts, self.devices, self.signatures = accounts, devices, signatures
+        self.limiter, self.limits, self.audit = limiter, limits, audit
+
+    def authenticate(self, attempt: Attempt, candidates: list[str] | None = None) -> Principal:
+        """The principal behind a credential, or a 401/403/429 refusal (refusals are audited)."""
+        ip_key = f"ip:{attempt.client}"
+        locked = self.limiter.locked_for(ip_key)
+        if locked > 0:
+            self._refuse(attempt, 429)
+            raise RateLimited(retry_after(locked), "too many failed attempts, retry later")
+        self._throttle(ip_key, 2 * self.limits.rate_per_second, 2 * self.limits.burst, attempt)
+        principal = self._identify(attempt.credential, candidates) if attempt.credential.present else None
+        if principal is None:
+            self._fail(attempt)  # only presented credentials count towards the lockout
+            raise Unauthenticated(error="invalid_token" if attempt.credential.present else "")
+        if attempt.scope and attempt.scope not in principal.scopes:
+            self._refuse(attempt, 403, principal)
+            raise InsufficientScope(attempt.scope)
+        self._throttle(f"key:{principal.key_id}", self.limits.rate_per_second, self.limits.burst, attempt, principal)
+        return principal
+
+    def signed(self, credential: Credential, client: str) -> SignedRequest:
+        """Verify a signature without requiring its key to be bound (signin start); 401 on failure."""
+        self._throttle(f"ip:{client}", 2 * self.limits.rate_per_second, 2 * self.limits.burst)
+        try:
+            return self.signatures.verify(credential.signature, [api_message(credential.method, credential.uri)])
+        except SignatureError as exc:
+            log.info("signature refused", reason=str(exc))
+            raise Unauthenticated("unauthorized: invalid signature") from None
+
+    def _throttle(self, key: str, rate: float, burst: int, attempt: Attempt | None = None,
+                  principal: Principal | None = None) -> None:
+        """Take a token from ``key``'s bucket or refuse with 429 and Retry-After."""
+        wait = self.limiter.take(key, rate, burst)
+        if wait > 0:
+            if attempt is not None:
+                self._refuse(attempt, 429, principal)
+            raise RateLimited(retry_after(wait))
+
+    def _identify(self, credential: Credential, candidates: list[str] | None) -> Principal | None:
+        if credential.bearer:
+            return self.accounts.identify(credential.bearer)
+        try:
+            signed = self.signatures.verify(credential.signature,
+                                            candidates or [api_message(credential.method, credential.uri)])
+        except SignatureError as exc:
+            log.info("signature refused", reason=str(exc))
+            return None
+        return self.devices.identify(signed.public_key)
+
+    def _fail(self, attempt: Attempt) -> None:
+        locked = self.limiter.fail(f"ip:{attempt.client}", self.limits) if attempt.credential.present else 0
+        if locked:
+            log.warning("client locked out after failed attempts", client=attempt.client, seconds=locked)
+        self._refuse(attempt, 401)
+
+    def _refuse(self, attempt: Attempt, status: int, principal: Principal | None = None) -> None:
+        key_id = principal.key_id if principal else _claimed_id(attempt.credential)
+        self.audit.record(AuditEvent(client=attempt.client, method=attempt.credential.method,
+                                     route=attempt.route or attempt.credential.uri.split("?", 1)[0],
+                                     status=status, user=principal.user if principal else None, key_id=key_id))
+
+
+def _claimed_id(credential: Credential) -> str | None:
+    """The public id a presented key claims (safe to log: it is not the secret)."""
+    parsed = apikeys.parse(credential.bearer) if credential.bearer else None
+    return parsed.key_id if parsed else None

@@ -1,0 +1,60 @@
+"""Request bodies of the auth endpoints (the gateway forwards them unchanged)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from corral_common.schemas import WireModel
+
+
+class CreateKeyRequest(WireModel):
+    """``POST /api/keys``."""
+
+    name: str
+    scopes: list[str] | None = Field(None, description="Subset of inference, models:read, models:write, web, admin")
+    expires_at: str | None = Field(None, description="RFC 3339 time after which the key stops working")
+    user: str | None = Field(None, description="Owner of the new key (admins only; default: the caller)")
+
+
+class SigninStartRequest(WireModel):
+    """``POST /api/signin``: signed with the device key that wants to be bound."""
+
+    name: str = Field("", description="A label for the device, e.g. its host name")
+    poll: bool = Field(False, description="Only ask whether the pending code was approved")
+
+
+class SigninApproveRequest(WireModel):
+    """``POST /api/signin/approve``: sent with a key that holds the admin scope."""
+
+    code: str
+    user: str | None = Field(None, description="Account to bind the device to (default: the approver)")
+    scopes: list[str] | None = None
+
+
+class SignoutRequest(WireModel):
+    """``POST /api/signout``: empty when signed by the device itself."""
+
+    public_key: str | None = Field(None, description="ssh-ed25519 key to unbind (needs the admin scope)")
+
+
+class VerifyRequest(WireModel):
+    """``POST /internal/verify`` from the gateway."""
+
+    authorization: str | None = None
+    api_key: str | None = None
+    method: str
+    uri: str
+    client: str
+    scope: str | None = None
+
+
+class AuditRequest(WireModel):
+    """``POST /internal/audit`` from the gateway once a response has been sent."""
+
+    client: str
+    method: str
+    route: str
+    status: int
+    user: str | None = None
+    key_id: str | None = None
+    model: str | None = None

@@ -1,0 +1,64 @@
+"""Auth service settings, read when constructed (never at import)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from corral_common.env import corral_home, current_env, env_bool, env_int, env_str
+
+from corral_auth.limits import Limits
+
+
+def _float(environ: Mapping[str, str], key: str, default: float) -> float:
+    try:
+        return float(env_str(environ, key)) or default
+    except ValueError:
+        return default
+
+
+def _redis_url(environ: Mapping[str, str]) -> str:
+    """CORRAL_REDIS_URL, else the broker's URL when that is Redis; empty means in-process."""
+    url = env_str(environ, "CORRAL_REDIS_URL")
+    broker = env_str(environ, "CORRAL_BROKER_URL")
+    return url or (broker if broker.startswith(("redis://", "rediss://")) else "")
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """Where the tables, the pepper and the token signing key live, and the limits."""
+
+    database_url: str
+    home: Path
+    pepper: str = ""  # CORRAL_AUTH_PEPPER; empty means a generated file under CORRAL_HOME
+    signing_key_file: Path | None = None
+    redis_url: str = ""
+    limits: Limits = field(default_factory=Limits)
+    signature_window_seconds: int = 300
+    token_ttl_seconds: int = 300
+    signin_ttl_seconds: int = 600
+    issuer: str = "corral"
+    debug: bool = False
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "AuthSettings":
+        """CORRAL_DATABASE_URL (default SQLite ``$CORRAL_HOME/auth.sqlite``), CORRAL_AUTH_*, CORRAL_RATE_LIMIT_*."""
+        env = current_env() if environ is None else environ
+        home = corral_home(env)
+        key_file = env_str(env, "CORRAL_AUTH_SIGNING_KEY_FILE")
+        limits = Limits(
+            rate_per_second=_float(env, "CORRAL_RATE_LIMIT_RPS", 20.0),
+            burst=env_int(env, "CORRAL_RATE_LIMIT_BURST", 200),
+            lockout_failures=env_int(env, "CORRAL_AUTH_LOCKOUT_FAILURES", 20),
+            lockout_seconds=env_int(env, "CORRAL_AUTH_LOCKOUT_SECONDS", 900),
+        )
+        return cls(
+            database_url=env_str(env, "CORRAL_DATABASE_URL") or f"sqlite:///{home / 'auth.sqlite'}",
+            home=home,
+            pepper=env_str(env, "CORRAL_AUTH_PEPPER"),
+            signing_key_file=Path(key_file).expanduser() if key_file else None,
+            redis_url=_redis_url(env),
+            limits=limits,
+            debug=env_bool(env, "OLLAMA_DEBUG"),
+        )

@@ -1,0 +1,85 @@
+"""``/api/push``: every blob the registry lacks, then the manifest bytes exactly as stored locally.
+
+Statuses as Ollama sends them: ``retrieving manifest`` (``couldn't retrieve manifest`` when the
+model is not here), per layer ``pushing <hex12>`` with digest, total and completed, ``pushing
+manifest``, ``success``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from corral_common.errors import AppError, BadGateway, NotFound
+from corral_common.logs import get_logger
+
+from corral_registry import media_types
+from corral_registry.pull import Reporter
+from corral_registry.settings import TransferSettings
+from corral_registry.store import ModelStore
+from corral_registry.transfer.client import RegistryClient
+from corral_registry.transfer.remote import resolve_remote
+from corral_registry.transfer.upload import BlobUploader
+
+log = get_logger("corral.registry.push")
+
+
+@dataclass(frozen=True)
+class PushRequest:
+    """A validated push."""
+
+    model: str
+    insecure: bool = False
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> "PushRequest":
+        """From the Celery task's arguments."""
+        return cls(str(body.get("model") or body.get("name") or ""), bool(body.get("insecure", False)))
+
+
+def push_model(store: ModelStore, client: RegistryClient, settings: TransferSettings, req: PushRequest,
+               report: Reporter) -> None:
+    """Push one local model to the registry its name points at."""
+    remote = resolve_remote(req.model, req.insecure)
+    report.status("retrieving manifest")
+    stored = store.get(remote.name)
+    if stored is None:
+        report.status("couldn't retrieve manifest")
+        raise NotFound(f"model '{remote.name.display_shortest()}' not found")
+    uploader = BlobUploader(client, settings)
+    seen = set()
+    for layer in (*stored.manifest.layers, stored.manifest.config):
+        if layer.digest in seen:
+            continue
+        seen.add(layer.digest)
+        label = f"pushing {layer.digest.hex[:12]}"
+        report.progress(label, str(layer.digest), layer.size, 0)
+
+        def progress(done: int, layer=layer, label: str = label) -> None:  # noqa: ANN001
+            report.progress(label, str(layer.digest), layer.size, min(done, layer.size))
+
+        uploader.push(remote, layer, store.blob_path(layer.digest), progress)
+    report.status("pushing manifest")
+    response = client.call("PUT", remote.manifest_url(), {"Content-Type": media_types.MANIFEST}, stored.raw)
+    if response.status_code not in (200, 201, 202):
+        raise BadGateway(f"push manifest: {response.error}")
+    report.status("success")
+    log.info("pushed", model=str(remote.name))
+
+
+def run_push(store: ModelStore, client_factory: Callable[[], RegistryClient], settings: TransferSettings,
+             request: dict[str, Any], report: Reporter) -> AppError | None:
+    """Run a push for a Celery task: the error it ended with, or None."""
+    client = client_factory()
+    try:
+        push_model(store, client, settings, PushRequest.from_json(request), report)
+        return None
+    except AppError as exc:
+        return exc
+    except httpx.HTTPError as exc:
+        return BadGateway(f"registry request failed: {exc or type(exc).__name__}")
+    finally:
+        client.close()

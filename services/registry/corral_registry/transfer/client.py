@@ -1,0 +1,174 @@
+"""HTTP to registries: host policy before every connection, token auth on 401, bounded reads, manual redirects.
+
+Redirects are never followed automatically: a blob read may be sent to storage on another host,
+and credentials must not travel there (OLL-14), so callers resolve ``Location`` themselves with
+``follow`` and the token is attached only to the registry's own host.
+"""
+
+from __future__ import annotations
+
+import platform
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from corral_common.errors import BadGateway, Unauthorized
+from corral_common.version import OLLAMA_API_VERSION
+
+from corral_registry.settings import TransferSettings
+from corral_registry.transfer.auth import KeyPair, TokenSource, parse_challenge, same_host
+from corral_registry.transfer.remote import HostPolicy
+
+MAX_REDIRECTS = 5
+Content = bytes | Callable[[], Iterable[bytes]] | None
+
+
+class ResponseTooLarge(BadGateway):
+    """A registry answer bigger than its cap (a manifest over 4 MiB, a decompression bomb)."""
+
+
+def user_agent() -> str:
+    """Like Ollama's ``ollama/<ver> (<arch> <os>) Go/<ver>``."""
+    return f"corral/{OLLAMA_API_VERSION} ({platform.machine()} {platform.system().lower()}) " \
+           f"Python/{platform.python_version()}"
+
+
+def read_bounded(response: httpx.Response, limit: int) -> bytes:
+    """A streamed body, decoded if gzip/deflate, refused once it passes ``limit`` decoded bytes."""
+    encoding = response.headers.get("content-encoding", "identity").lower().strip()
+    if encoding not in ("identity", "", "gzip", "deflate"):
+        raise BadGateway(f"registry answered with unsupported content encoding {encoding!r}")
+    decoder = zlib.decompressobj(zlib.MAX_WBITS | 32) if encoding in ("gzip", "deflate") else None
+    out = bytearray()
+    for chunk in response.iter_raw():
+        while chunk:
+            if decoder is None:
+                piece, chunk = chunk, b""
+            else:
+                piece = decoder.decompress(chunk, limit + 1 - len(out))
+                chunk = decoder.unconsumed_tail
+            out += piece
+            if len(out) > limit:
+                raise ResponseTooLarge(f"registry response larger than {limit} bytes")
+    return bytes(out)
+
+
+class RegistryClient:
+    """One registry conversation (a pull or a push): remembers the token per host."""
+
+    def __init__(self, settings: TransferSettings, home: Path, transport: httpx.BaseTransport | None = None) -> None:
+        self.settings = settings
+        self.policy = HostPolicy(settings.allow_hosts, settings.allow_loopback)
+        self.tokens = TokenSource(KeyPair(home / "id_ed25519"), settings.api_key)
+        self._bearer: dict[tuple[str, int], str] = {}
+        self._allowed: set[tuple[str, int]] = set()
+        timeout = httpx.Timeout(connect=10.0, read=settings.stall_seconds, write=settings.stall_seconds, pool=60.0)
+        options = {"timeout": timeout, "headers": {"User-Agent": user_agent(), "Accept-Encoding": "identity"},
+                   "follow_redirects": False, "transport": transport,
+                   "limits": httpx.Limits(max_connections=64, max_keepalive_connections=32)}
+        # HTTP(S)_PROXY applies to remote registries; loopback is always reached directly (as Go does).
+        self.http = httpx.Client(trust_env=True, **options)
+        self.direct = httpx.Client(trust_env=False, **options)
+
+    def close(self) -> None:
+        """Release connections."""
+        self.http.close()
+        self.direct.close()
+
+    @staticmethod
+    def _key(url: httpx.URL) -> tuple[str, int]:
+        return url.host.lower(), url.port or (443 if url.scheme == "https" else 80)
+
+    def _client(self, url: httpx.URL) -> httpx.Client:
+        host = url.host.lower()
+        return self.direct if host == "localhost" or host.startswith("127.") or host == "::1" else self.http
+
+    def _send(self, method: str, url: httpx.URL, headers: dict[str, str], content: Content,
+              auth: bool) -> httpx.Response:
+        headers = dict(headers)
+        token = self._bearer.get(self._key(url)) if auth else None
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        client = self._client(url)
+        body = content() if callable(content) else content
+        return client.send(client.build_request(method, url, headers=headers, content=body), stream=True)
+
+    def send(self, method: str, url: str | httpx.URL, headers: dict[str, str] | None = None,
+             content: Content = None, auth: bool = True) -> httpx.Response:
+        """One streamed request (close it); a 401 Bearer challenge is answered once with a same-host token."""
+        target = httpx.URL(url)
+        if self._key(target) not in self._allowed:
+            self.policy.check(str(target))
+            self._allowed.add(self._key(target))
+        response = self._send(method, target, headers or {}, content, auth)
+        if response.status_code != 401 or not auth:
+            return response
+        challenge = parse_challenge(response.headers.get("www-authenticate"))
+        response.close()
+        if challenge is None:
+            raise Unauthorized("unauthorized: access denied")
+        self._bearer[self._key(target)] = self.tokens.fetch(self._client(target), challenge, target)
+        response = self._send(method, target, headers or {}, content, auth)
+        if response.status_code == 401:
+            response.close()
+            raise Unauthorized("unauthorized: access denied")
+        return response
+
+    def follow(self, method: str, url: str | httpx.URL, headers: dict[str, str] | None = None,
+               origin: httpx.URL | None = None) -> tuple[httpx.Response, httpx.URL]:
+        """A streamed request following redirects by hand; credentials only while on the origin host."""
+        target, origin = httpx.URL(url), origin or httpx.URL(url)
+        for _ in range(MAX_REDIRECTS + 1):
+            response = self.send(method, target, headers, auth=same_host(target, origin))
+            if response.status_code not in (301, 302, 303, 307, 308) or "location" not in response.headers:
+                return response, target
+            response.close()
+            target = target.join(response.headers["location"])
+        raise BadGateway(f"too many redirects from {url}")
+
+    def call(self, method: str, url: str | httpx.URL, headers: dict[str, str] | None = None,
+             content: Content = None, auth: bool = True) -> "Answer":
+        """A request whose body only matters as an error message (read bounded, then closed)."""
+        response = self.send(method, url, headers, content, auth=auth)
+        try:
+            error = error_text(response) if response.status_code >= 400 else ""
+        finally:
+            response.close()
+        return Answer(response.status_code, response.headers, error)
+
+    @contextmanager
+    def stream(self, method: str, url: str | httpx.URL,
+               headers: dict[str, str] | None = None) -> Iterator[httpx.Response]:
+        """``follow`` as a context manager that closes the response."""
+        response, _ = self.follow(method, url, headers)
+        try:
+            yield response
+        finally:
+            response.close()
+
+
+@dataclass(frozen=True)
+class Answer:
+    """Status, headers and (for errors) the message of a closed response."""
+
+    status_code: int
+    headers: httpx.Headers
+    error: str
+
+
+def error_text(response: httpx.Response, limit: int = 64 << 10) -> str:
+    """``<status>: <body>`` for an error answer (OCI error messages when present), bounded."""
+    try:
+        body = read_bounded(response, limit)
+    except (BadGateway, httpx.HTTPError):
+        body = b""
+    try:
+        errors = httpx.Response(200, content=body).json().get("errors") or []
+        messages = "; ".join(str(e.get("message") or e.get("code")) for e in errors if isinstance(e, dict))
+    except (ValueError, AttributeError):
+        messages = ""
+    return f"{response.status_code}: {messages or body.decode(errors='replace').strip()}"

@@ -1,0 +1,78 @@
+"""Alembic migrations match the models, on SQLite and on the local PostgreSQL, and run concurrently."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+sys.path.insert(0, str(Path(__file__).parent))
+from registry_support import port_open, postgres_schema  # noqa: E402
+
+from corral_registry.db import Database, make_engine, migrate  # noqa: E402
+from corral_registry.db import queries as q  # noqa: E402
+from corral_registry.db.engine import VERSION_TABLE  # noqa: E402
+from corral_registry.db.models import Base  # noqa: E402
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'registry.db'}"
+        return
+    if not port_open("127.0.0.1", 5432):
+        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
+    with postgres_schema() as pg_url:
+        yield pg_url
+
+
+def test_migrations_create_exactly_the_models(url: str) -> None:
+    engine = make_engine(url)
+    migrate(engine)
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+        assert compare_metadata(context, Base.metadata) == []
+        assert context.get_current_revision() == "0001"
+    engine.dispose()
+
+
+def test_migrating_twice_and_from_several_threads_is_harmless(url: str) -> None:
+    errors: list[Exception] = []
+
+    def run() -> None:
+        try:
+            Database(url).close()
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+
+
+def test_tables_share_a_database_without_clashing(url: str) -> None:
+    db = Database(url)
+    names = set(sqlalchemy.inspect(db.engine).get_table_names())
+    assert names == {"registry_repositories", "registry_manifests", "registry_tags", "registry_uploads",
+                     "registry_jobs", VERSION_TABLE}
+    with db.session() as session:
+        q.set_tag(session, "team/m", "v1", "sha256:" + "a" * 64)
+        q.record_manifest(session, "team/m", "sha256:" + "a" * 64, "x", 1)
+    with db.session() as session:
+        assert q.tags(session, "team/m") == ["v1"] and q.repositories(session) == ["team/m"]
+        q.create_job(session, "j1", "pull", "host/ns/m:t", "task")
+    with db.session() as session:
+        assert q.active_job(session, "pull", "host/ns/m:t").task_id == "task"
+        q.update_job(session, "j1", state="succeeded")
+    with db.session() as session:
+        assert q.active_job(session, "pull", "host/ns/m:t") is None
+    db.close()

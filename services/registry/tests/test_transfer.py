@@ -1,0 +1,469 @@
+"""Pull and push against a real /v2 registry (uvicorn on loopback) and a scriptable fake one."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fake_registry import FakeRegistry, digest_of  # noqa: E402
+
+from corral_common.digest import Digest  # noqa: E402
+from corral_common.errors import (AppError, BadGateway, BadRequest, Forbidden, InsufficientStorage,  # noqa: E402
+                                  NotFound, Unauthorized)
+from corral_common.names import ModelName  # noqa: E402
+from corral_registry import media_types  # noqa: E402
+from corral_registry.main import create_app  # noqa: E402
+from corral_registry.manifest import Layer, Manifest  # noqa: E402
+from corral_registry.pull import PullRequest, pull_model  # noqa: E402
+from corral_registry.push import PushRequest, push_model  # noqa: E402
+from corral_registry.settings import RegistrySettings, StorageSettings, TransferSettings  # noqa: E402
+from corral_registry.store import ModelStore  # noqa: E402
+from corral_registry.transfer.client import RegistryClient  # noqa: E402
+from corral_registry.transfer.download import DigestMismatch  # noqa: E402
+from corral_registry.transfer.progress import ListReporter, TransferReporter  # noqa: E402
+
+FAST = TransferSettings(part_min=64 << 10, part_max=256 << 10, retries=2, backoff_seconds=0.01, stall_seconds=2)
+
+
+def blob(size: int, seed: int = 0) -> bytes:
+    return hashlib.sha256(str(seed).encode()).digest() * (size // 32) + b"x" * (size % 32)
+
+
+class Server(uvicorn.Server):
+    def install_signal_handlers(self) -> None:
+        pass
+
+
+@pytest.fixture
+def registry_url(tmp_path: Path) -> Iterator[str]:
+    """Our own /v2 registry on a free loopback port (filesystem + SQLite)."""
+    settings = RegistrySettings(models_dir=tmp_path / "unused", home=tmp_path / "reghome",
+                                registry_data=tmp_path / "registry",
+                                storage=StorageSettings(driver="filesystem", root=tmp_path / "registry")).standalone()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = Server(uvicorn.Config(create_app(settings), log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        threading.Event().wait(0.02)
+    yield f"127.0.0.1:{sock.getsockname()[1]}"
+    server.should_exit = True
+    thread.join(5)
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeRegistry]:
+    registry = FakeRegistry().start()
+    yield registry
+    registry.stop()
+
+
+def store_at(path: Path) -> ModelStore:
+    return ModelStore(path)
+
+
+def local_model(store: ModelStore, name: str, weights: bytes) -> bytes:
+    """A model in the store as create writes it; returns the manifest bytes."""
+    config_digest, _ = store.put_bytes(b'{"model_format":"gguf","model_family":"llama"}')
+    weights_digest, _ = store.put_bytes(weights)
+    template_digest, _ = store.put_bytes(b"{{ .Prompt }}")
+    manifest = Manifest(Layer(media_types.CONFIG, config_digest, store.blob_path(config_digest).stat().st_size),
+                        (Layer(media_types.MODEL, weights_digest, len(weights)),
+                         Layer(media_types.TEMPLATE, template_digest, 13)))
+    store.put_manifest(ModelName.parse(name), manifest)
+    return manifest.to_bytes()
+
+
+def pull(store: ModelStore, name: str, settings: TransferSettings = FAST, home: Path | None = None) -> ListReporter:
+    reporter = ListReporter()
+    client = RegistryClient(settings, home or store.root.parent / "home")
+    try:
+        pull_model(store, client, settings, PullRequest(name, insecure=True), reporter)
+    finally:
+        client.close()
+    return reporter
+
+
+def push(store: ModelStore, name: str, settings: TransferSettings = FAST) -> ListReporter:
+    reporter = ListReporter()
+    client = RegistryClient(settings, store.root.parent / "home")
+    try:
+        push_model(store, client, settings, PushRequest(name, insecure=True), reporter)
+    finally:
+        client.close()
+    return reporter
+
+
+def files_under(path: Path) -> set[str]:
+    """Files a pull left behind (the store's empty GC lock file aside)."""
+    return {p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file() and p.name != ".gc.lock"}
+
+
+# --- round trips through our own registry ---------------------------------------------------------
+def test_push_then_pull_round_trips_byte_for_byte(tmp_path: Path, registry_url: str) -> None:
+    a, b = store_at(tmp_path / "a"), store_at(tmp_path / "b")
+    name = f"{registry_url}/team/assistant:v1"
+    weights = blob(700_000)
+    raw = local_model(a, name, weights)
+    pushed = push(a, name)
+    assert pushed.statuses()[0] == "retrieving manifest"
+    assert pushed.statuses()[-2:] == ["pushing manifest", "success"]
+    assert any(s.startswith("pushing ") and e.get("digest") for s, e in zip(pushed.statuses(), pushed.events))
+    pulled = pull(b, name)
+    statuses = pulled.statuses()
+    assert statuses[0] == "pulling manifest"
+    assert statuses[-3:] == ["verifying sha256 digest", "writing manifest", "success"]
+    layer_events = [e for e in pulled.events if "digest" in e]
+    assert {e["status"] for e in layer_events} == {f"pulling {Digest.parse(e['digest']).hex[:12]}"
+                                                   for e in layer_events}
+    assert all(e["completed"] <= e["total"] for e in layer_events)
+    stored = b.get(ModelName.parse(name))
+    assert stored is not None and stored.raw == raw
+    assert b.blob_path(Digest.parse(digest_of(weights))).read_bytes() == weights
+    assert not [f for f in files_under(b.root / "blobs") if "partial" in f]
+
+
+def test_second_push_skips_blobs_the_registry_has(tmp_path: Path, registry_url: str) -> None:
+    a = store_at(tmp_path / "a")
+    name = f"{registry_url}/team/m:v1"
+    local_model(a, name, blob(300_000))
+    push(a, name)
+    again = push(a, name)
+    layer_events = [e for e in again.events if "digest" in e]
+    assert layer_events and all(e["completed"] == e["total"] for e in layer_events if e["completed"])
+
+
+def test_pushing_a_missing_model_says_so(tmp_path: Path, registry_url: str) -> None:
+    reporter = ListReporter()
+    with pytest.raises(NotFound):
+        push_model(store_at(tmp_path / "a"), RegistryClient(FAST, tmp_path / "home"), FAST,
+                   PushRequest(f"{registry_url}/team/none:v1", True), reporter)
+    assert reporter.statuses() == ["retrieving manifest", "couldn't retrieve manifest"]
+
+
+def test_pull_of_an_unknown_model(tmp_path: Path, registry_url: str) -> None:
+    with pytest.raises(NotFound, match="pull model manifest: file does not exist"):
+        pull(store_at(tmp_path / "b"), f"{registry_url}/team/none:v1")
+
+
+def test_http_names_need_insecure(tmp_path: Path) -> None:
+    client = RegistryClient(FAST, tmp_path / "home")
+    with pytest.raises(BadRequest, match="insecure protocol http"):
+        pull_model(store_at(tmp_path / "b"), client, FAST, PullRequest("http://127.0.0.1:1/a/b", False),
+                   ListReporter())
+    with pytest.raises(BadRequest, match="invalid model name"):
+        pull_model(store_at(tmp_path / "b"), client, FAST, PullRequest("../../etc/passwd", True), ListReporter())
+
+
+# --- downloads: parts, resume, retries --------------------------------------------------------------
+def test_large_blobs_download_in_parallel_ranged_parts(tmp_path: Path, fake: FakeRegistry) -> None:
+    weights = blob(1_000_000, 1)
+    fake.add_model("team/m", "v1", [weights])
+    store = store_at(tmp_path / "b")
+    pull(store, f"{fake.host}/team/m:v1")
+    ranges = [s.headers.get("Range") for s in fake.requests("GET", digest_of(weights))]
+    assert len(ranges) == 16 and all(r and r.startswith("bytes=") for r in ranges)
+    assert store.blob_path(Digest.parse(digest_of(weights))).read_bytes() == weights
+
+
+def test_an_interrupted_download_resumes_with_a_range_request(tmp_path: Path, fake: FakeRegistry) -> None:
+    weights = blob(200_000, 2)
+    digest = digest_of(weights)
+    fake.add_model("team/m", "v1", [weights])
+    fake.behaviour.drop_after[digest] = 96 << 10
+    store, once = store_at(tmp_path / "b"), replace(FAST, retries=0, part_min=1 << 20)
+    with pytest.raises(BadGateway):
+        pull(store, f"{fake.host}/team/m:v1", once)
+    state = json.loads((store.root / "blobs" / f"sha256-{digest[7:]}-partial-0").read_text())
+    assert state["Completed"] >= 64 << 10
+    assert store.get(ModelName.parse(f"{fake.host}/team/m:v1")) is None
+    pull(store, f"{fake.host}/team/m:v1", once)
+    last = fake.requests("GET", digest)[-1]
+    assert last.headers["Range"] == f"bytes={state['Completed']}-{len(weights) - 1}"
+    assert store.blob_path(Digest.parse(digest)).read_bytes() == weights
+
+
+def test_a_dropped_connection_is_retried_within_one_pull(tmp_path: Path, fake: FakeRegistry) -> None:
+    weights = blob(200_000, 3)
+    fake.add_model("team/m", "v1", [weights])
+    fake.behaviour.drop_after[digest_of(weights)] = 32 << 10
+    store = store_at(tmp_path / "b")
+    pull(store, f"{fake.host}/team/m:v1", replace(FAST, part_min=1 << 20))
+    assert store.blob_path(Digest.parse(digest_of(weights))).read_bytes() == weights
+
+
+def test_server_errors_are_retried_with_backoff(tmp_path: Path, fake: FakeRegistry) -> None:
+    weights = blob(50_000, 4)
+    fake.add_model("team/m", "v1", [weights])
+    fake.behaviour.fail_status[digest_of(weights)] = [503, 502]
+    store = store_at(tmp_path / "b")
+    pull(store, f"{fake.host}/team/m:v1")
+    assert len(fake.requests("GET", digest_of(weights))) == 3
+
+
+def test_a_server_that_ignores_range_still_gives_the_right_blob(tmp_path: Path, fake: FakeRegistry) -> None:
+    weights = blob(300_000, 5)
+    fake.add_model("team/m", "v1", [weights])
+    fake.behaviour.ignore_range = True
+    store = store_at(tmp_path / "b")
+    pull(store, f"{fake.host}/team/m:v1")
+    assert store.blob_path(Digest.parse(digest_of(weights))).read_bytes() == weights
+
+
+def test_stalled_downloads_are_abandoned_and_retried(tmp_path: Path, fake: FakeRegistry) -> None:
+    weights = blob(64 << 10, 6)
+    fake.add_model("team/m", "v1", [weights])
+    fake.behaviour.bytes_per_second = 4 << 10  # 16 KiB chunks every 4 s: longer than the stall limit
+    store = store_at(tmp_path / "b")
+    settings = replace(FAST, stall_seconds=0.5, retries=1)
+    with pytest.raises(BadGateway):
+        pull(store, f"{fake.host}/team/m:v1", settings)
+    assert len(fake.requests("GET", digest_of(weights))) == 2
+
+
+def test_a_corrupt_partial_file_is_detected_and_discarded(tmp_path: Path, fake: FakeRegistry) -> None:
+    weights = blob(100_000, 7)
+    digest = digest_of(weights)
+    fake.add_model("team/m", "v1", [weights])
+    store = store_at(tmp_path / "b")
+    partial = store.root / "blobs" / f"sha256-{digest[7:]}-partial"
+    partial.write_bytes(b"\0" * 50_000)
+    partial.with_name(partial.name + "-0").write_text(json.dumps({"N": 0, "Offset": 0, "Size": 100_000,
+                                                                  "Completed": 50_000}))
+    with pytest.raises(DigestMismatch, match="digest mismatch, file must be downloaded again"):
+        pull(store, f"{fake.host}/team/m:v1", replace(FAST, part_min=1 << 20))
+    assert not partial.exists()
+    pull(store, f"{fake.host}/team/m:v1", replace(FAST, part_min=1 << 20))
+    assert store.blob_path(Digest.parse(digest)).read_bytes() == weights
+
+
+def test_partial_state_larger_than_the_blob_starts_over(tmp_path: Path, fake: FakeRegistry) -> None:
+    weights = blob(10_000, 8)
+    digest = digest_of(weights)
+    fake.add_model("team/m", "v1", [weights])
+    store = store_at(tmp_path / "b")
+    partial = store.root / "blobs" / f"sha256-{digest[7:]}-partial"
+    partial.write_bytes(b"\0" * 20_000)
+    partial.with_name(partial.name + "-0").write_text(json.dumps({"N": 0, "Offset": 0, "Size": 20_000,
+                                                                  "Completed": 20_000}))
+    pull(store, f"{fake.host}/team/m:v1")
+    assert store.blob_path(Digest.parse(digest)).read_bytes() == weights
+
+
+# --- what must never be published ---------------------------------------------------------------------
+def test_a_corrupted_blob_is_rejected_and_nothing_is_published(tmp_path: Path, fake: FakeRegistry) -> None:
+    good, bad = blob(20_000, 9), blob(30_000, 10)
+    fake.add_model("team/m", "v1", [good, bad])
+    fake.behaviour.corrupt.add(digest_of(bad))
+    store = store_at(tmp_path / "b")
+    with pytest.raises(DigestMismatch):
+        pull(store, f"{fake.host}/team/m:v1")
+    assert store.get(ModelName.parse(f"{fake.host}/team/m:v1")) is None
+    assert not store.has_blob(Digest.parse(digest_of(bad)))
+    assert not any(digest_of(bad)[7:] in f for f in files_under(store.root))
+
+
+def test_a_truncated_blob_is_rejected_before_anything_is_written(tmp_path: Path, fake: FakeRegistry) -> None:
+    weights = blob(40_000, 11)
+    fake.add_model("team/m", "v1", [weights])
+    fake.behaviour.truncate[digest_of(weights)] = 30_000
+    store = store_at(tmp_path / "b")
+    with pytest.raises(BadGateway, match="40000"):
+        pull(store, f"{fake.host}/team/m:v1")
+    assert files_under(store.root) == set()
+
+
+@pytest.mark.parametrize("digest", ["../../../../../../tmp/canary", "sha256:../../../../canary",
+                                    "sha256-" + "a" * 63 + "/", "sha256:" + "A" * 64 + "\n", "sha256:"])
+@pytest.mark.parametrize("where", ["layer", "config"])
+def test_path_trick_digests_are_rejected_before_any_byte_is_written(tmp_path: Path, fake: FakeRegistry,
+                                                                    digest: str, where: str) -> None:
+    canary = tmp_path / "canary"
+    canary.write_text("keep me")
+    entry = {"mediaType": "application/vnd.ollama.image.model", "digest": digest, "size": 7}
+    overrides = {"layers": [entry]} if where == "layer" else {"config": entry}
+    fake.add_model("team/m", "v1", [b"payload"], overrides=overrides)
+    store = store_at(tmp_path / "models")
+    with pytest.raises(BadGateway, match="invalid"):
+        pull(store, f"{fake.host}/team/m:v1")
+    assert canary.read_text() == "keep me"
+    assert files_under(store.root) == set()
+    assert fake.requests("GET", "/blobs/") == [] and fake.requests("HEAD", "/blobs/") == []
+
+
+@pytest.mark.parametrize("overrides", [{"layers": []}, {"config": None}, {"layers": [{"digest": "x"}]},
+                                       {"layers": [{"mediaType": "m", "digest": digest_of(b"a"), "size": -1}]},
+                                       {"layers": [{"mediaType": "m", "digest": digest_of(b"a"), "size": 2**63}]},
+                                       {"layers": "many"}])
+def test_spoofed_manifests_fail_cleanly(tmp_path: Path, fake: FakeRegistry, overrides: dict) -> None:
+    fake.add_model("team/m", "v1", [b"x"], overrides=overrides)
+    store = store_at(tmp_path / "models")
+    with pytest.raises(BadGateway):
+        pull(store, f"{fake.host}/team/m:v1")
+    assert files_under(store.root) == set()
+
+
+def test_oversized_and_compressed_bomb_manifests_are_cut_off(tmp_path: Path, fake: FakeRegistry) -> None:
+    import gzip
+
+    bomb = gzip.compress(b" " * (64 << 20))
+    fake.manifests[("team/m", "v1")] = bomb
+    original = fake.server.RequestHandlerClass._send
+
+    def send(self, status, body=b"", headers=None):  # noqa: ANN001
+        if body is bomb:
+            headers = {**(headers or {}), "Content-Encoding": "gzip"}
+        return original(self, status, body, headers)
+
+    fake.server.RequestHandlerClass._send = send
+    with pytest.raises(BadGateway, match="larger than"):
+        pull(store_at(tmp_path / "models"), f"{fake.host}/team/m:v1")
+
+
+def test_missing_free_space_is_refused_before_downloading(tmp_path: Path, fake: FakeRegistry,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    fake.add_model("team/m", "v1", [blob(100_000, 12)])
+    monkeypatch.setattr(shutil, "disk_usage", lambda _p: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
+    store = store_at(tmp_path / "models")
+    with pytest.raises(InsufficientStorage, match="not enough disk space"):
+        pull(store, f"{fake.host}/team/m:v1")
+    assert fake.requests("GET", "/blobs/") == []
+
+
+# --- single flight ------------------------------------------------------------------------------------
+def test_concurrent_pulls_download_each_blob_once(tmp_path: Path, fake: FakeRegistry) -> None:
+    layers = [blob(150_000, 13), blob(90_000, 14)]
+    fake.add_model("team/m", "v1", layers)
+    fake.add_model("team/m", "v2", layers)  # another tag sharing the blobs
+    fake.behaviour.bytes_per_second = 600_000
+    root, errors = tmp_path / "models", []
+    settings = replace(FAST, part_min=1 << 20)
+
+    def run(tag: str) -> None:
+        try:
+            pull(store_at(root), f"{fake.host}/team/m:{tag}", settings)
+        except AppError as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(tag,)) for tag in ("v1", "v2", "v1")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    for data in layers:
+        assert len(fake.requests("GET", digest_of(data))) == 1
+        assert store_at(root).blob_path(Digest.parse(digest_of(data))).read_bytes() == data
+    assert not [f for f in files_under(root / "blobs") if "partial" in f]
+
+
+# --- auth and hosts -----------------------------------------------------------------------------------
+def test_token_challenge_is_answered_with_an_ed25519_signature(tmp_path: Path, fake: FakeRegistry) -> None:
+    from cryptography.hazmat.primitives.serialization import load_ssh_public_key
+
+    weights = blob(10_000, 15)
+    fake.add_model("team/m", "v1", [weights])
+    fake.behaviour.token = "tok-123"
+    store, home = store_at(tmp_path / "models"), tmp_path / "home"
+    pull(store, f"{fake.host}/team/m:v1", home=home)
+    assert len(fake.token_requests) == 1
+    request = fake.token_requests[0]
+    query = request.path.split("?", 1)[1]
+    assert [kv.split("=")[0] for kv in query.split("&")] == ["nonce", "scope", "service", "ts"]
+    pubkey, signature = request.headers["Authorization"].split(":")
+    public_line = (home / "id_ed25519.pub").read_text().split()
+    assert public_line[0] == "ssh-ed25519" and public_line[1] == pubkey
+    assert (home / "id_ed25519").read_text().startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
+    assert oct((home / "id_ed25519").stat().st_mode & 0o777) == "0o600"
+    signed = f"GET,http://{fake.host}{request.path},{base64.b64encode(hashlib.sha256(b'').hexdigest().encode()).decode()}"
+    load_ssh_public_key(" ".join(public_line[:2]).encode()).verify(base64.b64decode(signature), signed.encode())
+    authorized = [s for s in fake.seen if s.headers.get("Authorization") == "Bearer tok-123"]
+    assert authorized and store.get(ModelName.parse(f"{fake.host}/team/m:v1")) is not None
+
+
+def test_an_api_key_is_sent_to_the_realm_instead_of_a_signature(tmp_path: Path, fake: FakeRegistry) -> None:
+    fake.add_model("team/m", "v1", [b"w"])
+    fake.behaviour.token = "t"
+    pull(store_at(tmp_path / "models"), f"{fake.host}/team/m:v1", replace(FAST, api_key="olk_secret"))
+    assert fake.token_requests[0].headers["Authorization"] == "Bearer olk_secret"
+
+
+@pytest.mark.parametrize("realm_host", ["other", "port", "name"])
+def test_a_realm_on_another_host_gets_no_credentials(tmp_path: Path, fake: FakeRegistry, realm_host: str) -> None:
+    attacker = FakeRegistry().start()
+    try:
+        fake.add_model("team/m", "v1", [b"w"])
+        fake.behaviour.token = "t"
+        port = fake.server.server_address[1]
+        fake.behaviour.realm = {"other": f"http://{attacker.host}/token",
+                                "port": f"http://127.0.0.1:{port + 1}/token",
+                                "name": f"http://localhost:{port}/token"}[realm_host]
+        with pytest.raises(Unauthorized, match="does not match original host"):
+            pull(store_at(tmp_path / "models"), f"{fake.host}/team/m:v1")
+        assert attacker.seen == [] and fake.token_requests == []
+    finally:
+        attacker.stop()
+
+
+def test_redirects_to_another_host_carry_no_credentials(tmp_path: Path, fake: FakeRegistry) -> None:
+    storage = FakeRegistry().start()
+    try:
+        weights = blob(20_000, 16)
+        fake.add_model("team/m", "v1", [weights])
+        storage.add_model("team/m", "v1", [weights])
+        fake.behaviour.token = "t"
+        fake.behaviour.blob_redirect = f"http://{storage.host}/v2/team/m/blobs"
+        store = store_at(tmp_path / "models")
+        pull(store, f"{fake.host}/team/m:v1")
+        assert storage.requests("GET", digest_of(weights))
+        assert all("Authorization" not in s.headers for s in storage.seen)
+        assert store.blob_path(Digest.parse(digest_of(weights))).read_bytes() == weights
+    finally:
+        storage.stop()
+
+
+@pytest.mark.parametrize("name", ["10.0.0.5:6379/x/y", "169.254.169.254/latest/meta-data", "192.168.1.1/a/b",
+                                  "0.0.0.0:80/a/b", "100.64.0.1/a/b"])
+def test_private_and_metadata_hosts_are_refused_before_connecting(tmp_path: Path, name: str) -> None:
+    with pytest.raises(Forbidden, match="non-public"):
+        pull(store_at(tmp_path / "models"), name)
+
+
+def test_loopback_can_be_refused_and_private_hosts_allow_listed(tmp_path: Path, fake: FakeRegistry) -> None:
+    fake.add_model("team/m", "v1", [b"w"])
+    with pytest.raises(Forbidden):
+        pull(store_at(tmp_path / "a"), f"{fake.host}/team/m:v1", replace(FAST, allow_loopback=False))
+    pull(store_at(tmp_path / "b"), f"{fake.host}/team/m:v1", replace(FAST, allow_loopback=False,
+                                                                      allow_hosts=(fake.host,)))
+
+
+# --- progress -----------------------------------------------------------------------------------------
+def test_transfer_reporter_coalesces_progress_per_digest() -> None:
+    published: list[dict] = []
+    reporter = TransferReporter(published.append, min_interval=0, heartbeat=60)
+    try:
+        reporter.status("pulling manifest")
+        for done in (10, 50, 100):
+            reporter.progress("pulling abc", "sha256:abc", 100, done)
+        reporter.status("success")
+    finally:
+        reporter.close()
+    final = published[-1]["events"]
+    assert final == [{"status": "pulling manifest"},
+                     {"status": "pulling abc", "digest": "sha256:abc", "total": 100, "completed": 100},
+                     {"status": "success"}]
+    assert all("beat" in meta for meta in published)
