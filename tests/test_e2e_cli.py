@@ -47,9 +47,11 @@ def test_run_one_shot_and_piped_stdin(server) -> None:
 
 
 def test_run_unknown_model_fails_clearly(server) -> None:
+    # Like `ollama run`, a missing model is pulled first; offline, the pull's error is what the user sees.
     out = server.corral("run", "no-such-model", "hi")
     assert out.returncode == 1
-    assert "Error: model 'no-such-model' not found" in out.stderr
+    assert "pulling manifest" in out.stderr + out.stdout
+    assert "Error: pull model manifest:" in out.stderr
 
 
 def test_show_flags_and_modelfile_round_trip(server, tmp_path: Path) -> None:
