@@ -15,6 +15,15 @@ import pytest
 
 pytestmark = pytest.mark.e2e
 MODEL = "smollm2:135m"
+BOUNDED = "cli-smol:latest"  # smollm2 with a bounded answer length, so runs stay quick on a busy CI machine
+
+
+@pytest.fixture(scope="module", autouse=True)
+def bounded_model(server) -> None:
+    import httpx
+
+    body = {"model": BOUNDED, "from": MODEL, "stream": False, "parameters": {"num_predict": 32, "temperature": 0}}
+    assert httpx.post(f"{server.url}/api/create", json=body, timeout=120).json() == {"status": "success"}
 
 
 def test_version_and_help(server) -> None:
@@ -37,12 +46,12 @@ def test_list_table(server) -> None:
 
 
 def test_run_one_shot_and_piped_stdin(server) -> None:
-    out = server.corral("run", MODEL, "Say hello in one word.")
+    out = server.corral("run", BOUNDED, "Say hello in one word.")
     assert out.returncode == 0 and out.stdout.strip()
-    piped = server.corral("run", MODEL, "Summarise the text above in one sentence.",
+    piped = server.corral("run", BOUNDED, "Summarise the text above in one sentence.",
                           input="Corral is a server that runs language models on your computer.")
     assert piped.returncode == 0 and piped.stdout.strip()
-    verbose = server.corral("run", MODEL, "Hi", "--verbose")
+    verbose = server.corral("run", BOUNDED, "Hi", "--verbose")
     assert re.search(r"^eval rate:\s+[\d.]+ tokens/s", verbose.stderr, re.M)
 
 
@@ -77,7 +86,7 @@ def test_create_with_a_bad_modelfile_names_the_line(server, tmp_path: Path) -> N
 
 
 def test_cp_ps_stop_rm(server) -> None:
-    assert server.corral("cp", MODEL, "cli-copy").stdout.strip() == f"copied '{MODEL}' to 'cli-copy'"
+    assert server.corral("cp", BOUNDED, "cli-copy").stdout.strip() == f"copied '{BOUNDED}' to 'cli-copy'"
     assert server.corral("run", "cli-copy", "Hi").returncode == 0
     ps = server.corral("ps").stdout
     assert ps.splitlines()[0].split() == ["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"]
@@ -107,7 +116,7 @@ def _read_until(fd: int, pattern: str, timeout: float = 120) -> str:
 def test_interactive_session(server) -> None:
     pid, fd = pty.fork()
     if pid == 0:
-        os.execve(str(Path(sys.executable).parent / "corral"), ["corral", "run", MODEL], server.env)
+        os.execve(str(Path(sys.executable).parent / "corral"), ["corral", "run", BOUNDED], server.env)
     try:
         assert ">>> " in _read_until(fd, ">>> ")
         os.write(fd, b"/set parameter num_predict 8\r")
