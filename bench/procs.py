@@ -55,10 +55,30 @@ def memory(root: int) -> dict:
     RSS counts shared pages (the model file mapped by one process, the Python libraries of
     several) once per process, as the issue asks; PSS splits them and is kept alongside.
     """
-    pids = descendants(root)
-    rss = sum(_kib(f"/proc/{pid}/status", "VmRSS:") for pid in pids)
-    pss = sum(_kib(f"/proc/{pid}/smaps_rollup", "Pss:") for pid in pids)
-    return {"rss_mib": rss / 1024, "pss_mib": pss / 1024, "processes": len(pids)}
+    each = [{"pid": pid, "what": _what(pid), "rss_mib": _kib(f"/proc/{pid}/status", "VmRSS:") / 1024,
+             "pss_mib": _kib(f"/proc/{pid}/smaps_rollup", "Pss:") / 1024} for pid in sorted(descendants(root))]
+    return {"rss_mib": sum(p["rss_mib"] for p in each), "pss_mib": sum(p["pss_mib"] for p in each),
+            "processes": len(each), "by_process": each}
+
+
+def _what(pid: int) -> str:
+    """A short name for a process: the module or script it runs, else its executable."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return "?"
+    argv = [a for a in argv if a]
+    if argv and Path(argv[0]).name.startswith("python") and "-m" in argv[:-1]:
+        module = argv[argv.index("-m") + 1]
+        rest = argv[argv.index("-m") + 2:]
+        if module == "uvicorn" and rest:  # corral's services: the app module
+            return f"uvicorn {rest[0]}"
+        if module == "celery" and "-A" in rest[:-1]:
+            return f"celery {rest[rest.index('-A') + 1]}"
+        return module
+    if argv and Path(argv[0]).name.startswith("python"):
+        return " ".join(Path(a).name for a in argv[:2])
+    return Path(argv[0]).name if argv else "?"
 
 
 def _alive(pid: int, start: int) -> bool:

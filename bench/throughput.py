@@ -361,6 +361,8 @@ def measure(args: argparse.Namespace, model: Path, running: list[srv.Server], re
                                      args.request_timeout)
             run = load.LevelRun(1, streams[0].total or 0.0, streams)
             servers[FLOOR]["runs"].setdefault(1, []).append(run.summary())
+            servers[FLOOR].setdefault("raw", []).append({"rep": rep, "loadavg_1m": os.getloadavg()[0],
+                                                         **run.to_json()})
             servers[FLOOR]["memory_loaded"] = {"rss_mib": rss, "processes": 1}
             summary = run.summary()
             log(f"rep {rep + 1}/{args.reps} floor: {summary['per_stream_tok_s'] or 0:.1f} tok/s, "
@@ -379,14 +381,14 @@ def measure(args: argparse.Namespace, model: Path, running: list[srv.Server], re
                 summary = run.summary()
                 entry = servers[server.name]
                 entry["runs"].setdefault(level, []).append(summary)
-                entry.setdefault("raw", []).append({"rep": rep, **run.to_json()})
+                entry.setdefault("raw", []).append({"rep": rep, "loadavg_1m": os.getloadavg()[0], **run.to_json()})
                 memory = server.memory()
                 if memory["rss_mib"] > entry["memory_peak"]["rss_mib"]:
                     entry["memory_peak"] = memory
                 log(f"rep {rep + 1}/{args.reps} {level} stream(s) {server.name}: "
                     f"{summary['aggregate_tok_s']:.1f} tok/s aggregate, "
                     f"{summary['per_stream_tok_s'] or 0:.1f} per stream, TTFT p50 {summary['ttft_p50_s'] or 0:.3f} s, "
-                    f"{summary['errors']} error(s)")
+                    f"{summary['errors']} error(s), load {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
