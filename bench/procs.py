@@ -71,8 +71,8 @@ def _what(pid: int) -> str:
     if argv and Path(argv[0]).name.startswith("python") and "-m" in argv[:-1]:
         module = argv[argv.index("-m") + 1]
         rest = argv[argv.index("-m") + 2:]
-        if module == "uvicorn" and rest:  # corral's services: the app module
-            return f"uvicorn {rest[0]}"
+        if module in ("uvicorn", "corral_cli.launch") and rest:  # corral's services: the app module
+            return f"{module} {rest[0]}"
         if module == "celery" and "-A" in rest[:-1]:
             return f"celery {rest[rest.index('-A') + 1]}"
         return module

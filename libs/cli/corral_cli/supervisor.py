@@ -2,13 +2,18 @@
 
 The embedded default needs no external server: the registry keeps the model store on disk,
 Celery uses a filesystem broker and a SQLite result backend, and only the gateway listens on
-OLLAMA_HOST. Internal services bind 127.0.0.1 on free ports chosen at start-up.
+OLLAMA_HOST. The supervisor binds each internal service's 127.0.0.1 port itself and hands the
+listening socket down. Services that most sessions never touch (auth, needed only for keys and
+remote clients; websearch and its worker) start on their first connection, which waits in the
+socket's backlog meanwhile: an idle corral keeps their memory free. CORRAL_LAZY_SERVICES=0 starts
+everything at once.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -17,7 +22,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-import httpx
 import structlog
 
 from corral_common.env import current_env, env_bool, env_str, parse_ollama_host
@@ -29,19 +33,34 @@ STOP_GRACE_SECONDS = 10.0
 
 
 def free_port() -> int:
-    """A free loopback port for an internal service."""
+    """A loopback port that is free now (for a server that binds it itself, e.g. in tests)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
+def listening_socket() -> socket.socket:
+    """A listening socket on a free loopback port, kept by the supervisor for an internal service."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    return sock
+
+
+def port_of(sock: socket.socket) -> int:
+    return sock.getsockname()[1]
+
+
 @dataclass
 class Child:
-    """One supervised service process."""
+    """One supervised service process; a lazy one waits for a connection to its socket (or a sibling's)."""
 
     name: str
     argv: list[str]
     env: dict[str, str]
+    sock: socket.socket | None = None
+    waiting: bool = False
+    wakes: tuple[str, ...] = ()
     process: subprocess.Popen | None = None
     restarts: int = 0
     started_at: float = 0.0
@@ -49,7 +68,8 @@ class Child:
 
     def start(self) -> None:
         """Spawn the process (in its own process group, so Ctrl+C is handled by serve)."""
-        self.process = subprocess.Popen(self.argv, env=self.env, start_new_session=True)
+        fds = (self.sock.fileno(),) if self.sock is not None else ()
+        self.process = subprocess.Popen(self.argv, env=self.env, start_new_session=True, pass_fds=fds)
         self.started_at = time.monotonic()
         log.info("service started", service=self.name, pid=self.process.pid)
 
@@ -69,6 +89,11 @@ class Child:
             self.process.wait()
 
 
+def _launch(module: str, sock: socket.socket) -> list[str]:
+    """An internal service serving on the supervisor's socket (see corral_cli.launch)."""
+    return [sys.executable, "-m", "corral_cli.launch", module, "--fd", str(sock.fileno())]
+
+
 def _uvicorn(module: str, host: str, port: int) -> list[str]:
     return [sys.executable, "-m", "uvicorn", f"{module}:create_app", "--factory", "--host", host,
             "--port", str(port), "--no-access-log", "--log-level", "warning", "--timeout-graceful-shutdown", "5"]
@@ -81,26 +106,27 @@ def _websearch_worker() -> list[str]:
             "--without-heartbeat", "--without-gossip", "--without-mingle", "-n", f"websearch-{os.getpid()}@%h"]
 
 
+INTERNAL_SERVICES = {"registry": "corral_registry.main", "inference": "corral_inference.main",
+                     "auth": "corral_auth.main", "websearch": "corral_websearch.main"}
+LAZY_SERVICES = ("auth", "websearch")
+
+
 def plan_children(environ: dict[str, str]) -> list[Child]:
     """The processes of the embedded runtime, wired together through environment variables."""
     listen = parse_ollama_host(env_str(environ, "OLLAMA_HOST"))
-    inference_port, registry_port, auth_port = free_port(), free_port(), free_port()
-    env = dict(environ)
-    env.update(CORRAL_INFERENCE_URL=f"http://127.0.0.1:{inference_port}",
-               CORRAL_REGISTRY_URL=f"http://127.0.0.1:{registry_port}",
-               CORRAL_AUTH_URL=f"http://127.0.0.1:{auth_port}", PYTHONUNBUFFERED="1")
-    websearch_port = free_port()
-    env["CORRAL_WEBSEARCH_URL"] = f"http://127.0.0.1:{websearch_port}"
+    socks = {name: listening_socket() for name in INTERNAL_SERVICES}
+    env = dict(environ, PYTHONUNBUFFERED="1")
+    env.update({f"CORRAL_{name.upper()}_URL": f"http://127.0.0.1:{port_of(sock)}" for name, sock in socks.items()})
+    lazy = env_bool(environ, "CORRAL_LAZY_SERVICES", default=True)
+    services = {name: Child(name, _launch(module, socks[name]), env, socks[name], lazy and name in LAZY_SERVICES)
+                for name, module in INTERNAL_SERVICES.items()}
+    services["websearch"].wakes = ("websearch-worker",)
     worker = [sys.executable, "-m", "celery", "--quiet", "-A", "corral_registry.worker:celery_app", "worker",
               "--pool", "threads", "--concurrency", "4", "--loglevel", "WARNING", "--without-heartbeat",
               "--without-gossip", "--without-mingle", "-n", f"registry-{os.getpid()}@%h"]
     return [
-        Child("registry", _uvicorn("corral_registry.main", "127.0.0.1", registry_port), env),
-        Child("registry-worker", worker, env),
-        Child("inference", _uvicorn("corral_inference.main", "127.0.0.1", inference_port), env),
-        Child("auth", _uvicorn("corral_auth.main", "127.0.0.1", auth_port), env),
-        Child("websearch", _uvicorn("corral_websearch.main", "127.0.0.1", websearch_port), env),
-        Child("websearch-worker", _websearch_worker(), env),
+        services["registry"], Child("registry-worker", worker, env), services["inference"], services["auth"],
+        services["websearch"], Child("websearch-worker", _websearch_worker(), env, waiting=lazy),
         Child("api", _uvicorn("corral_api.main", listen.host, listen.port), env),
     ] + _embedded_registry(env)
 
@@ -127,14 +153,38 @@ class Supervisor:
 
     def run(self) -> int:
         for child in self.children:
-            child.start()
-        while not self.stopping.wait(0.5):
+            if not child.waiting:
+                child.start()
+        while not self.stopping.is_set():
+            self._wait_for_first_use(0.5)
             for child in self.children:
-                self._check(child)
+                if not child.waiting:
+                    self._check(child)
         for child in reversed(self.children):
             child.stop()
+        for child in self.children:
+            if child.sock is not None:
+                child.sock.close()
         log.info("corral stopped")
         return 0
+
+    def _wait_for_first_use(self, timeout: float) -> None:
+        """Sleep up to timeout, starting any waiting service whose socket got a connection."""
+        idle = {child.sock: child for child in self.children if child.waiting and child.sock is not None}
+        if not idle:
+            self.stopping.wait(timeout)
+            return
+        ready, _, _ = select.select(list(idle), [], [], timeout)
+        for sock in ready:
+            self.activate(idle[sock])
+
+    def activate(self, child: Child) -> None:
+        """Start a waiting service and the ones it wakes (a service and its worker come up together)."""
+        for member in [child] + [c for c in self.children if c.name in child.wakes]:
+            if member.waiting:
+                member.waiting = False
+                log.info("service started on first use", service=member.name)
+                member.start()
 
     def _check(self, child: Child) -> None:
         """Restart a child that exited, waiting longer after each quick crash."""
@@ -158,6 +208,8 @@ class Supervisor:
 
 def wait_until_up(base_url: str, timeout: float = 60.0) -> bool:
     """Wait for the gateway and the model store behind it to answer."""
+    import httpx  # only the bundled-model import thread needs it; the supervisor stays small
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:

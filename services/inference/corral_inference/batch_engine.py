@@ -1,7 +1,7 @@
 """Continuous batching on llama.cpp: several sequences of one model decode together in one batch.
 
 One OS thread per loaded model runs the step loop (performance.md: llama.cpp calls must not hop
-between threads). Each request gets a slot (a sequence id in a KV cache sized slots × num_ctx)
+between threads). Each request gets a slot (a sequence id in a KV cache sized slots × num_ctx, one stream per slot)
 and its own sampler chain inside llama.cpp. New requests join between steps; finished or
 cancelled ones leave without stalling the rest; a slot keeps its KV so the next request with the
 same prefix (the next chat turn, a shared system prompt) skips evaluating it.
@@ -93,7 +93,9 @@ class BatchEngine:
         params.n_batch = params.n_ubatch = spec.num_batch
         params.n_threads = params.n_threads_batch = _threads(spec.num_thread)
         params.n_seq_max = self.slots_n
-        params.kv_unified = True
+        # One KV stream of num_ctx cells per slot: attention for a sequence then reads only its own
+        # cells, not every slot's (a unified cache makes each token attend over all slots' used range).
+        params.kv_unified = False
         params.no_perf = True
         return params
 

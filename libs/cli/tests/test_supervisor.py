@@ -1,0 +1,77 @@
+"""The embedded runtime's supervisor: which services wait for first use, and that a connection starts them."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import threading
+import time
+from urllib.parse import urlparse
+
+from corral_cli.supervisor import Child, Supervisor, listening_socket, plan_children, port_of
+
+ENV = {"OLLAMA_HOST": "127.0.0.1:0", "PATH": "/usr/bin:/bin"}
+# A stand-in service: accept one connection on the inherited socket and greet it.
+GREETER = "import socket, sys; s = socket.socket(fileno=int(sys.argv[1])); c, _ = s.accept(); c.sendall(b'hello')"
+SLEEPER = "import time; time.sleep(60)"
+
+
+def _close(children: list[Child]) -> None:
+    for child in children:
+        if child.sock is not None:
+            child.sock.close()
+
+
+def test_rarely_used_services_wait_for_first_use_by_default() -> None:
+    children = plan_children(dict(ENV))
+    try:
+        waiting = {c.name for c in children if c.waiting}
+        assert waiting == {"auth", "websearch", "websearch-worker"}
+        by_name = {c.name: c for c in children}
+        assert by_name["websearch"].wakes == ("websearch-worker",)
+        for name in ("registry", "inference", "auth", "websearch"):
+            child = by_name[name]
+            assert urlparse(child.env[f"CORRAL_{name.upper()}_URL"]).port == port_of(child.sock)
+            assert child.argv[-2:] == ["--fd", str(child.sock.fileno())]
+    finally:
+        _close(children)
+
+
+def test_lazy_services_can_be_turned_off() -> None:
+    children = plan_children({**ENV, "CORRAL_LAZY_SERVICES": "0"})
+    try:
+        assert not [c.name for c in children if c.waiting]
+    finally:
+        _close(children)
+
+
+def _poll(predicate, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_first_connection_starts_the_service_and_the_ones_it_wakes() -> None:
+    sock = listening_socket()
+    lazy = Child("svc", [sys.executable, "-c", GREETER, str(sock.fileno())], {}, sock, waiting=True,
+                 wakes=("svc-worker",))
+    worker = Child("svc-worker", [sys.executable, "-c", SLEEPER], {}, waiting=True)
+    eager = Child("eager", [sys.executable, "-c", SLEEPER], {})
+    supervisor = Supervisor([lazy, worker, eager])
+    runner = threading.Thread(target=supervisor.run, daemon=True)
+    runner.start()
+    try:
+        assert _poll(lambda: eager.process is not None)
+        time.sleep(0.6)  # a supervision round passes without a connection: nothing lazy starts
+        assert lazy.process is None and worker.process is None
+        with socket.create_connection(("127.0.0.1", port_of(sock)), timeout=15) as client:
+            assert client.recv(5) == b"hello"  # the connection waited in the backlog until the service took it
+        assert worker.process is not None and not lazy.waiting and not worker.waiting
+    finally:
+        supervisor.stop()
+        runner.join(30)
+    assert not runner.is_alive()
+    assert all(c.process.poll() is not None for c in (lazy, worker, eager))
