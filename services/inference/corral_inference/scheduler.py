@@ -134,7 +134,7 @@ class Scheduler:
                 runner = self.runners.get(self.key(ref, spec))
                 if runner is not None and runner.spec == spec:
                     self._mark_busy(runner, keep_alive_ns)
-                    return runner
+                    break
                 if runner is not None and not self._idle(runner):
                     await self.changed.wait()
                     continue
@@ -151,15 +151,21 @@ class Scheduler:
                 self._mark_busy(runner, keep_alive_ns)
                 break
         try:
-            await self._load(runner)
+            await self._load(runner)  # a request that found the runner still loading waits here for it
         except BaseException:
-            async with self.changed:
-                self.runners.pop(self.key(ref, spec), None)
-                runner.active -= 1
-                runner.executor.shutdown(wait=False)
-                self.changed.notify_all()
+            await self._forget_failed(runner)
             raise
         return runner
+
+    async def _forget_failed(self, runner: Runner) -> None:
+        """A load failed or its caller left: drop the empty runner unless another request still waits on it."""
+        async with self.changed:
+            runner.active -= 1
+            key = self.key(runner.ref, runner.spec)
+            if runner.engine is None and runner.active == 0 and self.runners.get(key) is runner:
+                self.runners.pop(key)
+                runner.executor.shutdown(wait=False)
+            self.changed.notify_all()
 
     def _mark_busy(self, runner: Runner, keep_alive_ns: int | None) -> None:
         """Count a request on the runner; a keep_alive in the request replaces the runner's."""

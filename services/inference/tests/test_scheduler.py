@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 import pytest
@@ -137,5 +138,77 @@ def test_idle_models_are_evicted_to_make_room_and_too_big_is_refused() -> None:
         with pytest.raises(ServiceUnavailable, match="requires more system memory"):
             async with s.lease(ref1, LoadSpec(model_path="/m1", estimate_bytes=10**6), None):
                 pass
+
+    asyncio.run(scenario())
+
+
+def _slow_scheduler(gate: threading.Event, slow: str) -> Scheduler:
+    """Loading the model whose path is ``slow`` blocks until the gate opens (as a big GGUF load would)."""
+
+    def factory(spec: LoadSpec) -> FakeEngine:
+        if spec.model_path == slow:
+            assert gate.wait(10), "the test never opened the load gate"
+        return FakeEngine(spec)
+
+    return Scheduler(InferenceSettings(models_dir=Path("/nonexistent")), factory)
+
+
+def test_shared_leases_that_arrive_during_the_load_get_the_loaded_engine() -> None:
+    async def scenario() -> None:
+        gate = threading.Event()
+        s = _slow_scheduler(gate, "/m1")
+        ref, spec = _ref(1)
+
+        async def shared() -> FakeEngine:
+            async with s.lease(ref, spec, None, exclusive=False) as runner:
+                assert runner.engine is not None, "a lease was handed a runner that had not finished loading"
+                return runner.engine
+
+        first = asyncio.create_task(shared())
+        await asyncio.sleep(0.05)
+        second = asyncio.create_task(shared())
+        await asyncio.sleep(0.05)
+        gate.set()
+        engines = await asyncio.gather(first, second)
+        assert engines[0] is engines[1]
+        await s.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_loading_model_does_not_block_a_loaded_one() -> None:
+    async def scenario() -> None:
+        gate = threading.Event()
+        s = _slow_scheduler(gate, "/m2")
+        await _use(s, 1)
+        loading = asyncio.create_task(_use(s, 2))
+        await asyncio.sleep(0.05)
+        served = await asyncio.wait_for(_use(s, 1), 5)  # answered while m2 is still loading
+        assert not loading.done() and served.spec.model_path == "/m1"
+        gate.set()
+        await loading
+        assert sorted(row["name"] for row in s.ps()) == ["m1", "m2"]
+        await s.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_load_is_forgotten_and_the_next_request_loads_afresh() -> None:
+    async def scenario() -> None:
+        attempts = []
+
+        def factory(spec: LoadSpec) -> FakeEngine:
+            attempts.append(spec)
+            if len(attempts) == 1:
+                raise RuntimeError("llama.cpp could not load the model")
+            return FakeEngine(spec)
+
+        s = Scheduler(InferenceSettings(models_dir=Path("/nonexistent")), factory)
+        with pytest.raises(RuntimeError):
+            await _use(s, 1)
+        assert s.ps() == [] and not s.runners
+        engine = await _use(s, 1)
+        assert engine.spec.model_path == "/m1" and len(attempts) == 2
+        await s.close()
 
     asyncio.run(scenario())
