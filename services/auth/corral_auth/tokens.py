@@ -30,6 +30,7 @@ from corral_auth.signatures import token_message
 ALGORITHM = "RS256"
 _SCOPE = re.compile(r"repository:([A-Za-z0-9_][A-Za-z0-9_.-]*/[A-Za-z0-9_][A-Za-z0-9_.-]*):([a-z,*]+)")
 _WRITE_ACTIONS = {"push", "delete", "*"}
+CATALOG = "registry:catalog:*"
 
 
 @dataclass(frozen=True)
@@ -38,14 +39,17 @@ class Access:
 
     name: str
     actions: tuple[str, ...]
+    type: str = "repository"
 
     def wire(self) -> dict[str, Any]:
         """The JWT ``access`` entry."""
-        return {"type": "repository", "name": self.name, "actions": list(self.actions)}
+        return {"type": self.type, "name": self.name, "actions": list(self.actions)}
 
 
 def parse_scope(text: str) -> Access:
-    """``repository:ns/model:pull,push`` → Access; anything else is a 400."""
+    """``repository:ns/model:pull,push`` (or ``registry:catalog:*``) → Access; anything else is a 400."""
+    if text.strip() == CATALOG:
+        return Access(name="catalog", actions=("*",), type="registry")
     match = _SCOPE.fullmatch(text.strip())
     if match is None:
         raise BadRequest(f"invalid scope {text!r}")
@@ -61,6 +65,9 @@ class RegistryPolicy:
 
     def allowed(self, principal: Principal | None, wanted: Access) -> Access:
         """The subset of ``wanted`` that ``principal`` (None: anonymous) may do."""
+        if wanted.type == "registry":  # listing every repository is for admins only
+            admin = principal is not None and principal.admin
+            return Access(wanted.name, wanted.actions if admin else (), wanted.type)
         namespace = wanted.name.split("/", 1)[0]
         owner = principal is not None and (principal.admin or principal.user == namespace)
         granted = set()

@@ -78,7 +78,15 @@ def test_signed_token_request_as_ollama_sends_it(runtime, people, device) -> Non
         runtime.registry.answer(credential, "127.0.0.1", url, "svc", ["repository:alice/m:push"])
 
 
-@pytest.mark.parametrize("text", ["repository:../x:pull", "registry:catalog:*", "repository:a:pull", ""])
+@pytest.mark.parametrize("text", ["repository:../x:pull", "registry:catalog:pull", "repository:a:pull", ""])
 def test_bad_scopes_are_400(text) -> None:
     with pytest.raises(BadRequest):
         parse_scope(text)
+
+
+def test_the_catalog_scope_is_for_admins_only(runtime, people) -> None:
+    wanted = ["registry:catalog:*"]
+    assert runtime.policy.allowed(people["root"], parse_scope(wanted[0])).wire() == {
+        "type": "registry", "name": "catalog", "actions": ["*"]}
+    assert _token(runtime, people["alice"], *wanted)["access"] == [
+        {"type": "registry", "name": "catalog", "actions": []}]

@@ -34,6 +34,24 @@ def build_registry(settings: RegistrySettings):
     return registry
 
 
+def _start_token_auth(app: FastAPI, settings: RegistrySettings) -> None:
+    """With CORRAL_REGISTRY_AUTH_REALM set, every /v2 request needs a token from that auth service."""
+    if not settings.token_auth.enabled:
+        return
+    from corral_registry.v2.tokenauth import KeyCache, TokenRelay, TokenVerifier
+
+    app.state.token_verifier = TokenVerifier(settings.token_auth, KeyCache(settings.token_auth.jwks()))
+    app.state.token_relay = TokenRelay(settings.token_auth.realm)
+    log.info("registry token auth on", realm=settings.token_auth.realm, service=settings.token_auth.service)
+
+
+async def _stop_token_auth(app: FastAPI) -> None:
+    verifier = getattr(app.state, "token_verifier", None)
+    if verifier is not None:
+        await verifier.keys.close()
+        await app.state.token_relay.close()
+
+
 def create_app(settings: RegistrySettings | None = None) -> FastAPI:
     """Build the registry app from explicit settings (or the environment)."""
     settings = settings or RegistrySettings.from_env()
@@ -50,11 +68,13 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
             app.state.policy = HostPolicy(settings.transfer.allow_hosts, settings.transfer.allow_loopback)
         if settings.serve_v2:
             app.state.registry = await asyncio.to_thread(build_registry, settings)
+            _start_token_auth(app, settings)
         yield
         if settings.serve_store:
             app.state.db.close()
         if settings.serve_v2:
             app.state.registry.db.close()
+            await _stop_token_auth(app)
 
     app = service_app("corral registry", lifespan)
     if settings.serve_store:
@@ -62,5 +82,5 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
     if settings.serve_v2:
         from corral_registry.v2 import mount_v2
 
-        mount_v2(app)
+        mount_v2(app, settings.token_auth.enabled)
     return app

@@ -94,6 +94,37 @@ class StorageSettings:
 
 
 @dataclass(frozen=True)
+class TokenAuthSettings:
+    """Token auth of the /v2 registry against corral's auth service; off while ``realm`` is empty."""
+
+    realm: str = ""  # the auth service's token endpoint, e.g. http://127.0.0.1:11437/token
+    jwks_url: str = ""  # default: jwks.json beside the realm
+    issuer: str = "corral"
+    service: str = "corral-registry"
+    challenge_realm: str = ""  # what 401s name; default: this registry's own /token relay
+
+    @property
+    def enabled(self) -> bool:
+        """Whether requests need a token."""
+        return bool(self.realm)
+
+    def jwks(self) -> str:
+        """Where the verification keys are published."""
+        from urllib.parse import urljoin
+
+        return self.jwks_url or urljoin(self.realm, "jwks.json")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "TokenAuthSettings":
+        """CORRAL_REGISTRY_AUTH_REALM (switches it on), _JWKS_URL, _ISSUER, _SERVICE, _CHALLENGE_REALM."""
+        return cls(realm=env_str(env, "CORRAL_REGISTRY_AUTH_REALM"),
+                   jwks_url=env_str(env, "CORRAL_REGISTRY_AUTH_JWKS_URL"),
+                   issuer=env_str(env, "CORRAL_REGISTRY_AUTH_ISSUER") or cls.issuer,
+                   service=env_str(env, "CORRAL_REGISTRY_AUTH_SERVICE") or cls.service,
+                   challenge_realm=env_str(env, "CORRAL_REGISTRY_AUTH_CHALLENGE_REALM"))
+
+
+@dataclass(frozen=True)
 class RegistrySettings:
     """The model store, the /v2 registry it may serve, its metadata database and transfer knobs."""
 
@@ -106,6 +137,7 @@ class RegistrySettings:
     layout_host: str = DEFAULT_LAYOUT_HOST
     storage: StorageSettings = field(default_factory=StorageSettings)
     transfer: TransferSettings = field(default_factory=TransferSettings)
+    token_auth: TokenAuthSettings = field(default_factory=TokenAuthSettings)
     serve_store: bool = True
     serve_v2: bool = False
     gc_grace_seconds: float = 3600.0
@@ -127,6 +159,7 @@ class RegistrySettings:
             layout_host=env_str(env, "CORRAL_REGISTRY_LAYOUT_HOST") or DEFAULT_LAYOUT_HOST,
             storage=StorageSettings.from_env(env, registry_data),
             transfer=TransferSettings.from_env(env),
+            token_auth=TokenAuthSettings.from_env(env),
             serve_v2=env_bool(env, "CORRAL_REGISTRY_SERVE_V2"),
             gc_grace_seconds=_float(env, "CORRAL_GC_GRACE_SECONDS", 3600.0),
             gc_interval_seconds=_float(env, "CORRAL_GC_INTERVAL_SECONDS", 0.0),

@@ -27,10 +27,12 @@ class ApiVersionHeader:
         await self.app(scope, receive, send_with_header)
 
 
-def mount_v2(app: FastAPI) -> None:
-    """Add the /v2 routes, their error format and header to an app."""
-    from corral_registry.v2.routes import router
+def mount_v2(app: FastAPI, token_auth: bool = False) -> None:
+    """Add the /v2 routes, their error format and header to an app (and the /token relay with token auth)."""
+    from corral_registry.v2.routes import realm_router, router
 
     install_registry_errors(app)
+    if token_auth:
+        app.include_router(realm_router)
     app.include_router(router)
     app.add_middleware(ApiVersionHeader)

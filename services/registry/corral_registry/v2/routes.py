@@ -7,13 +7,15 @@ import asyncio
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
 
-from corral_registry.v2.deps import RegistryDep, RepoDep
+from corral_registry.v2.deps import CatalogAccess, RegistryDep, RelayDep, RepoDep
 from corral_registry.v2.errors import RegistryError
 from corral_registry.v2.names import parse_digest, parse_reference, parse_repo_text
 from corral_registry.v2.ranges import parse_content_range, parse_range
 from corral_registry.v2.service import MANIFEST_TYPES, Upload, iter_reader
+from corral_registry.v2.tokenauth import may, needed_for
 
 router = APIRouter(prefix="/v2")
+realm_router = APIRouter()
 
 
 def _absolute(request: Request, path: str) -> str:
@@ -45,9 +47,16 @@ async def ping() -> JSONResponse:
 
 
 @router.get("/_catalog")
-async def catalog(registry: RegistryDep, n: int | None = None, last: str = "") -> JSONResponse:
+async def catalog(_access: CatalogAccess, registry: RegistryDep, n: int | None = None, last: str = "") -> JSONResponse:
     names = [r for r in await asyncio.to_thread(registry.catalog) if r > last]
     return JSONResponse({"repositories": names[:n] if n is not None else names})
+
+
+@realm_router.get("/token")
+async def token(request: Request, relay: RelayDep) -> Response:
+    answer = await relay.forward(request)
+    return Response(answer.content, status_code=answer.status_code,
+                    media_type=answer.headers.get("content-type", "application/json"))
 
 
 @router.get("/{namespace}/{model}/tags/list")
@@ -127,7 +136,8 @@ async def start_upload(request: Request, repo: RepoDep, registry: RegistryDep) -
     if "mount" in params:
         digest = parse_digest(params["mount"])
         source = parse_repo_text(params.get("from", ""), registry.layout_host)
-        if source is not None and await asyncio.to_thread(registry.mount, digest):
+        readable = source is not None and await may(request, needed_for("GET", source))
+        if readable and await asyncio.to_thread(registry.mount, digest):
             return _blob_created(request, repo, digest)
     elif "digest" in params:
         digest = parse_digest(params["digest"])
