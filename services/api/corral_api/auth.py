@@ -43,9 +43,10 @@ _EXACT = {
     "/api/web_search": WEB, "/api/web_fetch": WEB,
     "/api/experimental/web_search": WEB, "/api/experimental/web_fetch": WEB,
     "/api/me": SELF, "/api/signout": SELF, "/api/signin": SELF, "/api/signin/approve": SELF,
-    "/api/keys": SELF, "/token": SELF, "/.well-known/jwks.json": SELF,
+    "/api/keys": SELF, "/api/grants": SELF, "/token": SELF, "/.well-known/jwks.json": SELF,
 }
-_PREFIXES = (("/v1/", INFERENCE), ("/api/blobs/", MODELS_WRITE), ("/api/keys/", SELF), ("/v2/", REGISTRY))
+_PREFIXES = (("/v1/", INFERENCE), ("/api/blobs/", MODELS_WRITE), ("/api/keys/", SELF), ("/api/grants/", SELF),
+             ("/v2/", REGISTRY))
 _MODEL_FIELD = re.compile(rb'"model"\s*:\s*"((?:[^"\\]|\\.){1,400})"')
 _BODY_PEEK = 16384
 CLIENT_STATE = "corral_client"

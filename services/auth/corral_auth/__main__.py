@@ -20,12 +20,18 @@ def main(argv: list[str] | None = None) -> int:
     user = sub.add_parser("create-user", help="add a user")
     user.add_argument("name")
     user.add_argument("--admin", action="store_true")
+    private = sub.add_parser("set-private", help="make a registry repository (ns/model) private, or public again")
+    private.add_argument("repository")
+    private.add_argument("--public", action="store_true")
     args = parser.parse_args(argv)
     settings = AuthSettings.from_env()
     try:
         if args.command == "bootstrap":
             issued = admin.bootstrap(settings, args.name)
             sys.stdout.write(f"Created admin user {args.name!r}; its API key (shown once):\n{issued.key}\n")
+        elif args.command == "set-private":
+            admin.set_private(settings, args.repository, not args.public)
+            sys.stdout.write(f"{args.repository} is now {'public' if args.public else 'private'}\n")
         else:
             admin.create_user(settings, args.name, args.admin)
             sys.stdout.write(f"Created user {args.name!r}\n")

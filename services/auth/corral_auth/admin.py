@@ -23,3 +23,15 @@ def create_user(settings: AuthSettings, name: str, admin: bool = False) -> dict:
         return runtime.accounts.create_user(name, admin)
     finally:
         runtime.close()
+
+
+def set_private(settings: AuthSettings, repository: str, private: bool = True) -> None:
+    """Make ``ns/model`` private (pulls need ownership or a grant) or public again."""
+    from corral_auth.tokens import parse_scope
+
+    name = parse_scope(f"repository:{repository}:pull").name  # a 400 unless ns/model
+    runtime = build_runtime(settings)
+    try:
+        runtime.policy.set_private(name, private)
+    finally:
+        runtime.close()

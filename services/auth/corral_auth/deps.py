@@ -54,4 +54,5 @@ def _require(scope: str | None) -> Callable[[Request], Principal]:
 Runtime = Annotated[AuthRuntime, Depends(_runtime)]
 Caller = Annotated[Principal, Depends(_require(None))]
 AdminCaller = Annotated[Principal, Depends(_require(scopes.ADMIN))]
+WriterCaller = Annotated[Principal, Depends(_require(scopes.MODELS_WRITE))]
 ClientAddress = Annotated[str, Depends(client_of)]

@@ -11,7 +11,7 @@ from corral_common.http import GoJSONResponse, service_app
 from corral_common.logs import configure_logging
 
 from corral_auth.errors import Denied
-from corral_auth.routes import internal, keys, signin, tokens
+from corral_auth.routes import grants, internal, keys, signin, tokens
 from corral_auth.runtime import build_runtime
 from corral_auth.settings import AuthSettings
 
@@ -38,6 +38,6 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
 
     app = service_app("corral auth", lifespan)
     _install_denied_handler(app)
-    for module in (internal, keys, signin, tokens):
+    for module in (internal, keys, grants, signin, tokens):
         app.include_router(module.router)
     return app

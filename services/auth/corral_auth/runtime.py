@@ -13,6 +13,7 @@ from corral_auth.audit import AuditLog
 from corral_auth.db.engine import make_engine, migrate, sessions
 from corral_auth.devices import Devices
 from corral_auth.gate import Gate
+from corral_auth.grants import Grants
 from corral_auth.limits import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from corral_auth.replay import MemoryReplayCache, RedisReplayCache, ReplayCache
 from corral_auth.settings import AuthSettings
@@ -32,6 +33,7 @@ class AuthRuntime:
     policy: RegistryPolicy
     tokens: TokenIssuer
     registry: RegistryTokens
+    grants: Grants
     redis: redis.Redis | None = None
 
     def close(self) -> None:
@@ -66,4 +68,5 @@ def build_runtime(settings: AuthSettings, run_migrations: bool = True) -> AuthRu
     tokens = TokenIssuer(keystore.signing_key_pem(settings), settings.issuer, settings.token_ttl_seconds)
     policy = RegistryPolicy(factory)
     return AuthRuntime(engine=engine, accounts=accounts, devices=devices, gate=gate, audit=audit, policy=policy,
-                       tokens=tokens, registry=RegistryTokens(gate, policy, tokens), redis=client)
+                       tokens=tokens, registry=RegistryTokens(gate, policy, tokens),
+                       grants=Grants(factory, policy), redis=client)

@@ -16,6 +16,14 @@ class CreateKeyRequest(WireModel):
     user: str | None = Field(None, description="Owner of the new key (admins only; default: the caller)")
 
 
+class CreateGrantRequest(WireModel):
+    """``POST /api/grants``."""
+
+    repository: str = Field(description="namespace/model")
+    user: str
+    actions: list[str] | None = Field(None, description="pull (default) and/or push")
+
+
 class SigninStartRequest(WireModel):
     """``POST /api/signin``: signed with the device key that wants to be bound."""
 

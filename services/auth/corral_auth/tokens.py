@@ -71,9 +71,10 @@ class RegistryPolicy:
         namespace = wanted.name.split("/", 1)[0]
         owner = principal is not None and (principal.admin or principal.user == namespace)
         granted = set()
+        writer = principal is not None and scopes.MODELS_WRITE in principal.scopes
         for action in wanted.actions:
             if action in _WRITE_ACTIONS:
-                if owner and scopes.MODELS_WRITE in principal.scopes:  # type: ignore[union-attr]
+                if writer and (owner or (action == "push" and self._granted(principal, wanted.name, "push"))):
                     granted.add(action)
             elif self._may_pull(principal, wanted.name, owner):
                 granted.add(action)
@@ -88,9 +89,16 @@ class RegistryPolicy:
                 return False
             if owner:
                 return True
-            actions = db.scalar(select(Grant.actions).where(Grant.repository_id == repo.id)
-                                .where(Grant.user_id == principal.user_id))
-        return actions is not None and "pull" in actions.split(",")
+        return self._granted(principal, name, "pull")
+
+    def _granted(self, principal: Principal | None, name: str, action: str) -> bool:
+        """Whether a grant lets ``principal`` do ``action`` on ``name``."""
+        if principal is None:
+            return False
+        with self.sessions() as db:
+            actions = db.scalar(select(Grant.actions).join(Repository, Repository.id == Grant.repository_id)
+                                .where(Repository.name == name).where(Grant.user_id == principal.user_id))
+        return actions is not None and action in actions.split(",")
 
     def set_private(self, name: str, private: bool = True) -> None:
         """Mark a repository private (or public again)."""

@@ -186,6 +186,53 @@ def keys_revoke(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+# --- corral grants --------------------------------------------------------------------------------
+
+def grants_add(client: Client, args: argparse.Namespace) -> int:
+    """``corral grants add NS/MODEL USER``: let USER pull (or push) a repository you own."""
+    body = {"repository": args.repository, "user": args.user, "actions": args.action or None}
+    grant = _call(client, "POST", "/api/grants", {k: v for k, v in body.items() if v is not None})
+    sys.stdout.write(f"Granted {','.join(grant['actions'])} on {grant['repository']} to {grant['user']} "
+                     f"(grant {grant['id']})\n")
+    return 0
+
+
+def render_grants(grants: list[dict[str, Any]]) -> str:
+    """The ``corral grants list`` table."""
+    rows = [[str(g["id"]), g["repository"], g["user"], ",".join(g.get("actions") or [])] for g in grants]
+    return render_table(rows, header=["ID", "REPOSITORY", "USER", "ACTIONS"], max_width=60)
+
+
+def grants_list(client: Client, args: argparse.Namespace) -> int:
+    """``corral grants list [NS/MODEL]``."""
+    path = f"/api/grants?repository={args.repository}" if args.repository else "/api/grants"
+    sys.stdout.write(render_grants((_call(client, "GET", path) or {}).get("grants") or []))
+    return 0
+
+
+def grants_revoke(client: Client, args: argparse.Namespace) -> int:
+    """``corral grants revoke ID...``: effective for the next token."""
+    for grant_id in args.ids:
+        _call(client, "DELETE", f"/api/grants/{grant_id}")
+        sys.stdout.write(f"Revoked grant {grant_id}\n")
+    return 0
+
+
+def _add_grant_commands(sub: argparse._SubParsersAction, command: Command) -> None:
+    grants = command(sub, "grants", "Manage who may pull or push your registry repositories", None,
+                     ("OLLAMA_HOST", "OLLAMA_API_KEY"))
+    grants_sub = grants.add_subparsers(title="Commands", metavar="COMMAND", required=True)
+    add = command(grants_sub, "add", "Grant a user access to a repository", grants_add, ("OLLAMA_API_KEY",))
+    add.add_argument("repository", metavar="NS/MODEL")
+    add.add_argument("user", metavar="USER")
+    add.add_argument("--action", action="append", choices=("pull", "push"),
+                     help="An action to grant (repeatable; default: pull)")
+    listing = command(grants_sub, "list", "List grants", grants_list, ("OLLAMA_API_KEY",), aliases=["ls"])
+    listing.add_argument("repository", metavar="NS/MODEL", nargs="?")
+    revoke = command(grants_sub, "revoke", "Revoke grants", grants_revoke, ("OLLAMA_API_KEY",), aliases=["rm"])
+    revoke.add_argument("ids", metavar="ID", nargs="+")
+
+
 # --- corral signin / signout ---------------------------------------------------------------------
 
 def signin(client: Client, args: argparse.Namespace) -> int:
@@ -264,6 +311,7 @@ def add_auth_commands(sub: argparse._SubParsersAction, command: Command) -> None
     listing.add_argument("--user", help="Only this user's keys (admins only)")
     revoke = command(keys_sub, "revoke", "Revoke API keys", keys_revoke, ("OLLAMA_API_KEY",), aliases=["rm"])
     revoke.add_argument("ids", metavar="ID", nargs="+")
+    _add_grant_commands(sub, command)
 
     sign = command(sub, "signin", "Sign in to a corral server with this device's key", signin, ("OLLAMA_HOST",))
     sign.add_argument("--approve", metavar="CODE", help="Approve another device's signin code (admin scope)")

@@ -25,6 +25,19 @@ async def revoke_key(key_id: str, request: Request, auth: AuthService) -> Respon
     return await auth.forward(request, f"/api/keys/{key_id}")
 
 
+@router.post("/api/grants")
+@router.get("/api/grants")
+async def grants(request: Request, auth: AuthService) -> Response:
+    return await auth.forward(request, "/api/grants")
+
+
+@router.delete("/api/grants/{grant_id}")
+async def revoke_grant(grant_id: str, request: Request, auth: AuthService) -> Response:
+    if not grant_id.isascii() or not grant_id.isdigit():
+        raise NotFound(f"grant {grant_id!r} not found")
+    return await auth.forward(request, f"/api/grants/{grant_id}")
+
+
 @router.post("/api/me")
 @router.post("/api/signout")
 @router.post("/api/signin")
