@@ -234,11 +234,10 @@ def test_registry_tokens_follow_namespace_ownership(guarded) -> None:
                       params=[("service", "corral"), ("scope", "repository:bob/m:pull,push"),
                               ("scope", "repository:admin/m:pull,push")])
     assert token.status_code == 200
-    from joserfc import jwt
-    from joserfc.jwk import KeySet
+    from authlib.jose import JsonWebKey, JsonWebToken
 
-    jwks = KeySet.import_key_set(httpx.get(f"{guarded.url}/.well-known/jwks.json").json())
-    access = jwt.decode(token.json()["token"], jwks, algorithms=["RS256"]).claims["access"]
+    jwks = JsonWebKey.import_key_set(httpx.get(f"{guarded.url}/.well-known/jwks.json").json())
+    access = JsonWebToken(["RS256"]).decode(token.json()["token"], jwks)["access"]
     assert access == [{"type": "repository", "name": "bob/m", "actions": ["pull", "push"]},
                       {"type": "repository", "name": "admin/m", "actions": ["pull"]}]
 

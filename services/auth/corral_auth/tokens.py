@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from joserfc import jwt
-from joserfc.jwk import KeySet, RSAKey
+import warnings
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -26,6 +26,10 @@ from corral_auth.db.models import Grant, Repository, User
 from corral_auth.gate import Attempt, Gate
 from corral_auth.identity import Credential, Principal
 from corral_auth.signatures import token_message
+
+with warnings.catch_warnings():  # authlib 1.x marks authlib.jose deprecated (joserfc is its successor); it works
+    warnings.simplefilter("ignore")
+    from authlib.jose import JsonWebKey, JsonWebToken
 
 ALGORITHM = "RS256"
 _SCOPE = re.compile(r"repository:([A-Za-z0-9_][A-Za-z0-9_.-]*/[A-Za-z0-9_][A-Za-z0-9_.-]*):([a-z,*]+)")
@@ -132,13 +136,14 @@ class TokenIssuer:
     """Signs registry tokens with the service key and publishes the public half."""
 
     def __init__(self, private_pem: bytes, issuer: str, ttl_seconds: int = 300) -> None:
-        self.key = RSAKey.import_key(private_pem)
+        self.key = JsonWebKey.import_key(private_pem, {"kty": "RSA"})
         self.kid = self.key.thumbprint()
         self.issuer, self.ttl = issuer, ttl_seconds
+        self.jwt = JsonWebToken([ALGORITHM])
 
     def jwks(self) -> dict[str, Any]:
         """The JSON Web Key Set a registry verifies tokens with."""
-        public = self.key.as_dict(private=False)
+        public = self.key.as_dict(is_private=False)
         return {"keys": [{**public, "kid": self.kid, "use": "sig", "alg": ALGORITHM}]}
 
     def issue(self, principal: Principal | None, service: str, access: list[Access]) -> dict[str, Any]:
@@ -147,17 +152,16 @@ class TokenIssuer:
         claims = {"iss": self.issuer, "sub": principal.user if principal else "", "aud": service,
                   "iat": now, "nbf": now - 5, "exp": now + self.ttl, "jti": secrets.token_urlsafe(16),
                   "access": [a.wire() for a in access]}
-        token = jwt.encode({"alg": ALGORITHM, "kid": self.kid, "typ": "JWT"}, claims, self.key)
+        token = self.jwt.encode({"alg": ALGORITHM, "kid": self.kid, "typ": "JWT"}, claims, self.key).decode()
         return {"token": token, "access_token": token, "expires_in": self.ttl,
                 "issued_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))}
 
     def verify(self, token: str, service: str) -> dict[str, Any]:
         """The claims of a token this issuer signed for ``service`` (what a registry does with the JWKS)."""
-        decoded = jwt.decode(token, KeySet.import_key_set(self.jwks()), algorithms=[ALGORITHM])
-        registry = jwt.JWTClaimsRegistry(iss={"essential": True, "value": self.issuer},
-                                         aud={"essential": True, "value": service})
-        registry.validate(decoded.claims)
-        return decoded.claims
+        options = {"iss": {"essential": True, "value": self.issuer}, "aud": {"essential": True, "value": service}}
+        claims = self.jwt.decode(token, JsonWebKey.import_key_set(self.jwks()), claims_options=options)
+        claims.validate()
+        return dict(claims)
 
 
 def _url_variants(url: str) -> list[str]:
