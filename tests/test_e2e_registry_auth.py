@@ -180,9 +180,10 @@ def test_alice_cannot_push_into_bobs_namespace(alice: Setup) -> None:
     client.copy("smollm2:135m", name)
     with pytest.raises(ollama.ResponseError) as refused:
         list(client.push(name, insecure=True, stream=True))
-    assert "unauthorized" in str(refused.value.error) and "access denied" in str(refused.value.error)
+    denied = "unauthorized: access denied: the registry token does not grant repository:bob/model:pull,push"
+    assert denied in str(refused.value.error)
     cli = alice.a.corral("push", name, "--insecure")
-    assert cli.returncode != 0 and "access denied" in cli.stderr
+    assert cli.returncode != 0 and denied in cli.stderr
     assert _tags(alice, "bob/model").status_code == 404
 
 
@@ -217,7 +218,7 @@ def test_a_private_pull_needs_a_grant(bob: Setup) -> None:
     private, public = f"{bob.registry}/alice/private:latest", f"{bob.registry}/alice/model:latest"
     with pytest.raises(ollama.ResponseError) as refused:
         list(b.pull(private, insecure=True, stream=True))
-    assert "access denied" in str(refused.value.error)
+    assert "access denied: the registry token does not grant repository:alice/private:pull" in str(refused.value.error)
     assert private not in _names(bob.b)
     assert [p.status for p in b.pull(public, insecure=True, stream=True)][-1] == "success"  # public: anyone
     as_bob = subprocess.run([str(BIN / "corral"), "grants", "add", "alice/private", "bob"], text=True,

@@ -20,7 +20,7 @@ from corral_common.errors import BadGateway, Unauthorized
 from corral_common.version import OLLAMA_API_VERSION
 
 from corral_registry.settings import TransferSettings
-from corral_registry.transfer.auth import KeyPair, TokenSource, parse_challenge, same_host
+from corral_registry.transfer.auth import Challenge, KeyPair, TokenSource, parse_challenge, same_host
 from corral_registry.transfer.remote import HostPolicy
 
 MAX_REDIRECTS = 5
@@ -115,7 +115,7 @@ class RegistryClient:
         response = self._send(method, target, headers or {}, content, auth)
         if response.status_code == 401:
             response.close()
-            raise Unauthorized("unauthorized: access denied")
+            raise Unauthorized(denied_text(parse_challenge(response.headers.get("www-authenticate")) or challenge))
         return response
 
     def follow(self, method: str, url: str | httpx.URL, headers: dict[str, str] | None = None,
@@ -149,6 +149,13 @@ class RegistryClient:
             yield response
         finally:
             response.close()
+
+
+def denied_text(challenge: Challenge) -> str:
+    """Ollama's ``unauthorized: access denied``, naming what the token lacked when the registry says so."""
+    if challenge.scope:
+        return f"unauthorized: access denied: the registry token does not grant {challenge.scope}"
+    return "unauthorized: access denied"
 
 
 @dataclass(frozen=True)
