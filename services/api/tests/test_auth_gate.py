@@ -77,6 +77,7 @@ REMOTE = {"X-Forwarded-For": "203.0.113.5"}
     ("/api/tags", MODELS_READ), ("/api/show", MODELS_READ), ("/api/pull", MODELS_WRITE),
     ("/api/blobs/sha256:ab", MODELS_WRITE), ("/api/experimental/web_search", WEB), ("/api/keys", SELF),
     ("/api/keys/abc", SELF), ("/api/me", SELF), ("/token", SELF), ("/v2/library/m/manifests/latest", REGISTRY),
+    ("/api/grants", SELF), ("/api/grants/3", SELF),
     ("/api/something-new", ADMIN), ("/debug", ADMIN),
 ])
 def test_route_rules(path, rule) -> None:
