@@ -162,3 +162,28 @@ def test_the_catalog_needs_the_catalog_scope(api: TestClient, signer: Signer) ->
     assert answer.status_code == 401 and 'scope="registry:catalog:*"' in answer.headers["www-authenticate"]
     catalog = signer.token([{"type": "registry", "name": "catalog", "actions": ["*"]}])
     assert api.get("/v2/_catalog", headers=_bearer(catalog)).json() == {"repositories": []}
+
+
+def test_the_base_endpoint_needs_any_valid_token(api: TestClient, signer: Signer) -> None:
+    answer = api.get("/v2/")
+    assert answer.status_code == 401
+    assert answer.headers["www-authenticate"] == f'Bearer realm="http://testserver/token",service="{SERVICE}"'
+    assert api.get("/v2/", headers=_bearer(signer.token([]))).status_code == 200
+    assert api.get("/v2/", headers=_bearer(Signer().token([]))).status_code == 401
+
+
+def test_the_token_relay_passes_the_credential_and_the_signed_url(api: TestClient) -> None:
+    seen: list[httpx.Request] = []
+
+    def realm(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"token": "t"})
+
+    api.app.state.token_relay.http = httpx.AsyncClient(transport=httpx.MockTransport(realm))
+    answer = api.get("/token?nonce=n&scope=repository%3Aalice%2Fm%3Apull&service=s&ts=1",
+                     headers={"Authorization": "pubkey:signature"})
+    assert answer.status_code == 200 and answer.json() == {"token": "t"}
+    assert str(seen[0].url) == "http://auth.internal/token?nonce=n&scope=repository%3Aalice%2Fm%3Apull&service=s&ts=1"
+    assert seen[0].headers["authorization"] == "pubkey:signature"
+    assert seen[0].headers["x-corral-original-url"] == (
+        "http://testserver/token?nonce=n&scope=repository%3Aalice%2Fm%3Apull&service=s&ts=1")

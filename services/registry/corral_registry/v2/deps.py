@@ -26,11 +26,16 @@ async def _catalog(request: Request) -> None:
     await authorize(request, Needed(*CATALOG))
 
 
+async def _base(request: Request) -> None:
+    await authorize(request, None)
+
+
 def _relay(request: Request) -> TokenRelay:
     return request.app.state.token_relay
 
 
 RegistryDep = Annotated[Registry, Depends(_registry)]
 RepoDep = Annotated[Repo, Depends(_repo)]
+BaseAccess = Annotated[None, Depends(_base)]
 CatalogAccess = Annotated[None, Depends(_catalog)]
 RelayDep = Annotated[TokenRelay, Depends(_relay)]

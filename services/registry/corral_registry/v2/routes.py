@@ -7,7 +7,7 @@ import asyncio
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
 
-from corral_registry.v2.deps import CatalogAccess, RegistryDep, RelayDep, RepoDep
+from corral_registry.v2.deps import BaseAccess, CatalogAccess, RegistryDep, RelayDep, RepoDep
 from corral_registry.v2.errors import RegistryError
 from corral_registry.v2.names import parse_digest, parse_reference, parse_repo_text
 from corral_registry.v2.ranges import parse_content_range, parse_range
@@ -42,7 +42,7 @@ def _blob_created(request: Request, repo: object, digest: object) -> Response:
 
 
 @router.get("/")
-async def ping() -> JSONResponse:
+async def ping(_access: BaseAccess) -> JSONResponse:
     return JSONResponse({})
 
 

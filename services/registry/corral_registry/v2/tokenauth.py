@@ -130,15 +130,17 @@ class TokenVerifier:
             raise TokenInvalid("token issued in the future")
         return dict(claims)
 
-    def challenge(self, request: Request, needed: Needed, error: str = "") -> dict[str, str]:
-        """The WWW-Authenticate header for ``needed`` (reads ask for pull, writes for pull,push)."""
-        actions = needed.action if needed.action in ("pull", "*") else f"pull,{needed.action}"
+    def challenge(self, request: Request, needed: Needed | None, error: str = "") -> dict[str, str]:
+        """The WWW-Authenticate header for ``needed`` (reads ask for pull, writes for pull,push; None: no scope)."""
         realm = self.settings.challenge_realm or f"{request.url.scheme}://{request.headers.get('host', '')}/token"
-        value = f'Bearer realm="{realm}",service="{self.settings.service}",scope="{needed.scope(actions)}"'
+        value = f'Bearer realm="{realm}",service="{self.settings.service}"'
+        if needed is not None:
+            actions = needed.action if needed.action in ("pull", "*") else f"pull,{needed.action}"
+            value += f',scope="{needed.scope(actions)}"'
         return {"WWW-Authenticate": value + (f',error="{error}"' if error else "")}
 
-    async def require(self, request: Request, needed: Needed) -> None:
-        """Return if the request's token grants ``needed``; else raise 401 UNAUTHORIZED with a challenge."""
+    async def require(self, request: Request, needed: Needed | None) -> None:
+        """Return if the request's token is valid and grants ``needed`` (None: any valid token); else a 401."""
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise RegistryError("UNAUTHORIZED", None, self.challenge(request, needed))
@@ -147,7 +149,7 @@ class TokenVerifier:
         except TokenInvalid as exc:
             log.info("registry token refused", reason=str(exc))
             raise RegistryError("UNAUTHORIZED", None, self.challenge(request, needed, "invalid_token")) from None
-        if not grants(claims, needed):
+        if needed is not None and not grants(claims, needed):
             detail = [{"Type": needed.type, "Name": needed.name, "Action": needed.action}]
             raise RegistryError("UNAUTHORIZED", detail, self.challenge(request, needed, "insufficient_scope"))
 
@@ -174,7 +176,7 @@ def needed_for(method: str, repo: Repo) -> Needed:
     return Needed("repository", str(repo), action)
 
 
-async def authorize(request: Request, needed: Needed) -> None:
+async def authorize(request: Request, needed: Needed | None) -> None:
     """The dependency body: a no-op unless the registry was started with token auth."""
     verifier: TokenVerifier | None = getattr(request.app.state, "token_verifier", None)
     if verifier is not None:
