@@ -132,7 +132,8 @@ def plan_children(environ: dict[str, str]) -> list[Child]:
 
 
 def _embedded_registry(env: dict[str, str]) -> list[Child]:
-    """CORRAL_EMBEDDED_REGISTRY=1: the /v2 registry on CORRAL_REGISTRY_HOST, serving the local model store."""
+    """CORRAL_EMBEDDED_REGISTRY=1: the /v2 registry on CORRAL_REGISTRY_HOST, serving the local model store
+    (with CORRAL_EMBEDDED_REGISTRY_AUTH=1 it asks for tokens from this corral's auth service)."""
     if not env_bool(env, "CORRAL_EMBEDDED_REGISTRY"):
         return []
     from corral_common.env import corral_home, models_dir
@@ -141,6 +142,8 @@ def _embedded_registry(env: dict[str, str]) -> list[Child]:
     listen = parse_listen(env_str(env, "CORRAL_REGISTRY_HOST"))
     child_env = {**env, "CORRAL_REGISTRY_DATA": str(models_dir(env))}
     child_env.setdefault("CORRAL_DATABASE_URL", f"sqlite:///{corral_home(env) / 'registry.db'}")
+    if env_bool(env, "CORRAL_EMBEDDED_REGISTRY_AUTH"):  # tokens from this corral's own auth service
+        child_env.setdefault("CORRAL_REGISTRY_AUTH_REALM", f"{env['CORRAL_AUTH_URL']}/token")
     return [Child("registry-v2", _uvicorn("corral_registry.standalone", listen.host, listen.port), child_env)]
 
 

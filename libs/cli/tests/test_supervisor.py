@@ -75,3 +75,19 @@ def test_first_connection_starts_the_service_and_the_ones_it_wakes() -> None:
         runner.join(30)
     assert not runner.is_alive()
     assert all(c.process.poll() is not None for c in (lazy, worker, eager))
+
+
+def test_embedded_registry_can_require_tokens_from_the_local_auth_service() -> None:
+    env = {**ENV, "CORRAL_EMBEDDED_REGISTRY": "1", "CORRAL_REGISTRY_HOST": "127.0.0.1:0"}
+    for extra, realm in (({}, None), ({"CORRAL_EMBEDDED_REGISTRY_AUTH": "1"}, "/token")):
+        children = plan_children({**env, **extra})
+        try:
+            by_name = {c.name: c for c in children}
+            registry_env = by_name["registry-v2"].env
+            if realm is None:
+                assert "CORRAL_REGISTRY_AUTH_REALM" not in registry_env
+            else:
+                assert registry_env["CORRAL_REGISTRY_AUTH_REALM"] == registry_env["CORRAL_AUTH_URL"] + realm
+                assert urlparse(registry_env["CORRAL_AUTH_URL"]).port == port_of(by_name["auth"].sock)
+        finally:
+            _close(children)
