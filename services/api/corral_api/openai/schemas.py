@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from corral_common.schemas import WireModel
 
@@ -90,3 +90,50 @@ class EmbeddingRequest(WireModel):
     dimensions: int | None = None
     encoding_format: str | None = Field(default=None, description='"float" (default) or "base64"')
     user: str | None = None
+
+
+class ResponsesTextFormat(WireModel):
+    type: str = "text"
+    name: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema", description="for json_schema")
+    strict: bool | None = None
+
+
+class ResponsesText(WireModel):
+    format: ResponsesTextFormat | None = None
+    verbosity: str | None = Field(default=None, description="accepted; a local model has one verbosity")
+
+
+class ResponsesReasoning(WireModel):
+    effort: str = ""
+    summary: str | None = Field(default=None, description="accepted; the whole thinking is the summary")
+
+
+class ResponsesRequest(WireModel):
+    """POST /v1/responses (stateless). Fields not declared here land in ``model_extra`` and are refused."""
+
+    model_config = ConfigDict(extra="allow", strict=True, populate_by_name=True)
+
+    model: str = ""
+    input: str | list[Any] = Field(default="", description="a string, or a list of input items")
+    instructions: str | None = Field(default=None, description="becomes the first (system) message")
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = Field(default=None, description="false keeps only the first call")
+    stream: bool = False
+    temperature: float | None = None
+    top_p: float | None = None
+    max_output_tokens: int | None = None
+    reasoning: ResponsesReasoning | None = None
+    text: ResponsesText | None = None
+    truncation: str | None = Field(default=None, description='"auto" trims the prompt, "disabled" refuses')
+    include: list[str] | None = None
+    store: bool | None = Field(default=None, description="accepted; nothing is stored (the answer says store: false)")
+    metadata: dict[str, Any] | None = None
+    user: str | None = None
+    safety_identifier: str | None = None
+    prompt_cache_key: str | None = None
+    service_tier: str | None = None
+    stream_options: dict[str, Any] | None = None
+    num_ctx: int | None = Field(default=None, description="corral extra: the context window")
+    options: dict[str, Any] | None = Field(default=None, description="corral extra: native options merged in")

@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from corral_api import models, running
-from corral_api.openai import responses, translate
-from corral_api.openai.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from corral_api.openai import responses, responses_api, translate
+from corral_api.openai.responses_stream import ResponsesStream
+from corral_api.openai.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, ResponsesRequest
 from corral_api.running import Call
 
 
@@ -57,3 +58,17 @@ async def embeddings(call: Call, req: EmbeddingRequest) -> dict[str, Any]:
     """POST /v1/embeddings through the native embed (normalised, cut to ``dimensions``)."""
     result = await models.embed(call, translate.embed_request(req))
     return responses.embedding_list(req.model, result, req.encoding_format)
+
+
+def responses_stream(call: Call, req: ResponsesRequest) -> AsyncIterator[dict[str, Any]]:
+    """POST /v1/responses with ``stream: true``: named Responses events."""
+    native = running.chat(call, responses_api.chat_request(req))
+    return ResponsesStream(req).events(native)
+
+
+async def create_response(call: Call, req: ResponsesRequest) -> dict[str, Any]:
+    """POST /v1/responses: one ``response`` object, built by the same converter the stream uses."""
+    native = await running.collect_chat(running.chat(call, responses_api.chat_request(req)))
+    stream = ResponsesStream(req)
+    stream.translate(native)
+    return stream.response or {}

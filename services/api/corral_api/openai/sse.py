@@ -1,4 +1,5 @@
-"""Server-sent events for /v1 streams: ``data: <json>`` events, ``data: [DONE]`` last."""
+"""Server-sent events for /v1 streams: ``data: <json>`` events, ``data: [DONE]`` last; the Responses API
+names each event (``event: <type>``) and has no ``[DONE]``."""
 
 from __future__ import annotations
 
@@ -40,3 +41,20 @@ async def body(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
 async def stream_or_error(events: AsyncIterator[dict[str, Any]], request: Request | None = None) -> Response:
     """Start the SSE stream only once the first event is known, so early errors keep their HTTP status."""
     return await http.stream_or_error(events, request, SSE_CONTENT_TYPE, body, error_response)
+
+
+def named_event(obj: dict[str, Any]) -> bytes:
+    """One Responses API event: ``event: <type>`` then its JSON."""
+    return b"event: " + obj["type"].encode() + b"\n" + event(obj)
+
+
+async def named_body(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+    """Named events; the source ends itself with response.completed or response.failed."""
+    async with aclosing(events):
+        async for obj in events:
+            yield named_event(obj)
+
+
+async def named_stream_or_error(events: AsyncIterator[dict[str, Any]], request: Request | None = None) -> Response:
+    """A Responses API stream, started once the first event is known (early errors keep their status)."""
+    return await http.stream_or_error(events, request, SSE_CONTENT_TYPE, named_body, error_response)

@@ -57,14 +57,19 @@ def stop_list(stop: Any) -> list[str] | None:
     return stop
 
 
-def sampling_options(req: Sampling, max_tokens: int | None) -> dict[str, Any]:
+def merged_options(extra: dict[str, Any] | None, explicit: dict[str, Any]) -> dict[str, Any]:
     """Native options: OpenAI's defaults, then corral's ``options`` extra, then the explicit OpenAI fields."""
+    options: dict[str, Any] = {"temperature": 1.0, "top_p": 1.0, **(extra or {})}
+    options.update({key: value for key, value in explicit.items() if value is not None})
+    return options
+
+
+def sampling_options(req: Sampling, max_tokens: int | None) -> dict[str, Any]:
+    """Native options for chat and completions requests."""
     explicit = {"num_predict": max_tokens, "seed": req.seed, "stop": stop_list(req.stop),
                 "temperature": req.temperature, "top_p": req.top_p, "frequency_penalty": req.frequency_penalty,
                 "presence_penalty": req.presence_penalty, "num_ctx": req.num_ctx}
-    options: dict[str, Any] = {"temperature": 1.0, "top_p": 1.0, **(req.options or {})}
-    options.update({key: value for key, value in explicit.items() if value is not None})
-    return options
+    return merged_options(req.options, explicit)
 
 
 def image_data(url: str) -> str:
@@ -168,7 +173,11 @@ def native_format(response_format: ResponseFormat | None) -> Any:
 
 def native_think(req: ChatCompletionRequest) -> bool | str | None:
     """``reasoning.effort`` (or ``reasoning_effort``) as native ``think``; absent leaves the model's default."""
-    effort = req.reasoning.effort if req.reasoning and req.reasoning.effort else req.reasoning_effort
+    return think_from_effort(req.reasoning.effort if req.reasoning and req.reasoning.effort else req.reasoning_effort)
+
+
+def think_from_effort(effort: str | None) -> bool | str | None:
+    """An OpenAI reasoning effort as native ``think`` (clamped to Ollama's levels); none given → None."""
     if not effort:
         return None
     if effort not in EFFORTS:
@@ -182,16 +191,20 @@ def _choice_label(choice: str | dict[str, Any]) -> str:
 
 
 def native_tools(req: ChatCompletionRequest) -> dict[str, Any]:
-    """``tools`` and ``tool_choice`` as native fields; a choice the native side cannot honour is a 400."""
-    choice = req.tool_choice
+    """``tools`` and ``tool_choice`` of a chat request as native fields."""
+    return tool_fields(req.tools, req.tool_choice)
+
+
+def tool_fields(tools: list[dict[str, Any]] | None, choice: str | dict[str, Any] | None) -> dict[str, Any]:
+    """Native tools and ``tool_choice``; a choice the native side cannot honour is a 400."""
     if choice is None or choice == "auto":
-        return {"tools": req.tools}
+        return {"tools": tools}
     if choice == "none":
         return {"tools": None}
     if isinstance(choice, str) and choice != "required":
         raise BadRequest(f'invalid tool_choice "{choice}" (must be "none", "auto", "required" or a named function)')
     if "tool_choice" in ChatRequest.model_fields:
-        return {"tools": req.tools, "tool_choice": choice}
+        return {"tools": tools, "tool_choice": choice}
     raise BadRequest(f"tool_choice {_choice_label(choice)} is not supported yet"
                      if isinstance(choice, dict) else f'tool_choice "{choice}" is not supported yet')
 

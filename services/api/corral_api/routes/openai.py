@@ -7,9 +7,9 @@ from fastapi import APIRouter, Request
 from corral_common.schemas import parse_body
 
 from corral_api.deps import Inference, RequestId, Store
-from corral_api.openai import service, sse
+from corral_api.openai import responses_api, service, sse
 from corral_api.openai.errors import OpenAIJSONResponse, OpenAIRoute
-from corral_api.openai.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from corral_api.openai.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, ResponsesRequest
 from corral_api.running import Call
 
 router = APIRouter(prefix="/v1", route_class=OpenAIRoute)
@@ -47,3 +47,13 @@ async def retrieve_model(model: str, store: Store, inference: Inference, rid: Re
 async def embeddings(request: Request, store: Store, inference: Inference, rid: RequestId) -> OpenAIJSONResponse:
     req = parse_body(EmbeddingRequest, await request.body())
     return OpenAIJSONResponse(await service.embeddings(Call(store, inference, rid), req))
+
+
+@router.post("/responses")
+async def responses(request: Request, store: Store, inference: Inference, rid: RequestId):
+    raw = responses_api.decoded_body(await request.body(), request.headers.get("content-encoding"))
+    req = parse_body(ResponsesRequest, raw)
+    call = Call(store, inference, rid)
+    if req.stream:
+        return await sse.named_stream_or_error(service.responses_stream(call, req), request)
+    return OpenAIJSONResponse(await service.create_response(call, req))
