@@ -20,6 +20,7 @@ class EngineModel(InternalModel):
     model_digest: str = Field(description="64-hex sha256 of the GGUF model blob")
     manifest_digest: str = ""
     adapters: list[str] = Field(default_factory=list)
+    projectors: list[str] = Field(default_factory=list, description="64-hex digests of vision projector blobs")
     details: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("model_digest")
@@ -27,7 +28,7 @@ class EngineModel(InternalModel):
     def _hex(cls, value: str) -> str:
         return Digest.parse(f"sha256:{value}").hex
 
-    @field_validator("adapters")
+    @field_validator("adapters", "projectors")
     @classmethod
     def _hexes(cls, values: list[str]) -> list[str]:
         return [Digest.parse(f"sha256:{v}").hex for v in values]
@@ -47,6 +48,8 @@ class CompletionRequest(LoadRequest):
     logprobs: bool = False
     top_logprobs: int = Field(default=0, ge=0, le=20)
     truncate: bool = Field(default=True, description="false: a prompt longer than the context is a 400")
+    images: list[str] = Field(default_factory=list, description="base64 images, in the order of the prompt's "
+                                                                "[img-N] markers")
 
 
 class EmbedRequest(LoadRequest):

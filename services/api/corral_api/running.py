@@ -15,6 +15,7 @@ from corral_common.options import validate_options
 from corral_common.schemas import ChatRequest, GenerateRequest, with_metrics
 
 from corral_api import prompt as prompts
+from corral_api.images import place_markers
 from corral_api.clients import ServiceClient
 from corral_api.shaping import OutputShaper
 from corral_api.thinking import ThinkingSplitter
@@ -56,7 +57,7 @@ def engine_model(model: dict[str, Any]) -> dict[str, Any]:
     """The inference service's view of a resolved model."""
     return {"name": model["short"], "model_digest": model["model_digest"],
             "manifest_digest": model["manifest_digest"], "adapters": model["adapters"],
-            "details": model["details"]}
+            "projectors": model.get("projectors") or [], "details": model["details"]}
 
 
 def check_think(think: Any, model: dict[str, Any], shown: str) -> None:
@@ -130,10 +131,10 @@ async def generate(call: Call, req: GenerateRequest) -> AsyncIterator[dict[str, 
         yield {"model": req.model, "created_at": utc_now(), "response": "", "done": True, "done_reason": reason}
         return
     think = req.think if req.think is not None else ("thinking" in model["capabilities"] or None)
-    text = req.prompt if req.raw else prompts.render(model, _generate_messages(req, model), req.template,
-                                                     suffix=req.suffix, think=think)
+    messages, images = place_markers(_generate_messages(req, model))
+    text = req.prompt if req.raw else prompts.render(model, messages, req.template, suffix=req.suffix, think=think)
     body = {"model": engine_model(model), "options": options, "keep_alive_ns": keep_alive,
-            "prompt": text, "context": req.context or [], **_sampling_extras(req)}
+            "prompt": text, "context": req.context or [], **_sampling_extras(req), **_images(images)}
     shaper = _shaper(req.think, model, None, text)
     async with aclosing(call.inference.stream("/run/completion", call.request_id, body)) as events:
         async for event in events:
@@ -150,6 +151,11 @@ async def generate(call: Call, req: GenerateRequest) -> AsyncIterator[dict[str, 
             if not req.raw:
                 final["context"] = event["context"]
             yield with_metrics(final, event)
+
+
+def _images(images: list[str]) -> dict[str, Any]:
+    """The images field of an inference body, only when there are images (text requests stay as they were)."""
+    return {"images": images} if images else {}
 
 
 def _generate_chunk(model: str, response: str, thinking: str) -> dict[str, Any]:
@@ -226,9 +232,10 @@ async def chat(call: Call, req: ChatRequest) -> AsyncIterator[dict[str, Any]]:
                "done_reason": reason}
         return
     think = req.think if req.think is not None else ("thinking" in model["capabilities"] or None)
-    text = prompts.render(model, _chat_messages(req, model), tools=tools, think=think)
+    messages, images = place_markers(_chat_messages(req, model))
+    text = prompts.render(model, messages, tools=tools, think=think)
     body = {"model": engine_model(model), "options": options, "keep_alive_ns": keep_alive, "prompt": text,
-            **_sampling_extras(req), "format": fmt}
+            **_sampling_extras(req), "format": fmt, **_images(images)}
     shaper = _shaper(req.think, model, collector, text)
     async with aclosing(call.inference.stream("/run/completion", call.request_id, body)) as events:
         async for event in events:

@@ -13,6 +13,7 @@ class LoadSpec:
 
     model_path: str
     adapters: tuple[str, ...] = ()
+    projector: str = field(default="", metadata={"doc": "vision projector (mmproj) GGUF path, if the model has one"})
     num_ctx: int = 4096
     num_batch: int = 512
     num_gpu: int = -1

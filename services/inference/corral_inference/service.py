@@ -66,8 +66,9 @@ def load_spec(settings: InferenceSettings, req: LoadRequest) -> LoadSpec:
     trained = gguf.context_length()
     num_ctx = max(MIN_CTX, min(num_ctx, trained) if trained else num_ctx)
     adapters = tuple(str(blob_path(root, Digest(d))) for d in req.model.adapters)
+    projector = str(blob_path(root, Digest(req.model.projectors[0]))) if req.model.projectors else ""
     slots = 1 if req.embedding else settings.num_parallel
-    return LoadSpec(model_path=str(path), adapters=adapters, num_ctx=num_ctx,
+    return LoadSpec(model_path=str(path), adapters=adapters, projector=projector, num_ctx=num_ctx,
                     num_batch=int(options.get("num_batch", 512)), num_gpu=int(options.get("num_gpu", -1)),
                     main_gpu=int(options.get("main_gpu", 0)), use_mmap=bool(options.get("use_mmap", True)),
                     num_thread=int(options.get("num_thread") or settings.num_thread), embedding=req.embedding,
@@ -122,10 +123,22 @@ async def _events(runner: Runner, job: CompletionJob) -> AsyncIterator[dict[str,
             await asyncio.shield(work)
 
 
+def check_images(req: CompletionRequest) -> None:
+    """Images need a projector; generation from an image prompt (vision.VisionContext) is not joined to the batch
+    loop yet, so a vision request is refused with a message that says so rather than answered without its images."""
+    if not req.images:
+        return
+    if not req.model.projectors:
+        raise BadRequest(f"{req.model.name} has no vision projector, so it cannot take images")
+    raise AppError("generating from images is not available yet: the projector path is built but not joined to "
+                   "the generation loop", 501)
+
+
 async def complete(scheduler: Scheduler, settings: InferenceSettings,
                    req: CompletionRequest) -> AsyncIterator[dict[str, Any]]:
     """Stream text pieces then a final event with Ollama's metrics (durations in ns)."""
     started = time.perf_counter_ns()
+    check_images(req)
     sampling = replace(Sampling.from_options(req.options), grammar=grammar_for(req.format))
     job = CompletionJob(req.prompt, list(req.context), sampling, threading.Event(),
                         req.logprobs or req.top_logprobs > 0, req.top_logprobs, req.truncate)
