@@ -221,5 +221,6 @@ def chat_request(req: ResponsesRequest) -> ChatRequest:
               "format": native_format(req.text.format if req.text else None),
               "options": translate.merged_options(req.options, explicit),
               "think": translate.think_from_effort(req.reasoning.effort if req.reasoning else None),
-              "truncate": TRUNCATIONS.get(req.truncation or ""), **translate.tool_fields(tools, native_choice(req.tool_choice))}
+              "truncate": TRUNCATIONS.get(req.truncation or ""),
+              **translate.tool_fields(tools, native_choice(req.tool_choice))}
     return ChatRequest.model_validate(fields)
