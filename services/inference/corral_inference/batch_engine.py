@@ -27,6 +27,7 @@ from corral_inference.completion import CompletionJob, ContextOverflow, prompt_t
 from corral_inference.engine import LoadSpec
 from corral_inference.llama_engine import _gpu_layers, _grammar, _threads
 from corral_inference.textstream import TextStream
+from corral_inference.vision import LlamaMtmd, VisionContext
 
 Emit = Callable[[dict[str, Any]], None]
 log = get_logger("corral.inference.batch")
@@ -49,6 +50,7 @@ class _Active:
     generated: list[int] = field(default_factory=list)
     last: int = -1
     dropped: int = 0
+    image_positions: int = field(default=0, metadata={"doc": "KV positions an image prompt filled through mtmd"})
 
 
 @dataclass
@@ -82,6 +84,8 @@ class BatchEngine:
         self.batch = internals.LlamaBatch(n_tokens=spec.num_batch, embd=0, n_seq_max=self.slots_n)
         self.n_vocab = self.model.n_vocab()
         self.slots = [_Slot(i) for i in range(self.slots_n)]
+        self.vision: VisionContext | None = (VisionContext.load(LlamaMtmd(), spec.projector, self.model.model,
+                                                                _threads(spec.num_thread)) if spec.projector else None)
         self.inbox: queue.Queue[tuple[CompletionJob, Emit] | None] = queue.Queue()
         self.waiting: list[tuple[CompletionJob, Emit]] = []
         self.thread = threading.Thread(target=self._loop, name="llama-batch", daemon=True)
@@ -120,6 +124,8 @@ class BatchEngine:
     def close(self) -> None:
         self.inbox.put(None)
         self.thread.join(30)
+        if self.vision is not None:
+            self.vision.close()
         self.batch.close()
         self.ctx.close()
         self.model.close()
@@ -171,6 +177,9 @@ class BatchEngine:
                 emit({"error": f"inference failed: {exc}", "status": 500})
 
     def _start(self, job: CompletionJob, emit: Emit, free: list[_Slot]) -> None:
+        if job.images:
+            self._start_with_images(job, emit, free[0])
+            return
         raw = self.model.tokenize(job.prompt.encode("utf-8"), add_bos=True, special=True)
         tokens, dropped = prompt_tokens(job, job.context + raw, self.spec.num_ctx)
         slot = max(free, key=lambda s: _common_prefix(s.kv, tokens))
@@ -183,6 +192,24 @@ class BatchEngine:
                               TextStream(job.sampling.stop), dropped=dropped)
         if slot.active.limit == 0:
             self._finish(slot, "length")
+
+    def _start_with_images(self, job: CompletionJob, emit: Emit, slot: _Slot) -> None:
+        """Evaluate an image prompt through the projector into the slot, then sample its first token.
+
+        Runs on the loop thread, so the other slots wait for the image encoding (one step's delay)."""
+        if self.vision is None:
+            raise ValueError("this model has no vision projector")
+        self.ctx.kv_cache_seq_rm(slot.seq_id, 0, -1)
+        slot.kv = []
+        used = self.vision.evaluate(self.ctx.ctx, job.prompt, list(job.images), self.spec.num_batch, slot.seq_id)
+        slot.kv = [-1] * used  # image positions are never the prefix of a later prompt
+        room = self.spec.num_ctx - used
+        if room <= 0:
+            raise ContextOverflow("the input length exceeds the context length")
+        limit = room if job.sampling.num_predict < 0 else min(job.sampling.num_predict, room)
+        slot.active = _Active(job, emit, self._sampler(job), [], [], limit, 0, TextStream(job.sampling.stop),
+                              image_positions=used)
+        self._take(slot, -1)  # the prompt's last logits
 
     def _sampler(self, job: CompletionJob) -> internals.LlamaSampler:
         """The request's own sampler chain inside llama.cpp (Ollama's order of samplers)."""
@@ -298,8 +325,9 @@ class BatchEngine:
         ended = time.perf_counter_ns()
         first = active.first_token_at or ended
         active.sampler.close()
-        final = {"done": True, "done_reason": reason, "context": active.tokens + active.generated,
-                 "prompt_eval_count": len(active.tokens) - active.cached,
+        final = {"done": True, "done_reason": reason,
+                 "context": [] if active.image_positions else active.tokens + active.generated,
+                 "prompt_eval_count": len(active.tokens) - active.cached + active.image_positions,
                  "prompt_eval_duration": first - active.started,
                  "eval_count": len(active.generated), "eval_duration": ended - first}
         if active.dropped:

@@ -25,6 +25,7 @@ class CompletionJob:
     logprobs: bool = False
     top_logprobs: int = 0
     truncate: bool = True
+    images: tuple[bytes, ...] = ()
 
 
 class ContextOverflow(ValueError):

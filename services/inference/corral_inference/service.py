@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import threading
 import time
 from dataclasses import replace
@@ -123,25 +125,26 @@ async def _events(runner: Runner, job: CompletionJob) -> AsyncIterator[dict[str,
             await asyncio.shield(work)
 
 
-def check_images(req: CompletionRequest) -> None:
-    """Images need a projector; generation from an image prompt (vision.VisionContext) is not joined to the batch
-    loop yet, so a vision request is refused with a message that says so rather than answered without its images."""
+def image_bytes(req: CompletionRequest) -> tuple[bytes, ...]:
+    """The request's images (validated by the gateway); a model without a projector cannot take any."""
     if not req.images:
-        return
+        return ()
     if not req.model.projectors:
         raise BadRequest(f"{req.model.name} has no vision projector, so it cannot take images")
-    raise AppError("generating from images is not available yet: the projector path is built but not joined to "
-                   "the generation loop", 501)
+    try:
+        return tuple(base64.b64decode(image, validate=True) for image in req.images)
+    except binascii.Error:
+        raise BadRequest("an image is not valid base64") from None
 
 
 async def complete(scheduler: Scheduler, settings: InferenceSettings,
                    req: CompletionRequest) -> AsyncIterator[dict[str, Any]]:
     """Stream text pieces then a final event with Ollama's metrics (durations in ns)."""
     started = time.perf_counter_ns()
-    check_images(req)
+    images = image_bytes(req)
     sampling = replace(Sampling.from_options(req.options), grammar=grammar_for(req.format))
     job = CompletionJob(req.prompt, list(req.context), sampling, threading.Event(),
-                        req.logprobs or req.top_logprobs > 0, req.top_logprobs, req.truncate)
+                        req.logprobs or req.top_logprobs > 0, req.top_logprobs, req.truncate, images)
     spec = load_spec(settings, req)
     async with scheduler.lease(model_ref(req), spec, req.keep_alive_ns, exclusive=spec.embedding) as runner:
         load_ns = time.perf_counter_ns() - started

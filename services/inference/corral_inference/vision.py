@@ -44,7 +44,7 @@ class MtmdBackend(Protocol):
     def marker(self) -> str: ...
     def bitmap(self, ctx: Any, data: bytes) -> Any: ...
     def tokenize(self, ctx: Any, text: str, bitmaps: list[Any]) -> Any: ...
-    def eval_chunks(self, ctx: Any, llama_ctx: Any, chunks: Any, n_past: int, n_batch: int) -> int: ...
+    def eval_chunks(self, ctx: Any, llama_ctx: Any, chunks: Any, n_past: int, seq_id: int, n_batch: int) -> int: ...
     def free_bitmap(self, bitmap: Any) -> None: ...
     def free_chunks(self, chunks: Any) -> None: ...
     def free(self, ctx: Any) -> None: ...
@@ -68,8 +68,10 @@ class VisionContext:
             raise BadRequest("the projector does not support images")
         return cls(backend, ctx)
 
-    def evaluate(self, llama_ctx: Any, prompt: str, images: list[bytes], n_batch: int) -> int:
-        """Evaluate the prompt with its images into the KV cache from position 0; returns the positions used."""
+    def evaluate(self, llama_ctx: Any, prompt: str, images: list[bytes], n_batch: int, seq_id: int = 0) -> int:
+        """Evaluate the prompt with its images into sequence seq_id from position 0; returns the positions used.
+
+        The logits of the prompt's last position are left for sampling the first generated token."""
         text, ordered = mtmd_prompt(prompt, images, self.backend.marker())
         bitmaps = []
         try:
@@ -80,7 +82,7 @@ class VisionContext:
                 bitmaps.append(bitmap)
             chunks = self.backend.tokenize(self.ctx, text, bitmaps)
             try:
-                return self.backend.eval_chunks(self.ctx, llama_ctx, chunks, 0, n_batch)
+                return self.backend.eval_chunks(self.ctx, llama_ctx, chunks, 0, seq_id, n_batch)
             finally:
                 self.backend.free_chunks(chunks)
         finally:
@@ -131,9 +133,9 @@ class LlamaMtmd:
             raise BadRequest(f"the images could not be tokenized with the prompt (mtmd error {result})")
         return chunks
 
-    def eval_chunks(self, ctx: Any, llama_ctx: Any, chunks: Any, n_past: int, n_batch: int) -> int:
+    def eval_chunks(self, ctx: Any, llama_ctx: Any, chunks: Any, n_past: int, seq_id: int, n_batch: int) -> int:
         new_past = ctypes.c_int32(0)
-        result = self.lib.mtmd_helper_eval_chunks(ctx, llama_ctx, chunks, n_past, 0, n_batch, True,
+        result = self.lib.mtmd_helper_eval_chunks(ctx, llama_ctx, chunks, n_past, seq_id, n_batch, True,
                                                   ctypes.byref(new_past))
         if result != 0:
             raise InternalError(f"evaluating the images failed (mtmd error {result})")

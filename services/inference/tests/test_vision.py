@@ -66,7 +66,7 @@ class FakeMtmd:
         self.calls.append(("tokenize", (text, [b[1] for b in bitmaps])))
         return {"text": text, "images": len(bitmaps)}
 
-    def eval_chunks(self, ctx: Any, llama_ctx: Any, chunks: Any, n_past: int, n_batch: int) -> int:
+    def eval_chunks(self, ctx: Any, llama_ctx: Any, chunks: Any, n_past: int, seq_id: int, n_batch: int) -> int:
         self.calls.append(("eval", (llama_ctx, n_past, n_batch)))
         return n_past + len(chunks["text"].replace(MEDIA, "")) + 10 * chunks["images"]
 
@@ -113,14 +113,10 @@ def test_the_projector_path_reaches_the_load_spec(tmp_path: Path) -> None:
     assert load_spec(InferenceSettings(models_dir=tmp_path), plain).projector == ""
 
 
-def test_image_requests_are_refused_clearly_until_generation_is_joined(tmp_path: Path) -> None:
+def test_images_for_a_model_without_a_projector_are_a_400(tmp_path: Path) -> None:
     settings = InferenceSettings(models_dir=tmp_path)
     model = _blob(tmp_path, small_model().build())
     with TestClient(create_app(settings, factory=lambda spec: FakeEngine(spec, script="fine"))) as client:
         plain = client.post("/run/completion", json={"model": {"name": "t", "model_digest": model},
                                                      "prompt": "[img-0]", "images": ["aGk="]})
-        vision = client.post("/run/completion", json={"model": {"name": "v", "model_digest": model,
-                                                                "projectors": ["d" * 64]},
-                                                      "prompt": "[img-0]", "images": ["aGk="]})
     assert plain.status_code == 400 and "no vision projector" in plain.text
-    assert vision.status_code == 501 and "not joined to the generation loop" in vision.text
