@@ -6,19 +6,18 @@ import base64
 import json
 from typing import Any
 
-from collections.abc import AsyncIterator
 
 import jsonschema
 import pytest
 from starlette.testclient import TestClient
 
-from corral_common.errors import AppError, BadRequest, NotFound, UnsupportedMediaType
+from corral_common.errors import AppError, BadRequest, UnsupportedMediaType
 
-from corral_api.main import create_app
 from corral_api.openai import responses_api
 from corral_api.openai.responses_stream import ResponsesStream
 from corral_api.openai.schemas import ResponsesRequest
-from corral_api.settings import ApiSettings
+
+from gateway_fakes import FakeInference, gateway, model
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\nfake").decode()
 WEATHER = {"type": "function", "name": "get_weather", "description": "The weather",
@@ -29,38 +28,11 @@ ERROR_SCHEMA = {"type": "object", "required": ["error"], "properties": {"error":
     "type": "object", "required": ["message", "type", "param", "code"],
     "properties": {"message": {"type": "string"}, "type": {"enum": ["invalid_request_error", "not_found_error",
                                                                       "api_error"]}}}}}
-MODEL = {"name": "registry.ollama.ai/library/m:latest", "short": "m:latest", "model_digest": "a" * 64,
-         "manifest_digest": "b" * 64, "adapters": [], "details": {}, "capabilities": ["completion"],
-         "template": "{{ if .System }}{{ .System }} {{ end }}{{ .Prompt }}", "params": {}, "messages": []}
-
-
-class FakeStore:
-    async def json(self, method: str, path: str, request_id: str, body: Any = None) -> Any:
-        if body and body.get("model") != "m":
-            raise NotFound(f"model '{body.get('model')}' not found")
-        return MODEL
-
-
-class FakeInference:
-    """Answers "Hel", "lo" (or fails before piece ``fail_after``) and records the bodies it was sent."""
-
-    def __init__(self, fail_after: int | None = None) -> None:
-        self.fail_after = fail_after
-        self.bodies: list[dict[str, Any]] = []
-
-    async def stream(self, path: str, request_id: str, body: Any) -> AsyncIterator[dict[str, Any]]:
-        self.bodies.append(body)
-        for i, piece in enumerate(["Hel", "lo"]):
-            if i == self.fail_after:
-                raise AppError("runner crashed")
-            yield {"content": piece, "done": False}
-        yield {"content": "", "done": True, "done_reason": "stop", "prompt_eval_count": 5, "eval_count": 2}
+MODEL = model("{{ if .System }}{{ .System }} {{ end }}{{ .Prompt }}")
 
 
 def client(inference: FakeInference | None = None) -> TestClient:
-    app = create_app(ApiSettings.from_env({}))
-    app.state.store, app.state.inference = FakeStore(), inference or FakeInference()
-    return TestClient(app, base_url="http://127.0.0.1:11434")
+    return gateway(MODEL, inference)
 
 
 def native(**body: Any):

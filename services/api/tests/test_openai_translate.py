@@ -17,12 +17,12 @@ from corral_common.errors import AppError, BadRequest, NotFound
 from corral_common.schemas import ChatRequest
 
 from corral_api import running
-from corral_api.main import create_app
 from corral_api.openai import responses, translate
 from corral_api.openai.errors import error_object
 from corral_api.openai.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from corral_api.openai.sse import DONE
-from corral_api.settings import ApiSettings
+
+from gateway_fakes import FakeInference, gateway, model
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\nfake").decode()
 ERROR_SCHEMA = {
@@ -340,38 +340,11 @@ def test_error_objects_follow_the_status(error: AppError, kind: str) -> None:
 
 # --- the /v1 routes against fake services ---------------------------------------------------------------------
 
-MODEL = {"name": "registry.ollama.ai/library/m:latest", "short": "m:latest", "model_digest": "a" * 64,
-         "manifest_digest": "b" * 64, "adapters": [], "details": {}, "capabilities": ["completion"],
-         "template": "{{ .Prompt }}", "params": {}, "messages": []}
-
-
-class FakeStore:
-    async def json(self, method: str, path: str, request_id: str, body: Any = None) -> Any:
-        if body and body.get("model") != "m":
-            raise NotFound(f"model '{body.get('model')}' not found")
-        if path == "/store/show":
-            return {"modified_at": "2024-01-01T00:00:00Z"}
-        return MODEL
-
-
-class FakeInference:
-    def __init__(self, fail_after: int | None = None) -> None:
-        self.fail_after = fail_after
-        self.bodies: list[dict[str, Any]] = []
-
-    async def stream(self, path: str, request_id: str, body: Any) -> AsyncIterator[dict[str, Any]]:
-        self.bodies.append(body)
-        for i, piece in enumerate(["Hel", "lo"]):
-            if i == self.fail_after:
-                raise AppError("runner crashed")
-            yield {"content": piece, "done": False}
-        yield {"content": "", "done": True, "done_reason": "stop", "prompt_eval_count": 5, "eval_count": 2}
+MODEL = model("{{ .Prompt }}")
 
 
 def client(inference: FakeInference | None = None) -> TestClient:
-    app = create_app(ApiSettings.from_env({}))
-    app.state.store, app.state.inference = FakeStore(), inference or FakeInference()
-    return TestClient(app, base_url="http://127.0.0.1:11434")
+    return gateway(MODEL, inference)
 
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": 0}
