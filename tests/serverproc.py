@@ -70,3 +70,20 @@ def stop_server(process: subprocess.Popen) -> None:
             process.wait(30)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
+
+
+def cli_signin(env: dict[str, str], approver_key: str, user: str) -> None:
+    """``corral signin`` with the environment env, approved for ``user`` with an admin's key (as over SSH)."""
+    process = subprocess.Popen([str(BIN / "corral"), "signin", "--timeout", "60"], env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    code = None
+    for line in process.stdout:  # type: ignore[union-attr]
+        if "--approve" in line:
+            code = line.split("--approve", 1)[1].split()[0]
+            break
+    assert code, process.stderr.read()  # type: ignore[union-attr]
+    approve = subprocess.run([str(BIN / "corral"), "signin", "--approve", code, "--user", user], text=True,
+                             capture_output=True, env={**env, "OLLAMA_API_KEY": approver_key}, timeout=60)
+    assert approve.returncode == 0, approve.stderr
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0 and f"signed in as {user}" in out, err

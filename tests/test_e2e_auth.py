@@ -23,7 +23,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from serverproc import BIN, Server, free_port, start_server, stop_server
+from serverproc import BIN, Server, cli_signin, free_port, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 _ADDRESSES = (f"203.0.113.{n}" for n in itertools.count(1))  # TEST-NET-3: a fresh "remote" client per use
@@ -185,20 +185,7 @@ class DeviceKey:
 
 
 def _signin(srv: Server, device_home: Path, user: str) -> None:
-    env = {**srv.env, "CORRAL_HOME": str(device_home)}
-    process = subprocess.Popen([str(BIN / "corral"), "signin", "--timeout", "30"], env=env, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    code = None
-    for line in process.stdout:  # type: ignore[union-attr]
-        if "--approve" in line:
-            code = line.split("--approve", 1)[1].split()[0]
-            break
-    assert code, process.stderr.read()  # type: ignore[union-attr]
-    approve = subprocess.run([str(BIN / "corral"), "signin", "--approve", code, "--user", user], text=True,
-                             capture_output=True, env={**srv.env, "OLLAMA_API_KEY": _admin(srv)}, timeout=60)
-    assert approve.returncode == 0, approve.stderr
-    out, err = process.communicate(timeout=60)
-    assert process.returncode == 0 and f"signed in as {user}" in out, err
+    cli_signin({**srv.env, "CORRAL_HOME": str(device_home)}, _admin(srv), user)
 
 
 def test_signin_end_to_end(guarded, tmp_path) -> None:

@@ -22,7 +22,7 @@ import httpx
 import ollama
 import pytest
 
-from serverproc import BIN, Server, free_port, start_server, stop_server
+from serverproc import BIN, Server, cli_signin, free_port, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 
@@ -121,21 +121,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
 
 def _signin(setup: Setup, user: str) -> None:
     """``corral signin`` on corral A's home, approved by the admin for ``user``."""
-    a = setup.a
-    process = subprocess.Popen([str(BIN / "corral"), "signin", "--timeout", "60"], env=a.env, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    code = None
-    for line in process.stdout:  # type: ignore[union-attr]
-        if "--approve" in line:
-            code = line.split("--approve", 1)[1].split()[0]
-            break
-    assert code, process.stderr.read()  # type: ignore[union-attr]
-    approve = subprocess.run(
-        [str(BIN / "corral"), "signin", "--approve", code, "--user", user], text=True, capture_output=True,
-        env={**a.env, "OLLAMA_API_KEY": setup.admin_key}, timeout=60)
-    assert approve.returncode == 0, approve.stderr
-    out, err = process.communicate(timeout=60)
-    assert process.returncode == 0 and f"signed in as {user}" in out, err
+    cli_signin(setup.a.env, setup.admin_key, user)
 
 
 @pytest.fixture(scope="module")
