@@ -2,8 +2,9 @@
 
 The embedded default needs no external server: the registry keeps the model store on disk,
 Celery uses a filesystem broker and a SQLite result backend, and only the gateway listens on
-OLLAMA_HOST. The supervisor binds each internal service's 127.0.0.1 port itself and hands the
-listening socket down. Services that most sessions never touch (auth, needed only for keys and
+OLLAMA_HOST. The supervisor binds every port itself, the public ones first, and hands each
+listening socket down: no internal port can take the one OLLAMA_HOST names, and a port in use
+fails ``corral serve`` at once instead of a gateway that restarts forever. Services that most sessions never touch (auth, needed only for keys and
 remote clients; websearch and its worker) start on their first connection, which waits in the
 socket's backlog meanwhile: an idle corral keeps their memory free. CORRAL_LAZY_SERVICES=0 starts
 everything at once.
@@ -45,6 +46,20 @@ def listening_socket() -> socket.socket:
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
     return sock
+
+
+class ListenError(OSError):
+    """A public address that cannot be bound (in use, not ours, not resolvable)."""
+
+
+def public_socket(host: str, port: int) -> socket.socket:
+    """A listening socket on a public address (OLLAMA_HOST, CORRAL_REGISTRY_HOST), IPv4 or IPv6."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ListenError(f"listen tcp {host}:{port}: bind: {reason.lower()}") from exc
 
 
 def port_of(sock: socket.socket) -> int:
@@ -94,11 +109,6 @@ def _launch(module: str, sock: socket.socket) -> list[str]:
     return [sys.executable, "-m", "corral_cli.launch", module, "--fd", str(sock.fileno())]
 
 
-def _uvicorn(module: str, host: str, port: int) -> list[str]:
-    return [sys.executable, "-m", "uvicorn", f"{module}:create_app", "--factory", "--host", host,
-            "--port", str(port), "--no-access-log", "--log-level", "warning", "--timeout-graceful-shutdown", "5"]
-
-
 def _websearch_worker() -> list[str]:
     """The websearch Celery worker: index and crawl jobs, on the websearch queue only."""
     return [sys.executable, "-m", "celery", "--quiet", "-A", "corral_websearch.worker:celery_app", "worker",
@@ -114,6 +124,8 @@ LAZY_SERVICES = ("auth", "websearch")
 def plan_children(environ: dict[str, str]) -> list[Child]:
     """The processes of the embedded runtime, wired together through environment variables."""
     listen = parse_ollama_host(env_str(environ, "OLLAMA_HOST"))
+    gateway = public_socket(listen.host, listen.port)  # before the internal ports, which take any free one
+    registry_v2 = _embedded_registry_socket(environ)
     socks = {name: listening_socket() for name in INTERNAL_SERVICES}
     env = dict(environ, PYTHONUNBUFFERED="1")
     env.update({f"CORRAL_{name.upper()}_URL": f"http://127.0.0.1:{port_of(sock)}" for name, sock in socks.items()})
@@ -127,24 +139,32 @@ def plan_children(environ: dict[str, str]) -> list[Child]:
     return [
         services["registry"], Child("registry-worker", worker, env), services["inference"], services["auth"],
         services["websearch"], Child("websearch-worker", _websearch_worker(), env, waiting=lazy),
-        Child("api", _uvicorn("corral_api.main", listen.host, listen.port), env),
-    ] + _embedded_registry(env)
+        Child("api", _launch("corral_api.main", gateway), env, gateway),
+    ] + _embedded_registry(env, registry_v2)
 
 
-def _embedded_registry(env: dict[str, str]) -> list[Child]:
-    """CORRAL_EMBEDDED_REGISTRY=1: the /v2 registry on CORRAL_REGISTRY_HOST, serving the local model store
-    (with CORRAL_EMBEDDED_REGISTRY_AUTH=1 it asks for tokens from this corral's auth service)."""
-    if not env_bool(env, "CORRAL_EMBEDDED_REGISTRY"):
-        return []
-    from corral_common.env import corral_home, models_dir
+def _embedded_registry_socket(environ: dict[str, str]) -> socket.socket | None:
+    """CORRAL_EMBEDDED_REGISTRY=1: the /v2 registry's socket on CORRAL_REGISTRY_HOST."""
+    if not env_bool(environ, "CORRAL_EMBEDDED_REGISTRY"):
+        return None
     from corral_registry.settings import parse_listen
 
-    listen = parse_listen(env_str(env, "CORRAL_REGISTRY_HOST"))
+    listen = parse_listen(env_str(environ, "CORRAL_REGISTRY_HOST"))
+    return public_socket(listen.host, listen.port)
+
+
+def _embedded_registry(env: dict[str, str], sock: socket.socket | None) -> list[Child]:
+    """The /v2 registry serving the local model store on its socket, if there is one
+    (with CORRAL_EMBEDDED_REGISTRY_AUTH=1 it asks for tokens from this corral's auth service)."""
+    if sock is None:
+        return []
+    from corral_common.env import corral_home, models_dir
+
     child_env = {**env, "CORRAL_REGISTRY_DATA": str(models_dir(env))}
     child_env.setdefault("CORRAL_DATABASE_URL", f"sqlite:///{corral_home(env) / 'registry.db'}")
     if env_bool(env, "CORRAL_EMBEDDED_REGISTRY_AUTH"):  # tokens from this corral's own auth service
         child_env.setdefault("CORRAL_REGISTRY_AUTH_REALM", f"{env['CORRAL_AUTH_URL']}/token")
-    return [Child("registry-v2", _uvicorn("corral_registry.standalone", listen.host, listen.port), child_env)]
+    return [Child("registry-v2", _launch("corral_registry.standalone", sock), child_env, sock)]
 
 
 @dataclass
@@ -229,7 +249,11 @@ def serve() -> int:
     environ = dict(current_env())
     configure_logging("serve", env_bool(environ, "OLLAMA_DEBUG"))
     listen = parse_ollama_host(env_str(environ, "OLLAMA_HOST"))
-    supervisor = Supervisor(plan_children(environ))
+    try:
+        supervisor = Supervisor(plan_children(environ))
+    except ListenError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
     signal.signal(signal.SIGINT, supervisor.stop)
     signal.signal(signal.SIGTERM, supervisor.stop)
     log.info("corral listening", address=f"{listen.host}:{listen.port}")

@@ -8,7 +8,10 @@ import threading
 import time
 from urllib.parse import urlparse
 
-from corral_cli.supervisor import Child, Supervisor, listening_socket, plan_children, port_of
+import pytest
+
+from corral_cli import supervisor as supervisor_module
+from corral_cli.supervisor import Child, ListenError, Supervisor, listening_socket, plan_children, port_of
 
 ENV = {"OLLAMA_HOST": "127.0.0.1:0", "PATH": "/usr/bin:/bin"}
 # A stand-in service: accept one connection on the inherited socket and greet it.
@@ -91,3 +94,27 @@ def test_embedded_registry_can_require_tokens_from_the_local_auth_service() -> N
                 assert urlparse(registry_env["CORRAL_AUTH_URL"]).port == port_of(by_name["auth"].sock)
         finally:
             _close(children)
+
+
+def test_the_public_port_is_bound_by_the_supervisor_before_any_internal_one() -> None:
+    children = plan_children(dict(ENV))
+    try:
+        by_name = {c.name: c for c in children}
+        gateway = by_name["api"]
+        assert gateway.argv[-2:] == ["--fd", str(gateway.sock.fileno())]
+        internal = {port_of(c.sock) for c in children if c.sock is not None and c.name != "api"}
+        assert port_of(gateway.sock) not in internal
+        with pytest.raises(OSError):  # the port is taken from the moment the plan exists
+            socket.create_server(("127.0.0.1", port_of(gateway.sock)))
+    finally:
+        _close(children)
+
+
+def test_a_port_in_use_fails_serve_at_once_with_the_address(monkeypatch, capsys) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = port_of(taken)
+        with pytest.raises(ListenError, match=f"listen tcp 127.0.0.1:{port}: bind: address already in use"):
+            plan_children({**ENV, "OLLAMA_HOST": f"127.0.0.1:{port}"})
+        monkeypatch.setattr(supervisor_module, "current_env", lambda: {**ENV, "OLLAMA_HOST": f"127.0.0.1:{port}"})
+        assert supervisor_module.serve() == 1
+    assert f"Error: listen tcp 127.0.0.1:{port}: bind: address already in use" in capsys.readouterr().err
