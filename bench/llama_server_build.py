@@ -16,6 +16,9 @@ import tarfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "infra"))
+from llama_host_flags import host_cmake_args  # noqa: E402 - the same host flags as `make install`'s wheel
+
 LLAMA_CPP_VERSION = "0.3.36"
 DOWNLOAD_TIMEOUT = 900  # pip download prepares the sdist's metadata: about 2 minutes here
 CONFIGURE_TIMEOUT = 600
@@ -32,7 +35,7 @@ CMAKE_FLAGS = [
 
 def cache_dir(version: str = LLAMA_CPP_VERSION) -> Path:
     root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return root / "corral" / "llama-server" / version
+    return root / "corral" / "llama-server" / (version + ("-noamx" if host_cmake_args() else ""))
 
 
 def binary_path(version: str = LLAMA_CPP_VERSION) -> Path:
@@ -97,7 +100,7 @@ def _build(version: str, work: Path, target: Path) -> float:
     build = work / "build"
     jobs = str(os.cpu_count() or 2)
     _log(f"configuring and building llama-server with {jobs} jobs (12 CPU-minutes: 15-40 minutes on 2 cores; log: {log})")
-    _run(["cmake", "-S", str(source), "-B", str(build), *CMAKE_FLAGS], CONFIGURE_TIMEOUT, log)
+    _run(["cmake", "-S", str(source), "-B", str(build), *CMAKE_FLAGS, *host_cmake_args()], CONFIGURE_TIMEOUT, log)
     _run(["cmake", "--build", str(build), "--target", "llama-server", "-j", jobs], BUILD_TIMEOUT, log)
     built = build / "bin" / "llama-server"
     partial = target.with_suffix(".partial")
