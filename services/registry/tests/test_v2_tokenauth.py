@@ -187,3 +187,26 @@ def test_the_token_relay_passes_the_credential_and_the_signed_url(api: TestClien
     assert seen[0].headers["authorization"] == "pubkey:signature"
     assert seen[0].headers["x-corral-original-url"] == (
         "http://testserver/token?nonce=n&scope=repository%3Aalice%2Fm%3Apull&service=s&ts=1")
+
+
+def test_an_oversized_jwks_is_not_trusted(api: TestClient, signer: Signer) -> None:
+    """A JWKS answer past the cap is dropped unread, so its keys verify nothing."""
+    padding = "x" * (80 << 10)
+    api.app.state.token_verifier.keys.http = httpx.AsyncClient(transport=httpx.MockTransport(
+        lambda _request: httpx.Response(200, json={"keys": [signer.public()], "padding": padding})))
+    answer = api.get("/v2/alice/model/tags/list", headers=_bearer(signer.token(repo_access("alice/model", "pull"))))
+    assert answer.status_code == 401 and 'error="invalid_token"' in answer.headers["www-authenticate"]
+
+
+@pytest.mark.parametrize("failure", ["unreachable", "oversized"])
+def test_a_token_request_the_auth_service_cannot_answer_is_a_503(api: TestClient, failure: str) -> None:
+    def realm(request: httpx.Request) -> httpx.Response:
+        if failure == "unreachable":
+            raise httpx.ConnectError("connection refused", request=request)
+        return httpx.Response(200, content=b"{" + b" " * (100 << 10) + b"}")
+
+    api.app.state.token_relay.http = httpx.AsyncClient(transport=httpx.MockTransport(realm))
+    answer = api.get("/token?scope=repository%3Aalice%2Fm%3Apull&service=s")
+    assert answer.status_code == 503
+    error = answer.json()["errors"][0]
+    assert error["code"] == "UNAVAILABLE" and "auth service did not answer" in error["detail"]

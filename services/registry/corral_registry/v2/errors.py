@@ -24,6 +24,7 @@ CODES: dict[str, tuple[int, str]] = {
     "UNAUTHORIZED": (401, "authentication required"),
     "DENIED": (403, "requested access to the resource is denied"),
     "UNSUPPORTED": (405, "the operation is unsupported"),
+    "UNAVAILABLE": (503, "service unavailable"),
 }
 
 

@@ -54,8 +54,8 @@ async def catalog(_access: CatalogAccess, registry: RegistryDep, n: int | None =
 
 @realm_router.get("/token")
 async def token(request: Request, relay: RelayDep) -> Response:
-    answer = await relay.forward(request)
-    return Response(answer.content, status_code=answer.status_code,
+    answer, body = await relay.forward(request)
+    return Response(body, status_code=answer.status_code,
                     media_type=answer.headers.get("content-type", "application/json"))
 
 

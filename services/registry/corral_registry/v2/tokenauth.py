@@ -38,6 +38,7 @@ with warnings.catch_warnings():  # authlib 1.x marks authlib.jose deprecated in 
 log = get_logger("corral.registry.tokenauth")
 ALGORITHMS = ["RS256"]
 MAX_JWKS_BYTES = 64 << 10
+MAX_TOKEN_ANSWER_BYTES = 64 << 10  # a token answer is a few KiB; anything bigger is not one
 REFETCH_EVERY = 5.0  # seconds between JWKS refetches triggered by unknown kids
 LEEWAY = 5  # seconds of clock skew tolerated on exp/nbf/iat
 CATALOG = ("registry", "catalog", "*")
@@ -71,6 +72,22 @@ def _kid_of(token: str) -> str:
     return kid if isinstance(kid, str) else ""
 
 
+class AnswerTooLarge(ValueError):
+    """The auth service sent more than we read from it."""
+
+
+async def get_capped(http: httpx.AsyncClient, url: str, limit: int, **kwargs: Any) -> tuple[httpx.Response, bytes]:
+    """GET url, reading at most limit bytes of the body (AnswerTooLarge past that), so a broken or
+    hostile auth service cannot make the registry buffer an endless answer."""
+    async with http.stream("GET", url, **kwargs) as response:
+        body = bytearray()
+        async for chunk in response.aiter_bytes():  # decoded: a compressed bomb stops at the cap too
+            body += chunk
+            if len(body) > limit:
+                raise AnswerTooLarge(f"the answer from {url} is over {limit} bytes")
+    return response, bytes(body)
+
+
 class KeyCache:
     """The auth service's JWKS, fetched on first use and again when an unknown kid turns up."""
 
@@ -94,10 +111,10 @@ class KeyCache:
     async def _refresh(self) -> None:
         self._fetched_at = time.monotonic()
         try:
-            response = await self.http.get(self.url)
-            if response.status_code != 200 or len(response.content) > MAX_JWKS_BYTES:
+            response, body = await get_capped(self.http, self.url, MAX_JWKS_BYTES)
+            if response.status_code != 200:
                 raise ValueError(f"status {response.status_code}")
-            key_set = JsonWebKey.import_key_set(response.json())
+            key_set = JsonWebKey.import_key_set(json.loads(body))
         except (httpx.HTTPError, ValueError, JoseError) as exc:
             log.warning("jwks fetch failed", url=self.url, error=str(exc))
             return
@@ -203,14 +220,23 @@ class TokenRelay:
         self.realm = realm
         self.http = httpx.AsyncClient(trust_env=False, timeout=httpx.Timeout(10.0, connect=3.0), transport=transport)
 
-    async def forward(self, request: Request) -> httpx.Response:
-        """The auth service's answer to the caller's token request."""
+    async def forward(self, request: Request) -> tuple[httpx.Response, bytes]:
+        """The auth service's answer to the caller's token request: the response and its (capped) body.
+
+        RegistryError UNAVAILABLE (503) when the auth service cannot be reached or answers with more
+        than a token answer can be."""
         headers = {"x-corral-original-url": str(request.url),
                    "x-corral-client": request.client.host if request.client else ""}
         for name in ("authorization", "x-api-key"):
             if name in request.headers:
                 headers[name] = request.headers[name]
-        return await self.http.get(self.realm, params=request.query_params.multi_items(), headers=headers)
+        try:
+            return await get_capped(self.http, self.realm, MAX_TOKEN_ANSWER_BYTES,
+                                    params=request.query_params.multi_items(), headers=headers)
+        except (httpx.HTTPError, AnswerTooLarge) as exc:
+            log.warning("token relay failed", realm=self.realm, error=str(exc) or type(exc).__name__)
+            raise RegistryError("UNAVAILABLE", "the auth service did not answer the token request; "
+                                               "try again, or ask the registry's operator to check it") from None
 
     async def close(self) -> None:
         """Release the connection pool."""
