@@ -58,7 +58,7 @@ def public_socket(host: str, port: int) -> socket.socket:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
         return socket.create_server((host, port), family=family, backlog=2048)
     except OSError as exc:
-        reason = exc.strerror or str(exc)
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)  # without create_server's "(while ...)"
         raise ListenError(f"listen tcp {host}:{port}: bind: {reason.lower()}") from exc
 
 

@@ -117,4 +117,4 @@ def test_a_port_in_use_fails_serve_at_once_with_the_address(monkeypatch, capsys)
             plan_children({**ENV, "OLLAMA_HOST": f"127.0.0.1:{port}"})
         monkeypatch.setattr(supervisor_module, "current_env", lambda: {**ENV, "OLLAMA_HOST": f"127.0.0.1:{port}"})
         assert supervisor_module.serve() == 1
-    assert f"Error: listen tcp 127.0.0.1:{port}: bind: address already in use" in capsys.readouterr().err
+    assert capsys.readouterr().err == f"Error: listen tcp 127.0.0.1:{port}: bind: address already in use\n"
