@@ -119,6 +119,7 @@ def _websearch_worker() -> list[str]:
 INTERNAL_SERVICES = {"registry": "corral_registry.main", "inference": "corral_inference.main",
                      "auth": "corral_auth.main", "websearch": "corral_websearch.main"}
 LAZY_SERVICES = ("auth", "websearch")
+INLINE_WORKER_ENV = "CORRAL_REGISTRY_INLINE_WORKER"  # read by corral_registry.inline_worker
 
 
 def plan_children(environ: dict[str, str]) -> list[Child]:
@@ -133,14 +134,23 @@ def plan_children(environ: dict[str, str]) -> list[Child]:
     services = {name: Child(name, _launch(module, socks[name]), env, socks[name], lazy and name in LAZY_SERVICES)
                 for name, module in INTERNAL_SERVICES.items()}
     services["websearch"].wakes = ("websearch-worker",)
-    worker = [sys.executable, "-m", "celery", "--quiet", "-A", "corral_registry.worker:celery_app", "worker",
-              "--pool", "threads", "--concurrency", "4", "--loglevel", "WARNING", "--without-heartbeat",
-              "--without-gossip", "--without-mingle", "-n", f"registry-{os.getpid()}@%h"]
     return [
-        services["registry"], Child("registry-worker", worker, env), services["inference"], services["auth"],
+        services["registry"], *_registry_worker(services["registry"]), services["inference"], services["auth"],
         services["websearch"], Child("websearch-worker", _websearch_worker(), env, waiting=lazy),
         Child("api", _launch("corral_api.main", gateway), env, gateway),
     ] + _embedded_registry(env, registry_v2)
+
+
+def _registry_worker(registry: Child) -> list[Child]:
+    """The registry's job worker: its own process by default, so a job that crashes it (or is killed)
+    leaves the registry serving and the caller's progress stream intact while the job is redelivered;
+    with CORRAL_REGISTRY_INLINE_WORKER=1 a thread of the registry service (one process, ~85 MiB, less)."""
+    if env_bool(registry.env, INLINE_WORKER_ENV):
+        return []
+    worker = [sys.executable, "-m", "celery", "--quiet", "-A", "corral_registry.worker:celery_app", "worker",
+              "--pool", "threads", "--concurrency", "4", "--loglevel", "WARNING", "--without-heartbeat",
+              "--without-gossip", "--without-mingle", "-n", f"registry-{os.getpid()}@%h"]
+    return [Child("registry-worker", worker, registry.env)]
 
 
 def _embedded_registry_socket(environ: dict[str, str]) -> socket.socket | None:

@@ -116,5 +116,23 @@ def test_a_port_in_use_fails_serve_at_once_with_the_address(monkeypatch, capsys)
         with pytest.raises(ListenError, match=f"listen tcp 127.0.0.1:{port}: bind: address already in use"):
             plan_children({**ENV, "OLLAMA_HOST": f"127.0.0.1:{port}"})
         monkeypatch.setattr(supervisor_module, "current_env", lambda: {**ENV, "OLLAMA_HOST": f"127.0.0.1:{port}"})
+        monkeypatch.setattr(supervisor_module, "configure_logging", lambda *_: None)  # not onto capsys's stream
         assert supervisor_module.serve() == 1
     assert capsys.readouterr().err == f"Error: listen tcp 127.0.0.1:{port}: bind: address already in use\n"
+
+
+def test_the_registry_job_worker_is_a_process_unless_asked_to_run_inline() -> None:
+    children = plan_children(dict(ENV))
+    try:
+        by_name = {c.name: c for c in children}
+        assert by_name["registry-worker"].argv[2:5] == ["celery", "--quiet", "-A"]
+        assert "CORRAL_REGISTRY_INLINE_WORKER" not in by_name["registry"].env
+    finally:
+        _close(children)
+    children = plan_children({**ENV, "CORRAL_REGISTRY_INLINE_WORKER": "1"})
+    try:
+        by_name = {c.name: c for c in children}
+        assert "registry-worker" not in by_name
+        assert by_name["registry"].env["CORRAL_REGISTRY_INLINE_WORKER"] == "1"
+    finally:
+        _close(children)

@@ -52,6 +52,19 @@ async def _stop_token_auth(app: FastAPI) -> None:
         await app.state.token_relay.close()
 
 
+def _start_inline_worker():
+    """CORRAL_REGISTRY_INLINE_WORKER=1 (corral serve): consume the job queue in this process."""
+    from corral_registry.inline_worker import InlineWorker, inline_enabled
+
+    if not inline_enabled(current_env()):
+        return None
+    from corral_registry.worker import celery_app
+
+    worker = InlineWorker(celery_app)
+    worker.start()
+    return worker
+
+
 def create_app(settings: RegistrySettings | None = None) -> FastAPI:
     """Build the registry app from explicit settings (or the environment)."""
     settings = settings or RegistrySettings.from_env()
@@ -69,7 +82,10 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
         if settings.serve_v2:
             app.state.registry = await asyncio.to_thread(build_registry, settings)
             _start_token_auth(app, settings)
+        worker = await asyncio.to_thread(_start_inline_worker) if settings.serve_store else None
         yield
+        if worker is not None:
+            await asyncio.to_thread(worker.stop)
         if settings.serve_store:
             app.state.db.close()
         if settings.serve_v2:

@@ -1,0 +1,55 @@
+"""The registry's job worker as a thread of the registry process (corral serve's default)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from corral_common.tasks import make_celery
+from corral_registry.inline_worker import InlineWorker, inline_enabled
+
+
+@pytest.fixture
+def apps(tmp_path: Path):
+    """A worker app with one task, and a second app on the same broker that only sends (as the service does)."""
+    env = {"CORRAL_HOME": str(tmp_path / "home")}
+    sender = make_celery("corral-registry", env)
+    worker_app = make_celery("corral-registry", env)
+
+    @worker_app.task(name="test.add", bind=True)
+    def add(self, a: int, b: int) -> int:
+        self.update_state(state="PROGRESS", meta={"step": 1})
+        return a + b
+
+    return sender, worker_app
+
+
+def test_jobs_queued_by_the_service_run_in_its_own_process_and_report_back(apps) -> None:
+    sender, worker_app = apps
+    worker = InlineWorker(worker_app, concurrency=2)
+    worker.start()
+    try:
+        results = [sender.send_task("test.add", args=(i, 10)) for i in range(3)]
+        assert [r.get(timeout=30) for r in results] == [10, 11, 12]
+        assert all(r.state == "SUCCESS" for r in results)
+    finally:
+        worker.stop()
+    assert not worker.thread.is_alive()
+
+
+def test_a_job_queued_while_no_worker_runs_waits_for_the_next_one(apps) -> None:
+    sender, worker_app = apps
+    queued = sender.send_task("test.add", args=(2, 3))  # nothing consumes yet: the job stays in the queue
+    worker = InlineWorker(worker_app)
+    worker.start()
+    try:
+        assert queued.get(timeout=30) == 5
+    finally:
+        worker.stop()
+
+
+def test_only_the_embedded_mode_turns_it_on() -> None:
+    assert not inline_enabled({})
+    assert not inline_enabled({"CORRAL_REGISTRY_INLINE_WORKER": "0"})
+    assert inline_enabled({"CORRAL_REGISTRY_INLINE_WORKER": "1"})
