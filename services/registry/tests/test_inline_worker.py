@@ -17,20 +17,22 @@ def apps(tmp_path: Path):
     sender = make_celery("corral-registry", env)
     worker_app = make_celery("corral-registry", env)
 
-    @worker_app.task(name="test.add", bind=True)
+    name = f"test.add.{tmp_path.name}"  # one name per test: Celery warns when a name is registered twice
+
+    @worker_app.task(name=name, bind=True)
     def add(self, a: int, b: int) -> int:
         self.update_state(state="PROGRESS", meta={"step": 1})
         return a + b
 
-    return sender, worker_app
+    return sender, worker_app, name
 
 
 def test_jobs_queued_by_the_service_run_in_its_own_process_and_report_back(apps) -> None:
-    sender, worker_app = apps
+    sender, worker_app, name = apps
     worker = InlineWorker(worker_app, concurrency=2)
     worker.start()
     try:
-        results = [sender.send_task("test.add", args=(i, 10)) for i in range(3)]
+        results = [sender.send_task(name, args=(i, 10)) for i in range(3)]
         assert [r.get(timeout=30) for r in results] == [10, 11, 12]
         assert all(r.state == "SUCCESS" for r in results)
     finally:
@@ -39,8 +41,8 @@ def test_jobs_queued_by_the_service_run_in_its_own_process_and_report_back(apps)
 
 
 def test_a_job_queued_while_no_worker_runs_waits_for_the_next_one(apps) -> None:
-    sender, worker_app = apps
-    queued = sender.send_task("test.add", args=(2, 3))  # nothing consumes yet: the job stays in the queue
+    sender, worker_app, name = apps
+    queued = sender.send_task(name, args=(2, 3))  # nothing consumes yet: the job stays in the queue
     worker = InlineWorker(worker_app)
     worker.start()
     try:
