@@ -4,10 +4,10 @@ The embedded default needs no external server: the registry keeps the model stor
 Celery uses a filesystem broker and a SQLite result backend, and only the gateway listens on
 OLLAMA_HOST. The supervisor binds every port itself, the public ones first, and hands each
 listening socket down: no internal port can take the one OLLAMA_HOST names, and a port in use
-fails ``corral serve`` at once instead of a gateway that restarts forever. Services that most sessions never touch (auth, needed only for keys and
-remote clients; websearch and its worker) start on their first connection, which waits in the
-socket's backlog meanwhile: an idle corral keeps their memory free. CORRAL_LAZY_SERVICES=0 starts
-everything at once.
+fails ``corral serve`` at once instead of a gateway that restarts forever. Services that most
+sessions never touch (auth, needed only for keys and remote clients; websearch and its worker)
+start on their first connection, which waits in the socket's backlog meanwhile: an idle corral
+keeps their memory free. CORRAL_LAZY_SERVICES=0 starts everything at once.
 """
 
 from __future__ import annotations
@@ -119,7 +119,6 @@ def _websearch_worker() -> list[str]:
 INTERNAL_SERVICES = {"registry": "corral_registry.main", "inference": "corral_inference.main",
                      "auth": "corral_auth.main", "websearch": "corral_websearch.main"}
 LAZY_SERVICES = ("auth", "websearch")
-INLINE_WORKER_ENV = "CORRAL_REGISTRY_INLINE_WORKER"  # read by corral_registry.inline_worker
 
 
 def plan_children(environ: dict[str, str]) -> list[Child]:
@@ -145,7 +144,9 @@ def _registry_worker(registry: Child) -> list[Child]:
     """The registry's job worker: its own process by default, so a job that crashes it (or is killed)
     leaves the registry serving and the caller's progress stream intact while the job is redelivered;
     with CORRAL_REGISTRY_INLINE_WORKER=1 a thread of the registry service (one process, ~85 MiB, less)."""
-    if env_bool(registry.env, INLINE_WORKER_ENV):
+    from corral_registry.settings import inline_worker_enabled
+
+    if inline_worker_enabled(registry.env):
         return []
     worker = [sys.executable, "-m", "celery", "--quiet", "-A", "corral_registry.worker:celery_app", "worker",
               "--pool", "threads", "--concurrency", "4", "--loglevel", "WARNING", "--without-heartbeat",

@@ -14,25 +14,17 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from collections.abc import Mapping
 
 from celery import Celery
 from celery.result import _set_task_join_will_block
 from celery.worker import WorkController
 from celery.worker import state as worker_state
 
-from corral_common.env import env_bool
 from corral_common.logs import get_logger
 
 log = get_logger("corral.registry.inline_worker")
-INLINE_ENV = "CORRAL_REGISTRY_INLINE_WORKER"
 STOP_TIMEOUT = 10.0
 START_TIMEOUT = 30.0
-
-
-def inline_enabled(environ: Mapping[str, str]) -> bool:
-    """Whether this registry process consumes its own job queue."""
-    return env_bool(environ, INLINE_ENV)
 
 
 class _Controller(WorkController):

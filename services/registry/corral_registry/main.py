@@ -15,7 +15,7 @@ from corral_common.tasks import make_celery
 
 from corral_registry.db import Database
 from corral_registry.routes import store as store_routes
-from corral_registry.settings import RegistrySettings
+from corral_registry.settings import RegistrySettings, inline_worker_enabled
 from corral_registry.store import ModelStore
 from corral_registry.transfer.jobs import TransferJobs
 from corral_registry.transfer.remote import HostPolicy
@@ -53,11 +53,10 @@ async def _stop_token_auth(app: FastAPI) -> None:
 
 
 def _start_inline_worker():
-    """CORRAL_REGISTRY_INLINE_WORKER=1 (corral serve): consume the job queue in this process."""
-    from corral_registry.inline_worker import InlineWorker, inline_enabled
-
-    if not inline_enabled(current_env()):
+    """CORRAL_REGISTRY_INLINE_WORKER=1 (opt-in, small machines): consume the job queue in this process."""
+    if not inline_worker_enabled(current_env()):
         return None
+    from corral_registry.inline_worker import InlineWorker
     from corral_registry.worker import celery_app
 
     worker = InlineWorker(celery_app)

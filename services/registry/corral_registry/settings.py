@@ -20,6 +20,14 @@ def _float(environ: Mapping[str, str], key: str, default: float) -> float:
         return default
 
 
+INLINE_WORKER_ENV = "CORRAL_REGISTRY_INLINE_WORKER"
+
+
+def inline_worker_enabled(environ: Mapping[str, str]) -> bool:
+    """CORRAL_REGISTRY_INLINE_WORKER=1: the registry service runs its job worker as a thread of its own."""
+    return env_bool(environ, INLINE_WORKER_ENV)
+
+
 def parse_listen(value: str) -> HostPort:
     """``host:port`` of CORRAL_REGISTRY_HOST (default 127.0.0.1:5000; ``:5000`` binds every interface)."""
     value = value.strip() or DEFAULT_REGISTRY_HOST

@@ -18,8 +18,7 @@ from corral_common.tasks import (CREATE_MODEL_TASK, PULL_MODEL_TASK, PUSH_MODEL_
 
 from corral_registry.create import run_create
 from corral_registry.db import Database
-from corral_registry.inline_worker import inline_enabled
-from corral_registry.settings import RegistrySettings
+from corral_registry.settings import RegistrySettings, inline_worker_enabled
 from corral_registry.store import ModelStore
 
 celery_app = make_celery("corral-registry", current_env())
@@ -96,7 +95,7 @@ def garbage_collect(dry_run: bool = False) -> dict[str, Any]:
 @celery_app.on_after_configure.connect
 def _setup(sender: Any, **_: Any) -> None:
     settings = RegistrySettings.from_env()
-    if not inline_enabled(current_env()):  # inline, the registry service has set up its own logging
+    if not inline_worker_enabled(current_env()):  # inline, the registry service has set up its own logging
         configure_logging("registry-worker", settings.debug)
     if settings.gc_interval_seconds > 0:
         sender.add_periodic_task(settings.gc_interval_seconds, garbage_collect.s(), name="registry garbage collection")

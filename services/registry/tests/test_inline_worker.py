@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from corral_common.tasks import make_celery
-from corral_registry.inline_worker import InlineWorker, inline_enabled
+from corral_registry.inline_worker import InlineWorker
+from corral_registry.settings import inline_worker_enabled
 
 
 @pytest.fixture
@@ -52,6 +53,6 @@ def test_a_job_queued_while_no_worker_runs_waits_for_the_next_one(apps) -> None:
 
 
 def test_only_the_embedded_mode_turns_it_on() -> None:
-    assert not inline_enabled({})
-    assert not inline_enabled({"CORRAL_REGISTRY_INLINE_WORKER": "0"})
-    assert inline_enabled({"CORRAL_REGISTRY_INLINE_WORKER": "1"})
+    assert not inline_worker_enabled({})
+    assert not inline_worker_enabled({"CORRAL_REGISTRY_INLINE_WORKER": "0"})
+    assert inline_worker_enabled({"CORRAL_REGISTRY_INLINE_WORKER": "1"})
