@@ -11,7 +11,7 @@ LLAMA_CMAKE_ARGS ?=
 # Flags this host needs on top (AMX off on virtual machines that advertise it; see infra/llama_host_flags.py).
 LLAMA_HOST_CMAKE_ARGS := $(shell $(PYTHON) infra/llama_host_flags.py)
 LLAMA_WHEEL_DIR := $(WHEELS)/$(if $(LLAMA_CMAKE_ARGS),$(shell echo '$(LLAMA_CMAKE_ARGS)' | sha256sum | cut -c1-12),cpu)$(if $(LLAMA_HOST_CMAKE_ARGS),-noamx,)
-PACKAGES := libs/common libs/cli services/api services/inference services/registry services/auth services/websearch
+PACKAGES := libs/common cli services/api services/inference services/registry services/auth services/websearch
 STAMP := $(VENV)/.corral-installed
 PYTEST_ARGS ?=
 

@@ -1,4 +1,11 @@
-"""Schemas of the internal HTTP calls between the gateway and the inference service."""
+"""The shapes that cross a service boundary: one model each, used by sender and receiver alike.
+
+Gateway -> registry: ``ResolvedModel`` (``/store/resolve``), ``TransferRequest`` (pull/push, also the
+Celery job's arguments), ``ProgressEvent`` (create/pull/push streams).
+Gateway -> inference: ``LoadRequest``, ``CompletionRequest`` -> ``CompletionEvent`` stream,
+``EmbedInputs`` -> ``EmbedOutput``, ``UnloadRequest``.
+A field added to a path is added here once.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from corral_common.digest import Digest
+from corral_common.schemas import NamedRequest
 
 
 class InternalModel(BaseModel):
@@ -52,10 +60,117 @@ class CompletionRequest(LoadRequest):
                                                                 "[img-N] markers")
 
 
-class EmbedRequest(LoadRequest):
+class EmbedInputs(LoadRequest):
+    """Texts to embed with one model (the gateway has applied Ollama's input rules already)."""
+
     inputs: list[str] = Field(default_factory=list)
     truncate: bool = True
     embedding: bool = True
+
+
+class EmbedOutput(InternalModel):
+    """Raw (unnormalised) vectors, one per input, with Ollama's metrics."""
+
+    embeddings: list[list[float]] = Field(default_factory=list)
+    prompt_eval_count: int = 0
+    load_duration: int = 0
+    total_duration: int = 0
+
+
+class LoadResult(InternalModel):
+    """What a load without generating took."""
+
+    load_duration: int = 0
+    total_duration: int = 0
+
+
+class CompletionEvent(InternalModel):
+    """One event of a completion stream: a text piece, or (``done``) the final one with the metrics.
+
+    Durations are in nanoseconds. On the wire the defaults are left out (``wire()``), so a piece is
+    ``{"content": "..."}`` and errors travel as the stream's own error line, never as an event.
+    """
+
+    content: str = ""
+    logprobs: list[dict[str, Any]] | None = Field(default=None, description="per-token logprobs when asked for")
+    done: bool = False
+    done_reason: str = Field(default="", description='"stop", "length", "cancel" (client left), "load", "unload"')
+    context: list[int] | None = Field(default=None, description="prompt + generated tokens (None: image prompt)")
+    prompt_eval_count: int = Field(default=0, description="prompt tokens evaluated (not taken from the cache)")
+    prompt_eval_duration: int = 0
+    eval_count: int = 0
+    eval_duration: int = 0
+    truncated_tokens: int = Field(default=0, description="prompt tokens dropped to fit the context")
+    load_duration: int = 0
+    total_duration: int = 0
+
+    def wire(self) -> dict[str, Any]:
+        """The event as the inference service sends it: only the fields that are set."""
+        return self.model_dump(exclude_defaults=True)
+
+    def metrics(self) -> dict[str, Any]:
+        """Ollama's metric fields of a final event."""
+        return self.model_dump(include=METRIC_FIELDS)
+
+
+METRIC_FIELDS = {"total_duration", "load_duration", "prompt_eval_count", "prompt_eval_duration",
+                 "eval_count", "eval_duration", "truncated_tokens"}
+
+
+class ResolvedModel(InternalModel):
+    """Everything needed to run a stored model: the registry's answer to ``/store/resolve``."""
+
+    name: str = Field(description="the full name, host/namespace/model:tag")
+    short: str = Field(description="the name as Ollama shows it (registry.ollama.ai/library/ left out)")
+    manifest_digest: str
+    model_digest: str
+    adapters: list[str] = Field(default_factory=list)
+    projectors: list[str] = Field(default_factory=list)
+    template: str | None = Field(default=None, description="the Go template layer, if the model has one")
+    chat_template: str | None = Field(default=None, description="the GGUF's Jinja chat template")
+    system: str = ""
+    params: dict[str, Any] = Field(default_factory=dict, description="the Modelfile PARAMETERs")
+    messages: list[dict[str, Any]] = Field(default_factory=list, description="the Modelfile MESSAGEs")
+    details: dict[str, Any] = Field(default_factory=dict)
+    capabilities: list[str] = Field(default_factory=list)
+    bos_token: str = ""
+    eos_token: str = ""
+    context_length: int | None = None
+    modified_at: str = ""
+
+    def can(self, capability: str) -> bool:
+        """Whether the model has a capability ("completion", "tools", "thinking", "vision", ...)."""
+        return capability in self.capabilities
+
+    def engine_model(self) -> EngineModel:
+        """The inference service's view: which blobs to run."""
+        return EngineModel(name=self.short, model_digest=self.model_digest, manifest_digest=self.manifest_digest,
+                           adapters=self.adapters, projectors=self.projectors, details=self.details)
+
+
+class ProgressEvent(InternalModel):
+    """One line of a create, pull or push stream (Ollama's ``api.ProgressResponse``, omitempty)."""
+
+    status: str
+    digest: str = ""
+    total: int = 0
+    completed: int = 0
+
+    def wire(self) -> dict[str, Any]:
+        """As Ollama sends it: empty fields left out."""
+        return self.model_dump(exclude_defaults=True)
+
+
+class TransferRequest(NamedRequest):
+    """Ollama's ``api.PullRequest`` / ``api.PushRequest``: the gateway's body, the registry's, the job's arguments.
+
+    ``username``/``password`` are accepted and ignored, as in Ollama.
+    """
+
+    insecure: bool = False
+    stream: bool = True
+    username: str = ""
+    password: str = ""
 
 
 class UnloadRequest(InternalModel):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from corral_cli.answer import AnswerStyle
 from corral_cli.client import Client, ServerError
 from corral_cli.errors import CliError
 from corral_cli.formatting import go_duration
@@ -40,6 +42,10 @@ class RunOptions:
         """Take the parent model and stored MESSAGEs from an /api/show answer."""
         self.parent_model = str((info.get("details") or {}).get("parent_model") or "")
         self.loaded_messages = list(info.get("messages") or [])
+
+    def answer_style(self) -> AnswerStyle:
+        """How answers are printed to stdout for these options."""
+        return AnswerStyle(word_wrap=self.word_wrap, hide_thinking=self.hide_thinking, plain=not sys.stdout.isatty())
 
 
 def parse_keep_alive(text: str) -> str | int:

@@ -13,7 +13,6 @@ from typing import Any
 from corral_cli.answer import stream_answer
 from corral_cli.client import Client, ServerError
 from corral_cli.commands.models import render_list
-from corral_cli.commands.run import answer_style
 from corral_cli.commands.show import render_info
 from corral_cli.display import stats_summary
 from corral_cli.formatting import now_utc
@@ -277,7 +276,7 @@ class Repl:
         opts = self.opts
         opts.messages.append({"role": "user", "content": text})
         try:
-            answer = stream_answer(self.client, "/api/chat", chat_body(opts), answer_style(opts))
+            answer = stream_answer(self.client, "/api/chat", chat_body(opts), opts.answer_style())
         except ServerError as error:
             if "does not support thinking" in error.message or "invalid think value" in error.message:
                 print(f"error: {error.message}")

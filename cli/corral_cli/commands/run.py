@@ -8,7 +8,7 @@ import shutil
 import sys
 from typing import Any, TextIO
 
-from corral_cli.answer import AnswerStyle, stream_answer
+from corral_cli.answer import stream_answer
 from corral_cli.client import Client
 from corral_cli.display import WordWrapper, stats_summary
 from corral_cli.errors import CliError
@@ -51,11 +51,6 @@ def read_prompt(words: list[str], stdin: TextIO, stdout: TextIO) -> tuple[str, b
     return " ".join(prompts), interactive
 
 
-def answer_style(opts: RunOptions) -> AnswerStyle:
-    """How answers are printed to stdout for these options."""
-    return AnswerStyle(word_wrap=opts.word_wrap, hide_thinking=opts.hide_thinking, plain=not sys.stdout.isatty())
-
-
 def run_model(client: Client, args: argparse.Namespace, pull: Puller | None = None) -> int:
     """``corral run MODEL [PROMPT...]``; ``pull`` fetches a missing model once pulling exists."""
     opts = options_from_args(args)
@@ -89,7 +84,7 @@ def print_loaded_messages(opts: RunOptions) -> None:
 
 def generate_once(client: Client, opts: RunOptions) -> int:
     """Stream one /api/generate answer to stdout, then the stats with ``--verbose``."""
-    answer = stream_answer(client, "/api/generate", generate_body(opts), answer_style(opts))
+    answer = stream_answer(client, "/api/generate", generate_body(opts), opts.answer_style())
     if answer.cancelled:
         if answer.printed:
             print()
