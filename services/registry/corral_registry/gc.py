@@ -18,6 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from corral_common import store_paths as paths
 from corral_common.digest import Digest
 from corral_common.logs import get_logger
 
@@ -26,7 +27,6 @@ from corral_registry.db import queries as q
 from corral_registry.manifest import InvalidManifest, parse_manifest
 from corral_registry.settings import RegistrySettings
 from corral_registry.storage import PathNotFound, StorageDriver
-from corral_registry.storage import paths
 
 log = get_logger("corral.registry.gc")
 LOCK_NAME = ".gc.lock"

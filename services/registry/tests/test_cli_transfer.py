@@ -10,8 +10,8 @@ import pytest
 from corral_cli.commands.transfer import show_transfer_progress
 from corral_cli.main import main
 from corral_cli.progress import Progress
+from corral_common import store_paths as paths
 from corral_common.digest import Digest
-from corral_registry.storage import paths
 from corral_registry.storage.filesystem import FilesystemDriver
 
 A = "sha256:" + "a" * 64

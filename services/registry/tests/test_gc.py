@@ -13,11 +13,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_registry import digest_of  # noqa: E402
 
+from corral_common import store_paths as paths  # noqa: E402
 from corral_common.digest import Digest  # noqa: E402
 from corral_registry.db import Database  # noqa: E402
 from corral_registry.gc import collect, collect_registry, prune_models, store_lock  # noqa: E402
 from corral_registry.settings import RegistrySettings, StorageSettings  # noqa: E402
-from corral_registry.storage import paths  # noqa: E402
 from corral_registry.storage.filesystem import FilesystemDriver  # noqa: E402
 from corral_registry.v2.names import Repo  # noqa: E402
 from corral_registry.v2.service import Registry  # noqa: E402

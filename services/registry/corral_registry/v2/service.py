@@ -2,7 +2,7 @@
 
 Invariants (distribution's blobwriter and Ollama's store): a blob becomes visible only after its
 size and sha256 are verified; a manifest is accepted only when every blob it names exists, and
-its tag file is written last and atomically; every storage key comes from ``storage.paths``.
+its tag file is written last and atomically; every storage key comes from ``corral_common.store_paths``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from corral_common import store_paths as paths
 from corral_common.digest import Digest
 from corral_common.logs import get_logger
 
@@ -22,7 +23,6 @@ from corral_registry.db import Database
 from corral_registry.db import queries as q
 from corral_registry.manifest import MAX_MANIFEST_BYTES, InvalidManifest, parse_manifest
 from corral_registry.storage import FileInfo, FileWriter, PathNotFound, StorageDriver
-from corral_registry.storage import paths
 from corral_registry.v2.errors import RegistryError
 from corral_registry.v2.names import Repo
 
