@@ -7,12 +7,13 @@ every replica shares them. Neither is ever written to the database.
 
 from __future__ import annotations
 
-import os
 import secrets
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from corral_common.fsio import create_once
 
 from corral_auth.settings import AuthSettings
 
@@ -20,16 +21,7 @@ from corral_auth.settings import AuthSettings
 def _create_once(path: Path, content: bytes) -> None:
     """Write ``content`` to ``path`` only if it does not exist (another process may race us)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(content)
-    try:
-        os.link(tmp, path)  # atomic, and fails if someone else won
-    except FileExistsError:
-        pass
-    finally:
-        tmp.unlink()
+    create_once(path, content)
 
 
 def pepper(settings: AuthSettings) -> bytes:

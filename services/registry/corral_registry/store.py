@@ -13,6 +13,7 @@ from pathlib import Path
 
 from corral_common.digest import Digest
 from corral_common.errors import BadRequest, InsufficientStorage
+from corral_common.fsio import atomic_write, fsync_dir
 from corral_common.logs import get_logger
 from corral_common.names import InvalidName, ModelName
 from corral_common.store_paths import blob_path, blobs_dir, manifest_path, manifests_dir
@@ -34,30 +35,6 @@ class StoredModel:
     def digest_hex(self) -> str:
         """sha256 of the manifest file bytes (the model's ID)."""
         return hashlib.sha256(self.raw).hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    """Persist a rename by syncing its directory."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write a file so that readers see the old or the new content, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _match_dir(parent: Path, part: str) -> str | None:
@@ -131,7 +108,7 @@ class ModelStore:
         digest = Digest.of_bytes(data)
         if self.has_blob(digest):
             return digest, False
-        _atomic_write(self.blob_path(digest), data)
+        atomic_write(self.blob_path(digest), data)
         return digest, True
 
     def put_file(self, path: Path) -> tuple[Digest, bool]:
@@ -146,7 +123,7 @@ class ModelStore:
             path.unlink()
             return digest, False
         os.replace(path, self.blob_path(digest))
-        _fsync_dir(blobs_dir(self.root))
+        fsync_dir(blobs_dir(self.root))
         return digest, True
 
     def scratch_dir(self) -> Path:
@@ -194,18 +171,18 @@ class ModelStore:
     def put_manifest(self, name: ModelName, manifest: Manifest) -> ModelName:
         """Write a manifest atomically (always last, after its blobs) and return the stored name."""
         target = self.target_name(name)
-        _atomic_write(manifest_path(self.root, target), manifest.to_bytes())
+        atomic_write(manifest_path(self.root, target), manifest.to_bytes())
         return target
 
     def put_raw_manifest(self, name: ModelName, raw: bytes) -> ModelName:
         """Write pulled manifest bytes exactly as received (their digest is the model's ID), atomically."""
         target = self.target_name(name)
-        _atomic_write(manifest_path(self.root, target), raw)
+        atomic_write(manifest_path(self.root, target), raw)
         return target
 
     def copy_manifest(self, source: StoredModel, destination: ModelName) -> None:
         """Byte-copy a manifest to a new name."""
-        _atomic_write(manifest_path(self.root, self.target_name(destination)), source.raw)
+        atomic_write(manifest_path(self.root, self.target_name(destination)), source.raw)
 
     def list(self) -> list[StoredModel]:
         """Every readable manifest exactly four levels deep; unreadable ones are logged and skipped."""

@@ -5,25 +5,12 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import uuid
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
+from corral_common.fsio import fsync_dir, temp_name
+
 from corral_registry.storage.base import FileInfo, InvalidOffset, PathNotFound, check_key, check_prefix
-
-
-def fsync_dir(path: Path) -> None:
-    """Persist a rename by syncing its directory."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def temp_name(path: Path) -> Path:
-    """A unique temporary sibling (same directory, so the final rename is atomic)."""
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
 
 
 class FilesystemWriter:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import re
 import secrets
 import time
@@ -21,6 +20,7 @@ from urllib.parse import urlencode
 import httpx
 
 from corral_common.errors import Unauthorized
+from corral_common.fsio import create_once
 
 EMPTY_BODY = base64.b64encode(hashlib.sha256(b"").hexdigest().encode()).decode()
 MAX_TOKEN_BYTES = 64 << 10
@@ -68,16 +68,7 @@ class KeyPair:
         private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
                                     serialization.NoEncryption())
         public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-        tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(8)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(private)
-        try:
-            os.link(tmp, self.path)  # never replace a key another process created meanwhile
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink(missing_ok=True)
+        create_once(self.path, private)  # never replace a key another process created meanwhile
         pub = self.path.with_name(self.path.name + ".pub")
         if not pub.exists():
             pub.write_bytes(public + b"\n")

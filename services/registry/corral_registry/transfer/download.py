@@ -26,10 +26,10 @@ import httpx
 
 from corral_common.digest import Digest
 from corral_common.errors import AppError, BadGateway, InsufficientStorage, NotFound
+from corral_common.fsio import fsync_dir
 from corral_common.logs import get_logger
 
 from corral_registry.settings import TransferSettings
-from corral_registry.storage.filesystem import fsync_dir
 from corral_registry.store import ModelStore
 from corral_registry.transfer.client import RegistryClient, error_text
 from corral_registry.transfer.remote import Remote
