@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from corral_common.errors import BadRequest
+
 _DIGEST = re.compile(r"sha256[:-]([0-9a-fA-F]{64})")
 
 
@@ -47,3 +49,11 @@ class Digest:
     def filename(self) -> str:
         """The blob file name in the store: ``sha256-<hex>``."""
         return f"sha256-{self.hex}"
+
+
+def parse_digest(text: str) -> Digest:
+    """A digest from client input (a URL path); 400 ``invalid digest format`` otherwise."""
+    try:
+        return Digest.parse(text)
+    except InvalidDigest:
+        raise BadRequest("invalid digest format") from None

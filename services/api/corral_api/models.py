@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
-from corral_common.digest import Digest, InvalidDigest
+from corral_common.digest import parse_digest as parse_digest  # routes call models.parse_digest
 from corral_common.errors import BadRequest, NotFound
 from corral_common.jsonio import local_time
 from corral_common.names import InvalidName, ModelName
@@ -15,14 +15,6 @@ from corral_common.options import validate_options
 from corral_common.schemas import CreateRequest, EmbeddingsRequest, EmbedRequest
 
 from corral_api.running import Call, engine_model, keep_alive_ns, resolve
-
-
-def parse_digest(text: str) -> Digest:
-    """A blob digest from the URL, 400 ``invalid digest format`` otherwise."""
-    try:
-        return Digest.parse(text)
-    except InvalidDigest:
-        raise BadRequest("invalid digest format") from None
 
 
 def check_name(text: str, message: str = "invalid model name") -> None:

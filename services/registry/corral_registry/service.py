@@ -9,7 +9,7 @@ from typing import Any
 
 from celery import Celery
 
-from corral_common.digest import Digest
+from corral_common.digest import parse_digest as parse_digest  # routes call service.parse_digest
 from corral_common.errors import BadGateway, BadRequest, NotFound
 from corral_common.names import InvalidName, ModelName
 from corral_common.schemas import CopyRequest, CreateRequest, NamedRequest, ShowRequest
@@ -77,14 +77,6 @@ def delete(store: ModelStore, req: NamedRequest) -> None:
     text = req.model_name()
     _name(text, f'name "{text}" is invalid')
     store.delete(_require(store, text, f"model '{text}' not found"))
-
-
-def parse_digest(text: str) -> Digest:
-    """A digest from a URL path, 400 otherwise."""
-    try:
-        return Digest.parse(text)
-    except ValueError:
-        raise BadRequest("invalid digest format") from None
 
 
 async def create(store: ModelStore, celery: Celery, req: CreateRequest) -> AsyncIterator[dict[str, Any]]:
