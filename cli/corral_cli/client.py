@@ -13,6 +13,8 @@ from typing import Any
 
 import httpx
 
+from corral_common.net import is_loopback_url
+
 from corral_cli.errors import CliError
 
 DEFAULT_HOST = "127.0.0.1"
@@ -60,17 +62,6 @@ def _is_ipv6(host: str) -> bool:
         return isinstance(ipaddress.ip_address(host), ipaddress.IPv6Address)
     except ValueError:
         return False
-
-
-def _is_loopback(base_url: str) -> bool:
-    host = urllib.parse.urlsplit(base_url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return address.is_loopback or address.is_unspecified
 
 
 def client_version() -> str:
@@ -130,7 +121,7 @@ class Client:
             base_url=base_url, headers=dict(headers or {}), transport=transport, follow_redirects=True,
             timeout=httpx.Timeout(None, connect=30.0),
             # Go's client never proxies loopback; httpx would unless NO_PROXY says so.
-            trust_env=not _is_loopback(base_url),
+            trust_env=not is_loopback_url(base_url),
         )
 
     @classmethod

@@ -12,7 +12,6 @@ keeps their memory free. CORRAL_LAZY_SERVICES=0 starts everything at once.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import select
 import signal
@@ -27,6 +26,7 @@ import structlog
 
 from corral_common.env import current_env, env_bool, env_str, parse_ollama_host
 from corral_common.logs import configure_logging
+from corral_common.net import is_loopback_host
 
 log = structlog.get_logger("corral.serve")
 RESTART_BACKOFF_MAX = 30.0
@@ -279,10 +279,7 @@ def auth_disabled_exposure(environ: dict[str, str], host: str) -> bool:
     value = env_str(environ, "CORRAL_AUTH_REQUIRED").lower()
     if value not in {"0", "f", "false", "no", "off"}:
         return False
-    try:
-        return not ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host != "localhost"
+    return not is_loopback_host(host)
 
 
 def warn_if_exposed(environ: dict[str, str], host: str) -> None:

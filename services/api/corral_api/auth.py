@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from corral_common.env import current_env, env_str
 from corral_common.logs import REQUEST_ID_HEADER
+from corral_common.net import is_loopback_address
 
 log = structlog.get_logger("corral.api.auth")
 
@@ -76,21 +77,6 @@ def _in(address: str, networks: tuple) -> bool:
     return any(ip in net for net in networks)
 
 
-def _is_loopback(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False
-
-
-def _is_local_peer(peer: str) -> bool:
-    """A loopback address, or no network peer at all (a Unix socket, an in-process client)."""
-    try:
-        return ipaddress.ip_address(peer).is_loopback
-    except ValueError:
-        return True
-
-
 @dataclass(frozen=True)
 class GatewayAuthSettings:
     """Where the auth service is, when keys are required, and which proxies may name the client."""
@@ -123,12 +109,12 @@ def client_address(scope: Scope, trusted: tuple) -> tuple[str, bool]:
         elif name.lower() == b"forwarded" and not forwarded:
             forwarded = "unknown"
     if not forwarded:
-        return peer, _is_local_peer(peer)
+        return peer, is_loopback_address(peer, non_ip=True)  # no IP: a Unix socket, an in-process client
     if not _in(peer, trusted):
         return peer, False
     hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
     client = next((hop for hop in reversed(hops) if not _in(hop, trusted)), hops[0] if hops else peer)
-    return client, _is_loopback(client)
+    return client, is_loopback_address(client)
 
 
 @dataclass(frozen=True)

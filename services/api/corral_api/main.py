@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,6 +11,7 @@ from starlette.exceptions import HTTPException
 
 from corral_common.http import RequestContextMiddleware, install_error_handler
 from corral_common.logs import configure_logging
+from corral_common.net import is_loopback_host
 
 from corral_api.auth import AuthClient, AuthGate, GatewayAuthSettings
 from corral_api.clients import ServiceClient
@@ -20,13 +20,6 @@ from corral_api.routes import keys, native, openai
 from corral_api.routes import web
 from corral_api.routes import registry
 from corral_api.settings import ApiSettings
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 def _install_plain_errors(app: FastAPI) -> None:
@@ -67,6 +60,6 @@ def create_app(settings: ApiSettings | None = None, auth: GatewayAuthSettings | 
     app.include_router(registry.router)
     app.include_router(keys.router)
     app.add_middleware(AuthGate, settings=auth)
-    app.add_middleware(EdgeGuard, origins=settings.origins, loopback=_is_loopback(settings.listen.host))
+    app.add_middleware(EdgeGuard, origins=settings.origins, loopback=is_loopback_host(settings.listen.host))
     app.add_middleware(RequestContextMiddleware)
     return app
