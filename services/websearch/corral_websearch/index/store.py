@@ -7,8 +7,10 @@ import time
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
+from corral_common.db import make_engine
+
 from corral_websearch.index import Document, Hit
-from corral_websearch.index.db import create_index_engine, migrate, pages
+from corral_websearch.index.db import migrate, pages
 from corral_websearch.index.snippets import query_terms
 
 # bm25() weights per FTS5 column: a match in the title counts four times a match in the body.
@@ -34,7 +36,7 @@ class SqlIndex:
     @classmethod
     def open(cls, url: str) -> "SqlIndex":
         """Connect and migrate."""
-        engine = create_index_engine(url)
+        engine = make_engine(url)
         migrate(engine)
         return cls(engine)
 

@@ -1,0 +1,184 @@
+"""make_engine and migrate: one PRAGMA set on SQLite, one migrator at a time on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.exc import IntegrityError
+
+from corral_common.db import make_engine, migrate, normalise_url, sessions
+
+POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+LOCK = "corral_common_test_migrate"
+
+_ENV = '''
+from alembic import context
+
+connection = context.config.attributes["connection"]
+context.configure(connection=connection, version_table="common_test_alembic_version")
+with context.begin_transaction():
+    context.run_migrations()
+'''
+_REVISION = '''
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0001"
+down_revision = None
+
+
+def upgrade() -> None:
+    op.create_table("things", sa.Column("id", sa.Integer, primary_key=True),
+                    sa.Column("parent", sa.Integer, sa.ForeignKey("things.id")))
+'''
+
+
+def _up(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+needs_postgres = pytest.mark.skipif(not _up(5432), reason="Postgres is not running on 127.0.0.1:5432")
+
+
+@pytest.fixture
+def alembic_dir(tmp_path: Path) -> Path:
+    """A one-revision Alembic environment that creates ``things`` (with a self-referencing foreign key)."""
+    root = tmp_path / "migrations"
+    (root / "versions").mkdir(parents=True)
+    (root / "env.py").write_text(_ENV)
+    (root / "versions" / "0001_things.py").write_text(_REVISION)
+    return root
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A throwaway schema on the local Postgres, so runs never see each other's tables."""
+    schema = f"common_test_{secrets.token_hex(4)}"
+    admin = make_engine(POSTGRES)
+    with admin.begin() as db:
+        db.execute(text(f'CREATE SCHEMA "{schema}"'))
+    yield f"{POSTGRES}?options=-csearch_path%3D{schema}"
+    with admin.begin() as db:
+        db.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("postgres://u@h/d", "postgresql+psycopg://u@h/d"),
+    ("postgresql://u@h/d", "postgresql+psycopg://u@h/d"),
+    ("postgresql+psycopg://u@h/d", "postgresql+psycopg://u@h/d"),
+    ("sqlite:///x.db", "sqlite:///x.db"),
+])
+def test_normalise_url(url: str, expected: str) -> None:
+    assert normalise_url(url) == expected
+
+
+def test_sqlite_gets_its_directory_and_every_pragma(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'deep' / 'dir' / 'x.db'}")
+    with engine.connect() as db:
+        assert db.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert db.execute(text("PRAGMA busy_timeout")).scalar() == 30000
+        assert db.execute(text("PRAGMA foreign_keys")).scalar() == 1
+    engine.dispose()
+
+
+def test_in_memory_sqlite_works(alembic_dir: Path) -> None:
+    engine = make_engine("sqlite://")
+    migrate(engine, alembic_dir, LOCK)
+    assert "things" in inspect(engine).get_table_names()
+    engine.dispose()
+
+
+def test_sqlite_migrates_once_and_enforces_foreign_keys(tmp_path: Path, alembic_dir: Path) -> None:
+    database = tmp_path / "x.db"
+    engine = make_engine(f"sqlite:///{database}")
+    migrate(engine, alembic_dir, LOCK)
+    migrate(engine, alembic_dir, LOCK)  # an up-to-date schema: a no-op
+    assert Path(f"{database}.migrate.lock").exists()
+    factory = sessions(engine)
+    with factory.begin() as db:
+        db.execute(text("INSERT INTO things (id) VALUES (1)"))
+    with pytest.raises(IntegrityError), factory.begin() as db:
+        db.execute(text("INSERT INTO things (id, parent) VALUES (2, 99)"))
+    with engine.connect() as db:
+        assert db.execute(text("SELECT version_num FROM common_test_alembic_version")).scalars().all() == ["0001"]
+    engine.dispose()
+
+
+def test_concurrent_sqlite_migrators_both_succeed(tmp_path: Path, alembic_dir: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    errors = _migrate_concurrently([make_engine(url) for _ in range(4)], alembic_dir)
+    assert errors == []
+
+
+@needs_postgres
+def test_postgres_migrates_once(pg_url: str, alembic_dir: Path) -> None:
+    engine = make_engine(pg_url)
+    assert engine.dialect.driver == "psycopg"
+    assert _migrate_concurrently([make_engine(pg_url) for _ in range(4)], alembic_dir) == []
+    migrate(engine, alembic_dir, LOCK)
+    with engine.connect() as db:
+        assert db.execute(text("SELECT version_num FROM common_test_alembic_version")).scalars().all() == ["0001"]
+    engine.dispose()
+
+
+@needs_postgres
+def test_postgres_migrator_waits_for_the_advisory_lock(pg_url: str, alembic_dir: Path) -> None:
+    holder = create_engine(normalise_url(POSTGRES))
+    engine = make_engine(pg_url)
+    with holder.connect() as held:
+        held.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": LOCK})
+        worker = threading.Thread(target=migrate, args=(engine, alembic_dir, LOCK))
+        worker.start()
+        _wait_for_lock_waiter(held)
+        assert "things" not in inspect(engine).get_table_names()
+        held.rollback()  # releases the transaction-scoped lock
+    worker.join()
+    assert "things" in inspect(engine).get_table_names()
+    engine.dispose()
+    holder.dispose()
+
+
+def _wait_for_lock_waiter(held) -> None:  # noqa: ANN001 - a Connection inside a transaction
+    """Poll pg_locks until another backend is queued on an advisory lock."""
+    probe = create_engine(normalise_url(POSTGRES))
+    query = text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+    try:
+        for _ in range(600):
+            with probe.connect() as db:
+                if db.execute(query).scalar():
+                    return
+            threading.Event().wait(0.05)
+        raise AssertionError("the migrator never waited for the advisory lock")
+    finally:
+        probe.dispose()
+
+
+def _migrate_concurrently(engines: list, alembic_dir: Path) -> list[BaseException]:
+    """Run migrate on every engine at once; the exceptions raised, if any."""
+    errors: list[BaseException] = []
+
+    def run(engine) -> None:  # noqa: ANN001 - an Engine
+        try:
+            migrate(engine, alembic_dir, LOCK)
+        except BaseException as exc:  # noqa: BLE001 - reported to the test
+            errors.append(exc)
+        finally:
+            engine.dispose()
+
+    threads = [threading.Thread(target=run, args=(e,)) for e in engines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
