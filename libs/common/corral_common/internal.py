@@ -95,7 +95,7 @@ class CompletionEvent(InternalModel):
     logprobs: list[dict[str, Any]] | None = Field(default=None, description="per-token logprobs when asked for")
     done: bool = False
     done_reason: str = Field(default="", description='"stop", "length", "cancel" (client left), "load", "unload"')
-    context: list[int] | None = Field(default=None, description="prompt + generated tokens (None: image prompt)")
+    context: list[int] | None = Field(default=None, description="prompt + generated tokens ([]: image prompt)")
     prompt_eval_count: int = Field(default=0, description="prompt tokens evaluated (not taken from the cache)")
     prompt_eval_duration: int = 0
     eval_count: int = 0
@@ -105,8 +105,10 @@ class CompletionEvent(InternalModel):
     total_duration: int = 0
 
     def wire(self) -> dict[str, Any]:
-        """The event as the inference service sends it: only the fields that are set."""
-        return self.model_dump(exclude_defaults=True)
+        """The event as the inference service sends it: only the fields that are set, but a piece always has
+        ``content`` (a logprobs piece may carry "") and a final event keeps ``context`` when it is ``[]``."""
+        data = self.model_dump(exclude_defaults=True)
+        return data if self.done else {"content": self.content, **data}
 
     def metrics(self) -> dict[str, Any]:
         """Ollama's metric fields of a final event."""

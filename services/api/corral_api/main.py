@@ -14,11 +14,9 @@ from corral_common.logs import configure_logging
 from corral_common.net import is_loopback_host
 
 from corral_api.auth import AuthClient, AuthGate, GatewayAuthSettings
-from corral_api.clients import ServiceClient
+from corral_api.clients import InferenceClient, RegistryClient, WebsearchClient
 from corral_api.guards import EdgeGuard
-from corral_api.routes import keys, native, openai
-from corral_api.routes import web
-from corral_api.routes import registry
+from corral_api.routes import keys, native, openai, registry, web
 from corral_api.settings import ApiSettings
 
 
@@ -43,13 +41,13 @@ def create_app(settings: ApiSettings | None = None, auth: GatewayAuthSettings | 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging("api", settings.debug)
-        app.state.store = ServiceClient(settings.registry_url, "registry")
-        app.state.inference = ServiceClient(settings.inference_url, "inference")
+        app.state.registry = RegistryClient(settings.registry_url)
+        app.state.inference = InferenceClient(settings.inference_url)
+        app.state.websearch = WebsearchClient(settings.websearch_url)
         app.state.auth = AuthClient(auth.auth_url)
         yield
-        await app.state.auth.close()
-        await app.state.store.close()
-        await app.state.inference.close()
+        for client in (app.state.auth, app.state.registry, app.state.inference, app.state.websearch):
+            await client.close()
 
     app = FastAPI(title="corral", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     install_error_handler(app)

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator
-from contextlib import aclosing
 from typing import Any
 
 from corral_common.digest import parse_digest as parse_digest  # routes call models.parse_digest
 from corral_common.errors import BadRequest, NotFound
+from corral_common.internal import EmbedInputs, EmbedOutput, ProgressEvent
 from corral_common.jsonio import local_time
 from corral_common.names import InvalidName, ModelName
-from corral_common.options import validate_options
 from corral_common.schemas import CreateRequest, EmbeddingsRequest, EmbedRequest
 
-from corral_api.running import Call, engine_model, keep_alive_ns, resolve
+from corral_api.running import Call, keep_alive_ns, merged_options, resolve
 
 
 def check_name(text: str, message: str = "invalid model name") -> None:
@@ -27,22 +26,19 @@ def check_name(text: str, message: str = "invalid model name") -> None:
 
 async def ps(call: Call) -> dict[str, Any]:
     """GET /api/ps from the inference service's loaded runners."""
-    loaded = await call.inference.json("GET", "/run/ps", call.request_id)
+    loaded = await call.inference.ps(call.request_id)
     rows = [{"name": r["name"], "model": r["name"], "size": r["size"], "digest": r["digest"],
              "details": r["details"], "expires_at": local_time(r["expires_at"]), "size_vram": r["size_vram"],
              "context_length": r["context_length"]} for r in loaded["models"] if not r.get("embedding")]
     return {"models": rows}
 
 
-async def create(call: Call, req: CreateRequest) -> AsyncIterator[dict[str, Any]]:
+def create(call: Call, req: CreateRequest) -> AsyncIterator[ProgressEvent]:
     """POST /api/create: names checked here, the rest by the registry before it queues the job."""
     if not req.model_name():
         raise BadRequest("model is required")
     check_name(req.model_name())
-    body = req.model_dump(by_alias=True, exclude_none=True)
-    async with aclosing(call.store.stream("/store/create", call.request_id, body)) as events:
-        async for event in events:
-            yield event
+    return call.registry.create(req, call.request_id)
 
 
 def _inputs(value: Any) -> list[str]:
@@ -67,11 +63,12 @@ def normalize(vector: list[float], dimensions: int | None) -> list[float]:
 
 
 async def _embed_call(call: Call, model_text: str, inputs: list[str], truncate: bool,
-                      options: dict[str, Any] | None, keep_alive: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+                      options: dict[str, Any] | None, keep_alive: Any) -> EmbedOutput:
+    """Resolve the model and have inference embed the inputs (raw vectors)."""
     model = await resolve(call, model_text, f'model "{model_text}" not found, try pulling it first')
-    body = {"model": engine_model(model), "options": {**model.get("params", {}), **validate_options(options)},
-            "keep_alive_ns": keep_alive_ns(keep_alive), "inputs": inputs, "truncate": truncate}
-    return model, await call.inference.json("POST", "/run/embed", call.request_id, body)
+    body = EmbedInputs(model=model.engine_model(), options=merged_options(model, options),
+                       keep_alive_ns=keep_alive_ns(keep_alive), inputs=inputs, truncate=truncate)
+    return await call.inference.embed(body, call.request_id)
 
 
 async def embed(call: Call, req: EmbedRequest) -> dict[str, Any]:
@@ -81,14 +78,14 @@ async def embed(call: Call, req: EmbedRequest) -> dict[str, Any]:
     if req.dimensions is not None and req.dimensions < 0:
         raise BadRequest("dimensions must be a positive number")
     inputs = _inputs(req.input)
-    _, result = await _embed_call(call, req.model, inputs, req.truncate, req.options, req.keep_alive)
+    result = await _embed_call(call, req.model, inputs, req.truncate, req.options, req.keep_alive)
     out: dict[str, Any] = {"model": req.model,
-                           "embeddings": [normalize(v, req.dimensions) for v in result["embeddings"]]}
+                           "embeddings": [normalize(v, req.dimensions) for v in result.embeddings]}
     if not inputs:
         return out
     for key in ("total_duration", "load_duration", "prompt_eval_count"):
-        if result.get(key):
-            out[key] = result[key]
+        if getattr(result, key):
+            out[key] = getattr(result, key)
     return out
 
 
@@ -97,5 +94,5 @@ async def embeddings(call: Call, req: EmbeddingsRequest) -> dict[str, Any]:
     if not req.model:
         raise BadRequest("model is required")
     inputs = [req.prompt] if req.prompt else []
-    _, result = await _embed_call(call, req.model, inputs, True, req.options, req.keep_alive)
-    return {"embedding": result["embeddings"][0] if result["embeddings"] else []}
+    result = await _embed_call(call, req.model, inputs, True, req.options, req.keep_alive)
+    return {"embedding": result.embeddings[0] if result.embeddings else []}

@@ -10,6 +10,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from corral_common.errors import BadRequest
 from corral_common.gotemplate import Template, TemplateError, json_values
+from corral_common.internal import ResolvedModel
 
 MAX_PROMPT_CHARS = 4 << 20
 _SENTINEL = "\x00corral-response\x00"
@@ -103,13 +104,12 @@ def render_jinja(text: str, messages: list[dict[str, Any]], bos: str, eos: str,
     return rendered[len(bos):] if bos and rendered.startswith(bos) else rendered
 
 
-def render(model: dict[str, Any], messages: list[dict[str, Any]], template_override: str = "",
+def render(model: ResolvedModel, messages: list[dict[str, Any]], template_override: str = "",
            tools: list[Any] | None = None, suffix: str = "", think: Any = None) -> str:
     """The prompt for a conversation: request TEMPLATE, else the model's, else its GGUF Jinja template."""
-    go_template = template_override or model.get("template")
+    go_template = template_override or model.template
     if go_template:
         return render_go(go_template, messages, tools, suffix, think)
-    if model.get("chat_template"):
-        return render_jinja(model["chat_template"], messages, model.get("bos_token", ""),
-                            model.get("eos_token", ""), tools)
+    if model.chat_template:
+        return render_jinja(model.chat_template, messages, model.bos_token, model.eos_token, tools)
     return render_go("{{ .Prompt }}", messages, tools, suffix)

@@ -9,6 +9,7 @@ from typing import Any
 
 from corral_common.durations import InvalidDuration, parse_keep_alive
 from corral_common.errors import BadRequest, NotFound
+from corral_common.internal import CompletionEvent, CompletionRequest, LoadRequest, ResolvedModel
 from corral_common.jsonio import utc_now
 from corral_common.names import InvalidName, ModelName
 from corral_common.options import validate_options
@@ -16,7 +17,7 @@ from corral_common.schemas import ChatRequest, GenerateRequest, with_metrics
 
 from corral_api import prompt as prompts
 from corral_api.images import place_markers
-from corral_api.clients import ServiceClient
+from corral_api.clients import InferenceClient, RegistryClient
 from corral_api.shaping import OutputShaper
 from corral_api.thinking import ThinkingSplitter
 from corral_api.toolcalls import ToolCallCollector, family_of, forced_format
@@ -28,8 +29,8 @@ THINK_LEVELS = ("high", "medium", "low", "max")
 class Call:
     """What every model call carries: clients and the caller's request id."""
 
-    store: ServiceClient
-    inference: ServiceClient
+    registry: RegistryClient
+    inference: InferenceClient
     request_id: str
 
 
@@ -41,70 +42,76 @@ def keep_alive_ns(value: Any) -> int | None:
         raise BadRequest(str(exc)) from None
 
 
-async def resolve(call: Call, model: str, missing: str) -> dict[str, Any]:
+async def resolve(call: Call, model: str, missing: str) -> ResolvedModel:
     """The resolved model, 400 for an invalid name, 404 with ``missing`` when absent."""
     try:
         ModelName.parse(model)
     except InvalidName:
         raise BadRequest("invalid model name") from None
     try:
-        return await call.store.json("POST", "/store/resolve", call.request_id, {"model": model})
+        return await call.registry.resolve(model, call.request_id)
     except NotFound:
         raise NotFound(missing) from None
 
 
-def engine_model(model: dict[str, Any]) -> dict[str, Any]:
-    """The inference service's view of a resolved model."""
-    return {"name": model["short"], "model_digest": model["model_digest"],
-            "manifest_digest": model["manifest_digest"], "adapters": model["adapters"],
-            "projectors": model.get("projectors") or [], "details": model["details"]}
-
-
-def check_think(think: Any, model: dict[str, Any], shown: str) -> None:
+def check_think(think: Any, model: ResolvedModel, shown: str) -> None:
     """Validate ``think``: a bool or a level, and only on models that can think."""
     if isinstance(think, str) and think not in THINK_LEVELS:
         raise BadRequest(f'invalid think value: "{think}" (must be "high", "medium", "low", "max", true, or false)')
-    if think and "thinking" not in model["capabilities"]:
+    if think and not model.can("thinking"):
         raise BadRequest(f'"{shown}" does not support thinking')
 
 
-def check_images(images: list[str] | None, model: dict[str, Any]) -> None:
+def check_images(images: list[str] | None, model: ResolvedModel) -> None:
     """Images need a vision model (checked before any decoding)."""
-    if images and "vision" not in model["capabilities"]:
-        raise BadRequest(f"{model['short']} does not support images: load a model with vision capability")
+    if images and not model.can("vision"):
+        raise BadRequest(f"{model.short} does not support images: load a model with vision capability")
 
 
-async def _lifecycle(call: Call, model: dict[str, Any], options: dict, keep_alive: int | None) -> str:
+def merged_options(model: ResolvedModel, options: dict[str, Any] | None) -> dict[str, Any]:
+    """The Modelfile PARAMETERs overridden by the request's validated options."""
+    return {**model.params, **validate_options(options)}
+
+
+async def _lifecycle(call: Call, model: ResolvedModel, options: dict, keep_alive: int | None) -> str:
     """Empty prompt: unload for keep_alive 0, else load. Returns the done_reason."""
     if keep_alive == 0:
-        await call.inference.json("POST", "/run/unload", call.request_id, {"model_digest": model["model_digest"]})
+        await call.inference.unload(model.model_digest, call.request_id)
         return "unload"
-    await call.inference.json("POST", "/run/load", call.request_id,
-                              {"model": engine_model(model), "options": options, "keep_alive_ns": keep_alive})
+    load = LoadRequest(model=model.engine_model(), options=options, keep_alive_ns=keep_alive)
+    await call.inference.load(load, call.request_id)
     return "load"
 
 
-def _sampling_extras(req: GenerateRequest | ChatRequest) -> dict[str, Any]:
-    """Structured output and logprobs settings passed through to the engine."""
-    return {"format": req.format, "logprobs": req.logprobs, "top_logprobs": req.top_logprobs,
-            "truncate": req.truncate is not False}
+def _completion(req: GenerateRequest | ChatRequest, model: ResolvedModel, options: dict[str, Any],
+                keep_alive: int | None, prompt: str, images: list[str], fmt: Any,
+                context: list[int] | None = None) -> CompletionRequest:
+    """The inference request for a rendered prompt, with the request's logprobs and truncation settings."""
+    return CompletionRequest(model=model.engine_model(), options=options, keep_alive_ns=keep_alive, prompt=prompt,
+                             context=context or [], format=fmt, logprobs=req.logprobs,
+                             top_logprobs=req.top_logprobs, truncate=req.truncate is not False, images=images)
 
 
-def _with_logprobs(chunk: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
+def _with_logprobs(chunk: dict[str, Any], event: CompletionEvent) -> dict[str, Any]:
     """Attach the engine's per-token logprobs to a response chunk."""
-    if event.get("logprobs"):
-        chunk["logprobs"] = event["logprobs"]
+    if event.logprobs:
+        chunk["logprobs"] = event.logprobs
     return chunk
 
 
-def _generate_messages(req: GenerateRequest, model: dict[str, Any]) -> list[dict[str, Any]]:
+def _modelfile_messages(model: ResolvedModel) -> list[dict[str, Any]]:
+    """The Modelfile MESSAGEs as conversation messages."""
+    return [{"role": m["role"], "content": m["content"]} for m in model.messages]
+
+
+def _generate_messages(req: GenerateRequest, model: ResolvedModel) -> list[dict[str, Any]]:
     """Ollama's generate: system (request or Modelfile), Modelfile MESSAGEs unless context, the prompt."""
     messages: list[dict[str, Any]] = []
-    system = req.system or model.get("system", "")
+    system = req.system or model.system
     if system:
         messages.append({"role": "system", "content": system})
     if req.context is None:
-        messages += [{"role": m["role"], "content": m["content"]} for m in model.get("messages", [])]
+        messages += _modelfile_messages(model)
     messages.append({"role": "user", "content": req.prompt, "images": req.images})
     return messages
 
@@ -118,44 +125,38 @@ async def generate(call: Call, req: GenerateRequest) -> AsyncIterator[dict[str, 
     if not req.model:
         raise NotFound("model '' not found")
     model = await resolve(call, req.model, f"model '{req.model}' not found")
-    if "completion" not in model["capabilities"]:
+    if not model.can("completion"):
         raise BadRequest(f'"{req.model}" does not support generate')
-    if req.suffix and "insert" not in model["capabilities"]:
-        raise BadRequest(f"{model['name']} does not support insert")
+    if req.suffix and not model.can("insert"):
+        raise BadRequest(f"{model.name} does not support insert")
     check_think(req.think, model, req.model)
     check_images(req.images, model)
     keep_alive = keep_alive_ns(req.keep_alive)
-    options = {**model.get("params", {}), **validate_options(req.options)}
+    options = merged_options(model, req.options)
     if not req.prompt and not req.images:
         reason = await _lifecycle(call, model, options, keep_alive)
         yield {"model": req.model, "created_at": utc_now(), "response": "", "done": True, "done_reason": reason}
         return
-    think = req.think if req.think is not None else ("thinking" in model["capabilities"] or None)
+    think = req.think if req.think is not None else (model.can("thinking") or None)
     messages, images = place_markers(_generate_messages(req, model))
     text = req.prompt if req.raw else prompts.render(model, messages, req.template, suffix=req.suffix, think=think)
-    body = {"model": engine_model(model), "options": options, "keep_alive_ns": keep_alive,
-            "prompt": text, "context": req.context or [], **_sampling_extras(req), **_images(images)}
+    body = _completion(req, model, options, keep_alive, text, images, req.format, req.context)
     shaper = _shaper(req.think, model, None, text)
-    async with aclosing(call.inference.stream("/run/completion", call.request_id, body)) as events:
+    async with aclosing(call.inference.complete(body, call.request_id)) as events:
         async for event in events:
-            if not event.get("done"):
-                thought, content = shaper.feed(event["content"])
-                if thought or content or event.get("logprobs"):
+            if not event.done:
+                thought, content = shaper.feed(event.content)
+                if thought or content or event.logprobs:
                     yield _with_logprobs(_generate_chunk(req.model, content, thought), event)
                 continue
             thought, content, _ = shaper.finish()
             if thought or content:
                 yield _generate_chunk(req.model, content, thought)
             final = {"model": req.model, "created_at": utc_now(), "response": "", "done": True,
-                     "done_reason": event["done_reason"]}
-            if not req.raw:
-                final["context"] = event["context"]
-            yield with_metrics(final, event)
-
-
-def _images(images: list[str]) -> dict[str, Any]:
-    """The images field of an inference body, only when there are images (text requests stay as they were)."""
-    return {"images": images} if images else {}
+                     "done_reason": event.done_reason}
+            if not req.raw and event.context is not None:
+                final["context"] = event.context
+            yield with_metrics(final, event.metrics())
 
 
 def _generate_chunk(model: str, response: str, thinking: str) -> dict[str, Any]:
@@ -166,16 +167,16 @@ def _generate_chunk(model: str, response: str, thinking: str) -> dict[str, Any]:
     return chunk
 
 
-def _chat_messages(req: ChatRequest, model: dict[str, Any]) -> list[dict[str, Any]]:
+def _chat_messages(req: ChatRequest, model: ResolvedModel) -> list[dict[str, Any]]:
     """Modelfile MESSAGEs, then request messages; the Modelfile SYSTEM first unless the request has one."""
-    messages = [{"role": m["role"], "content": m["content"]} for m in model.get("messages", [])]
+    messages = _modelfile_messages(model)
     messages += [m.model_dump(exclude_none=True) for m in req.messages]
-    if model.get("system") and not (req.messages and req.messages[0].role == "system"):
-        messages.insert(0, {"role": "system", "content": model["system"]})
+    if model.system and not (req.messages and req.messages[0].role == "system"):
+        messages.insert(0, {"role": "system", "content": model.system})
     return messages
 
 
-def _tool_setup(req: ChatRequest, model: dict[str, Any]) -> tuple[list | None, Any, ToolCallCollector | None]:
+def _tool_setup(req: ChatRequest, model: ResolvedModel) -> tuple[list | None, Any, ToolCallCollector | None]:
     """Tools for the prompt, the format that forces a call (tool_choice), and the output collector."""
     tools = None if req.tool_choice == "none" else (req.tools or None)
     if not tools:
@@ -186,19 +187,19 @@ def _tool_setup(req: ChatRequest, model: dict[str, Any]) -> tuple[list | None, A
         raise BadRequest(str(exc)) from None
     if forced is None and req.tool_choice not in (None, "auto"):
         raise BadRequest(f'invalid tool_choice {req.tool_choice!r}: use "none", "auto", "required" or a function')
-    if forced is None and "tools" not in model["capabilities"]:
-        raise BadRequest(f"{model['name']} does not support tools")
+    if forced is None and not model.can("tools"):
+        raise BadRequest(f"{model.name} does not support tools")
     if forced is not None and req.format not in (None, ""):
         raise BadRequest("format cannot be combined with a forced tool_choice")
-    family = "json" if forced else family_of(model.get("template") or model.get("chat_template") or "")
+    family = "json" if forced else family_of(model.template or model.chat_template or "")
     return tools, (forced if forced is not None else req.format), ToolCallCollector(family, forced=forced is not None)
 
 
-def _shaper(req_think: Any, model: dict[str, Any], collector: ToolCallCollector | None,
+def _shaper(req_think: Any, model: ResolvedModel, collector: ToolCallCollector | None,
             prompt: str) -> OutputShaper:
     """Thinking is split for models that can think (inside already if the prompt opened the tag);
     it is kept unless ``think`` is false."""
-    thinks = "thinking" in model["capabilities"]
+    thinks = model.can("thinking")
     splitter = ThinkingSplitter(inside=prompt.rstrip().endswith("<think>")) if thinks else None
     return OutputShaper(splitter, keep_thinking=thinks and req_think is not False, tools=collector)
 
@@ -219,36 +220,35 @@ async def chat(call: Call, req: ChatRequest) -> AsyncIterator[dict[str, Any]]:
     if not req.model:
         raise BadRequest("model is required")
     model = await resolve(call, req.model, f"model '{req.model}' not found")
-    if "completion" not in model["capabilities"]:
+    if not model.can("completion"):
         raise BadRequest(f'"{req.model}" does not support chat')
     tools, fmt, collector = _tool_setup(req, model)
     check_think(req.think, model, req.model)
     check_images([i for m in req.messages for i in (m.images or [])], model)
     keep_alive = keep_alive_ns(req.keep_alive)
-    options = {**model.get("params", {}), **validate_options(req.options)}
+    options = merged_options(model, req.options)
     if not req.messages:
         reason = await _lifecycle(call, model, options, keep_alive)
         yield {"model": req.model, "created_at": utc_now(), "message": _message(""), "done": True,
                "done_reason": reason}
         return
-    think = req.think if req.think is not None else ("thinking" in model["capabilities"] or None)
+    think = req.think if req.think is not None else (model.can("thinking") or None)
     messages, images = place_markers(_chat_messages(req, model))
     text = prompts.render(model, messages, tools=tools, think=think)
-    body = {"model": engine_model(model), "options": options, "keep_alive_ns": keep_alive, "prompt": text,
-            **_sampling_extras(req), "format": fmt, **_images(images)}
+    body = _completion(req, model, options, keep_alive, text, images, fmt)
     shaper = _shaper(req.think, model, collector, text)
-    async with aclosing(call.inference.stream("/run/completion", call.request_id, body)) as events:
+    async with aclosing(call.inference.complete(body, call.request_id)) as events:
         async for event in events:
-            if not event.get("done"):
-                thought, content = shaper.feed(event["content"])
-                if thought or content or event.get("logprobs"):
+            if not event.done:
+                thought, content = shaper.feed(event.content)
+                if thought or content or event.logprobs:
                     yield _with_logprobs(_chunk(req.model, _message(content, thought)), event)
                 continue
             thought, content, calls = shaper.finish()
             if thought or content or calls:
                 yield _chunk(req.model, _message(content, thought, calls))
-            final = {**_chunk(req.model, _message("")), "done": True, "done_reason": event["done_reason"]}
-            yield with_metrics(final, event)
+            final = {**_chunk(req.model, _message("")), "done": True, "done_reason": event.done_reason}
+            yield with_metrics(final, event.metrics())
 
 
 def _chunk(model: str, message: dict[str, Any]) -> dict[str, Any]:

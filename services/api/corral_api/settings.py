@@ -13,6 +13,7 @@ DEFAULT_ORIGINS = tuple(
     for scheme in ("http", "https")
     for port in ("", ":*")
 ) + ("app://*", "file://*", "tauri://*", "vscode-webview://*", "vscode-file://*")
+DEFAULT_WEBSEARCH_URL = "http://127.0.0.1:11438"
 
 
 @dataclass(frozen=True)
@@ -22,19 +23,21 @@ class ApiSettings:
     listen: HostPort
     inference_url: str
     registry_url: str
+    websearch_url: str = DEFAULT_WEBSEARCH_URL
     origins: tuple[str, ...] = DEFAULT_ORIGINS
     debug: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "ApiSettings":
-        """OLLAMA_HOST, OLLAMA_ORIGINS (appended to the defaults), CORRAL_*_URL."""
+        """OLLAMA_HOST, OLLAMA_ORIGINS (appended to the defaults), CORRAL_{INFERENCE,REGISTRY,WEBSEARCH}_URL."""
         env = current_env() if environ is None else environ
         extra = tuple(o.strip() for o in env_str(env, "OLLAMA_ORIGINS").split(",") if o.strip())
         return cls(
             listen=parse_ollama_host(env_str(env, "OLLAMA_HOST")),
             inference_url=env_str(env, "CORRAL_INFERENCE_URL", "http://127.0.0.1:11435"),
             registry_url=env_str(env, "CORRAL_REGISTRY_URL", "http://127.0.0.1:11436"),
+            websearch_url=env_str(env, "CORRAL_WEBSEARCH_URL", DEFAULT_WEBSEARCH_URL),
             origins=DEFAULT_ORIGINS + extra,
             debug=env_bool(env, "OLLAMA_DEBUG"),
         )

@@ -1,4 +1,7 @@
-"""Fake model store and inference clients for gateway unit tests (never used by a server)."""
+"""Fake registry and inference clients for gateway unit tests (never used by a server).
+
+They have the typed clients' methods the routes call, so a test drives the real routes and services.
+"""
 
 from __future__ import annotations
 
@@ -8,50 +11,67 @@ from typing import Any
 from starlette.testclient import TestClient
 
 from corral_common.errors import AppError, NotFound
+from corral_common.internal import CompletionEvent, CompletionRequest, ResolvedModel
+from corral_common.schemas import ShowRequest
 
 from corral_api.main import create_app
 from corral_api.settings import ApiSettings
 
-
-def model(template: str = "{{ .Prompt }}") -> dict[str, Any]:
-    """The store's resolved view of the one model ``m`` the fake store knows."""
-    return {"name": "registry.ollama.ai/library/m:latest", "short": "m:latest", "model_digest": "a" * 64,
-            "manifest_digest": "b" * 64, "adapters": [], "details": {}, "capabilities": ["completion"],
-            "template": template, "params": {}, "messages": []}
+HELLO = [CompletionEvent(content="Hel"), CompletionEvent(content="lo"),
+         CompletionEvent(done=True, done_reason="stop", prompt_eval_count=5, eval_count=2)]
 
 
-class FakeStore:
-    """Knows the model ``m`` only; anything else is Ollama's 404."""
+def model(template: str = "{{ .Prompt }}", **fields: Any) -> ResolvedModel:
+    """The store's resolved view of the one model ``m`` the fake registry knows."""
+    base: dict[str, Any] = {"name": "registry.ollama.ai/library/m:latest", "short": "m:latest",
+                            "model_digest": "a" * 64, "manifest_digest": "b" * 64, "capabilities": ["completion"],
+                            "template": template}
+    return ResolvedModel.model_validate({**base, **fields})
 
-    def __init__(self, resolved: dict[str, Any]) -> None:
+
+class FakeRegistry:
+    """Knows one model (by its short name, with or without the tag); anything else is Ollama's 404."""
+
+    def __init__(self, resolved: ResolvedModel) -> None:
         self.resolved = resolved
 
-    async def json(self, method: str, path: str, request_id: str, body: Any = None) -> Any:
-        if body and body.get("model") != "m":
-            raise NotFound(f"model '{body.get('model')}' not found")
-        if path == "/store/show":
-            return {"modified_at": "2024-01-01T00:00:00Z"}
+    def _known(self, name: str) -> ResolvedModel:
+        if name not in (self.resolved.short, self.resolved.short.removesuffix(":latest")):
+            raise NotFound(f"model '{name}' not found")
         return self.resolved
+
+    async def resolve(self, name: str, request_id: str) -> ResolvedModel:
+        return self._known(name)
+
+    async def show(self, req: ShowRequest, request_id: str) -> dict[str, Any]:
+        self._known(req.model_name())
+        return {"modified_at": "2024-01-01T00:00:00Z"}
+
+    async def close(self) -> None:
+        pass
 
 
 class FakeInference:
-    """Answers "Hel", "lo" (or fails before piece ``fail_after``) and records the bodies it was sent."""
+    """Answers ``events`` ("Hel", "lo"), or fails before piece ``fail_after``; records the requests it got."""
 
-    def __init__(self, fail_after: int | None = None) -> None:
+    def __init__(self, fail_after: int | None = None, events: list[CompletionEvent] | None = None) -> None:
         self.fail_after = fail_after
-        self.bodies: list[dict[str, Any]] = []
+        self.events = events or HELLO
+        self.requests: list[CompletionRequest] = []
 
-    async def stream(self, path: str, request_id: str, body: Any) -> AsyncIterator[dict[str, Any]]:
-        self.bodies.append(body)
-        for i, piece in enumerate(["Hel", "lo"]):
+    async def complete(self, req: CompletionRequest, request_id: str) -> AsyncIterator[CompletionEvent]:
+        self.requests.append(req)
+        for i, event in enumerate(self.events):
             if i == self.fail_after:
                 raise AppError("runner crashed")
-            yield {"content": piece, "done": False}
-        yield {"content": "", "done": True, "done_reason": "stop", "prompt_eval_count": 5, "eval_count": 2}
+            yield event
+
+    async def close(self) -> None:
+        pass
 
 
-def gateway(resolved: dict[str, Any], inference: FakeInference | None = None) -> TestClient:
-    """A gateway app on the loopback address whose store and inference are the fakes."""
+def gateway(resolved: ResolvedModel, inference: FakeInference | None = None) -> TestClient:
+    """A gateway app on the loopback address whose registry and inference are the fakes."""
     app = create_app(ApiSettings.from_env({}))
-    app.state.store, app.state.inference = FakeStore(resolved), inference or FakeInference()
+    app.state.registry, app.state.inference = FakeRegistry(resolved), inference or FakeInference()
     return TestClient(app, base_url="http://127.0.0.1:11434")

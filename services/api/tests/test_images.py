@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
-from corral_common.errors import BadRequest, NotFound
+from corral_common.errors import BadRequest
 
 from corral_api.images import decode_image, image_kind, place_markers
-from corral_api.main import create_app
-from corral_api.settings import ApiSettings
+from gateway_fakes import FakeInference, gateway, model
 
 PNG_BYTES = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
 PNG = base64.b64encode(PNG_BYTES).decode()
 JPEG = base64.b64encode(b"\xff\xd8\xff\xe0" + b"\x00" * 8).decode()
-VISION = {"name": "registry.ollama.ai/library/v:latest", "short": "v:latest", "model_digest": "a" * 64,
-          "manifest_digest": "b" * 64, "adapters": [], "projectors": ["c" * 64], "details": {},
-          "capabilities": ["completion", "vision"], "template": "{{ .Prompt }}", "params": {}, "messages": []}
+VISION = model(name="registry.ollama.ai/library/v:latest", short="v:latest", projectors=["c" * 64],
+               capabilities=["completion", "vision"])
 
 
 def test_image_bytes_are_checked() -> None:
@@ -43,29 +40,9 @@ def test_markers_are_numbered_across_the_conversation_and_kept_where_the_text_na
         place_markers([{"role": "user", "content": "", "images": [PNG, "%%%"]}])
 
 
-class FakeStore:
-    async def json(self, method: str, path: str, request_id: str, body: Any = None) -> Any:
-        if body and body.get("model") != "v":
-            raise NotFound(f"model '{body.get('model')}' not found")
-        return VISION
-
-
-class RecordingInference:
-    def __init__(self) -> None:
-        self.bodies: list[dict[str, Any]] = []
-
-    async def stream(self, path: str, request_id: str, body: Any) -> AsyncIterator[dict[str, Any]]:
-        self.bodies.append(body)
-        yield {"content": "a cat", "done": False}
-        yield {"content": "", "done": True, "done_reason": "stop", "prompt_eval_count": 1, "eval_count": 2,
-               "context": []}
-
-
-def client() -> tuple[TestClient, RecordingInference]:
-    app = create_app(ApiSettings.from_env({}))
-    inference = RecordingInference()
-    app.state.store, app.state.inference = FakeStore(), inference
-    return TestClient(app, base_url="http://127.0.0.1:11434"), inference
+def client() -> tuple[TestClient, FakeInference]:
+    inference = FakeInference()
+    return gateway(VISION, inference), inference
 
 
 @pytest.mark.parametrize(("path", "body"), [
@@ -82,9 +59,9 @@ def test_every_api_sends_the_image_and_its_marker_to_inference(path: str, body: 
     http, inference = client()
     response = http.post(path, json={"model": "v", **body})
     assert response.status_code == 200, response.text
-    sent = inference.bodies[0]
-    assert sent["images"] == [PNG] and "[img-0] what is it?" in sent["prompt"]
-    assert sent["model"]["projectors"] == ["c" * 64]
+    sent = inference.requests[0]
+    assert sent.images == [PNG] and "[img-0] what is it?" in sent.prompt
+    assert sent.model.projectors == ["c" * 64]
 
 
 def test_a_non_image_payload_is_a_400_before_inference() -> None:
@@ -92,4 +69,4 @@ def test_a_non_image_payload_is_a_400_before_inference() -> None:
     text = base64.b64encode(b"hello there").decode()
     response = http.post("/api/chat", json={"model": "v", "stream": False,
                                             "messages": [{"role": "user", "content": "x", "images": [text]}]})
-    assert response.status_code == 400 and "not a PNG" in response.json()["error"] and not inference.bodies
+    assert response.status_code == 400 and "not a PNG" in response.json()["error"] and not inference.requests

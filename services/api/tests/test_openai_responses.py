@@ -213,7 +213,7 @@ def test_route_non_streamed_object_and_request_reaching_inference() -> None:
                                                            "instructions": "Be kind."}).json()
     assert result["object"] == "response" and result["status"] == "completed" and result["id"].startswith("resp_")
     assert result["output"][0]["content"][0]["text"] == "Hello" and result["instructions"] == "Be kind."
-    assert inference.bodies[0]["options"]["num_predict"] == 9 and "Be kind." in inference.bodies[0]["prompt"]
+    assert inference.requests[0].options["num_predict"] == 9 and "Be kind." in inference.requests[0].prompt
 
 
 def test_app_error_is_typed() -> None:

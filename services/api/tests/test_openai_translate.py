@@ -19,7 +19,7 @@ from corral_common.schemas import ChatRequest
 from corral_api import running
 from corral_api.openai import responses, translate
 from corral_api.openai.errors import error_object
-from corral_api.openai.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from corral_api.openai.schemas import ChatCompletionRequest, EmbeddingRequest, TextCompletionRequest
 from corral_api.openai.sse import DONE
 
 from gateway_fakes import FakeInference, gateway, model
@@ -189,12 +189,12 @@ def test_user_is_accepted_and_ignored() -> None:
 
 
 def test_completion_request() -> None:
-    native = translate.generate_request(CompletionRequest.model_validate(
+    native = translate.generate_request(TextCompletionRequest.model_validate(
         {"model": "m", "prompt": "Once", "suffix": "end", "max_tokens": 4, "logprobs": 2, "stop": "x"}))
     assert (native.prompt, native.suffix, native.logprobs, native.top_logprobs) == ("Once", "end", True, 2)
     assert native.options == {"temperature": 1.0, "top_p": 1.0, "num_predict": 4, "stop": ["x"]}
     with pytest.raises(BadRequest, match="prompt must be a string"):
-        translate.generate_request(CompletionRequest.model_validate({"model": "m", "prompt": ["a", "b"]}))
+        translate.generate_request(TextCompletionRequest.model_validate({"model": "m", "prompt": ["a", "b"]}))
 
 
 @pytest.mark.parametrize(("given", "expected"), [("", [""]), ("a", ["a"]), (["a", "b"], ["a", "b"])])
@@ -378,7 +378,7 @@ def test_chat_stream_over_sse() -> None:
     assert [p["choices"][0]["delta"] for p in payloads[:3]] == [{"role": "assistant", "content": "Hel"},
                                                                  {"content": "lo"}, {}]
     assert payloads[3]["usage"] == {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
-    assert inference.bodies[0]["options"]["temperature"] == 0 and inference.bodies[0]["options"]["top_p"] == 1.0
+    assert inference.requests[0].options["temperature"] == 0 and inference.requests[0].options["top_p"] == 1.0
 
 
 def test_stream_error_after_the_first_byte_is_a_final_error_event() -> None:

@@ -13,77 +13,48 @@ import ctypes
 import queue
 import random
 import threading
-import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import llama_cpp
 import numpy as np
 from llama_cpp import _internals as internals
 
+from corral_common.errors import AppError, BadRequest, InternalError
 from corral_common.logs import get_logger
 
-from corral_inference.completion import CompletionJob, ContextOverflow, prompt_tokens
-from corral_inference.engine import LoadSpec
-from corral_inference.llama_engine import _gpu_layers, _grammar, _threads
-from corral_inference.textstream import TextStream
+from corral_inference.completion import ContextOverflow, Generation, common_prefix, prompt_tokens, reusable_prefix
+from corral_inference.engine import CompletionJob, Emit, LoadSpec
+from corral_inference.llama_engine import _gpu_layers, _grammar, _threads, offloaded_bytes
 from corral_inference.vision import LlamaMtmd, VisionContext
 
-Emit = Callable[[dict[str, Any]], None]
 log = get_logger("corral.inference.batch")
 
 
 @dataclass
-class _Active:
-    """A request occupying a slot."""
-
-    job: CompletionJob
-    emit: Emit
-    sampler: internals.LlamaSampler
-    tokens: list[int]
-    pending: list[int]
-    limit: int
-    cached: int
-    stream: TextStream
-    started: int = field(default_factory=time.perf_counter_ns)
-    first_token_at: int = 0
-    generated: list[int] = field(default_factory=list)
-    last: int = -1
-    dropped: int = 0
-    image_positions: int = field(default=0, metadata={"doc": "KV positions an image prompt filled through mtmd"})
-
-
-@dataclass
 class _Slot:
+    """One sequence of the batch: its KV contents and the request occupying it, if any."""
+
     seq_id: int
     kv: list[int] = field(default_factory=list)
-    active: _Active | None = None
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
+    gen: Generation | None = None
+    sampler: internals.LlamaSampler | None = None
+    pending: list[int] = field(default_factory=list, metadata={"doc": "prompt tokens not yet decoded"})
 
 
 class BatchEngine:
     """A model with ``slots`` parallel sequences, driven by its own step-loop thread."""
 
-    batching = True
-
     def __init__(self, spec: LoadSpec, slots: int) -> None:
-        self.spec, self.slots_n = spec, max(1, slots)
+        self.spec, self.slots = spec, max(1, slots)
         model_params = llama_cpp.llama_model_default_params()
         model_params.n_gpu_layers = _gpu_layers(spec.num_gpu)
         model_params.main_gpu, model_params.use_mmap = spec.main_gpu, spec.use_mmap
         self.model = internals.LlamaModel(path_model=spec.model_path, params=model_params, verbose=False)
         self.ctx = internals.LlamaContext(model=self.model, params=self._context_params(spec), verbose=False)
-        self.batch = internals.LlamaBatch(n_tokens=spec.num_batch, embd=0, n_seq_max=self.slots_n)
+        self.batch = internals.LlamaBatch(n_tokens=spec.num_batch, embd=0, n_seq_max=self.slots)
         self.n_vocab = self.model.n_vocab()
-        self.slots = [_Slot(i) for i in range(self.slots_n)]
+        self.seqs = [_Slot(i) for i in range(self.slots)]
         self.vision: VisionContext | None = (VisionContext.load(LlamaMtmd(), spec.projector, self.model.model,
                                                                 _threads(spec.num_thread)) if spec.projector else None)
         self.inbox: queue.Queue[tuple[CompletionJob, Emit] | None] = queue.Queue()
@@ -93,35 +64,37 @@ class BatchEngine:
 
     def _context_params(self, spec: LoadSpec) -> Any:
         params = llama_cpp.llama_context_default_params()
-        params.n_ctx = spec.num_ctx * self.slots_n
+        params.n_ctx = spec.num_ctx * self.slots
         params.n_batch = params.n_ubatch = spec.num_batch
         params.n_threads = params.n_threads_batch = _threads(spec.num_thread)
-        params.n_seq_max = self.slots_n
+        params.n_seq_max = self.slots
         # One KV stream of num_ctx cells per slot: attention for a sequence then reads only its own
         # cells, not every slot's (a unified cache makes each token attend over all slots' used range).
         params.kv_unified = False
         params.no_perf = True
         return params
 
-    # --- the interface the service uses --------------------------------------------------
-    def n_ctx(self) -> int:
-        return self.spec.num_ctx
-
+    # --- the Engine protocol ---------------------------------------------------------------
     def submit(self, job: CompletionJob, emit: Emit) -> None:
         """Queue a request; events arrive through emit on the loop thread."""
         self.inbox.put((job, emit))
 
+    def embed(self, texts: list[str], truncate: bool) -> tuple[list[list[float]], int]:
+        """A generation runner does not embed (embedding requests load the model in embedding mode)."""
+        raise BadRequest("this model was loaded for generation and does not support embeddings")
+
     def size_bytes(self) -> int:
+        """Weights plus an f16 KV cache for every slot."""
         n_layer = llama_cpp.llama_model_n_layer(self.model.model)
         n_embd = llama_cpp.llama_model_n_embd(self.model.model)
-        return int(self.model.size()) + 2 * n_layer * self.spec.num_ctx * self.slots_n * n_embd * 2
+        return int(self.model.size()) + 2 * n_layer * self.spec.num_ctx * self.slots * n_embd * 2
 
     def vram_bytes(self) -> int:
         """Bytes offloaded to a GPU (all of it when layers are offloaded; CPU builds report 0)."""
-        offloaded = llama_cpp.llama_supports_gpu_offload() and _gpu_layers(self.spec.num_gpu) != 0
-        return self.size_bytes() if offloaded else 0
+        return offloaded_bytes(self.size_bytes(), self.spec.num_gpu)
 
     def close(self) -> None:
+        """Stop the loop (queued and running requests end with an error) and free the model."""
         self.inbox.put(None)
         self.thread.join(30)
         if self.vision is not None:
@@ -142,10 +115,10 @@ class BatchEngine:
                     self._step()
             except Exception as exc:  # the loop must outlive any one request's failure
                 log.error("batch step failed", error=repr(exc))
-                self._fail_all(f"inference failed: {exc}")
+                self._fail_all(InternalError(f"inference failed: {exc}"))
 
     def _busy(self) -> bool:
-        return any(slot.active for slot in self.slots)
+        return any(slot.gen for slot in self.seqs)
 
     def _intake(self, block: bool) -> bool:
         """Move submitted jobs into the waiting line; False when asked to stop."""
@@ -153,7 +126,7 @@ class BatchEngine:
             item = self.inbox.get(block=block)
             while True:
                 if item is None:
-                    self._fail_all("model unloaded")
+                    self._fail_all(InternalError("model unloaded"))
                     return False
                 self.waiting.append(item)
                 item = self.inbox.get_nowait()
@@ -163,7 +136,7 @@ class BatchEngine:
     def _admit(self) -> None:
         """Give waiting jobs free slots, in arrival order, preferring the slot with the longest cached prefix."""
         while self.waiting:
-            free = [slot for slot in self.slots if slot.active is None]
+            free = [slot for slot in self.seqs if slot.gen is None]
             if not free:
                 return
             job, emit = self.waiting.pop(0)
@@ -171,10 +144,10 @@ class BatchEngine:
                 continue
             try:
                 self._start(job, emit, free)
-            except ContextOverflow as exc:
-                emit({"error": str(exc), "status": 400})
+            except AppError as exc:  # a prompt that does not fit, an image that does not decode
+                emit(exc)
             except Exception as exc:  # a bad grammar or tokenizer failure ends this request only
-                emit({"error": f"inference failed: {exc}", "status": 500})
+                emit(InternalError(f"inference failed: {exc}"))
 
     def _start(self, job: CompletionJob, emit: Emit, free: list[_Slot]) -> None:
         if job.images:
@@ -182,34 +155,42 @@ class BatchEngine:
             return
         raw = self.model.tokenize(job.prompt.encode("utf-8"), add_bos=True, special=True)
         tokens, dropped = prompt_tokens(job, job.context + raw, self.spec.num_ctx)
-        slot = max(free, key=lambda s: _common_prefix(s.kv, tokens))
-        keep = min(_common_prefix(slot.kv, tokens), len(tokens) - 1)
+        sampler = self._sampler(job)
+        slot = max(free, key=lambda s: common_prefix(s.kv, tokens))
+        keep = reusable_prefix(slot.kv, tokens)
         self.ctx.kv_cache_seq_rm(slot.seq_id, keep, -1)
         slot.kv = slot.kv[:keep]
-        room = self.spec.num_ctx - len(tokens)
-        limit = room if job.sampling.num_predict < 0 else min(job.sampling.num_predict, room)
-        slot.active = _Active(job, emit, self._sampler(job), tokens, tokens[keep:], max(0, limit), keep,
-                              TextStream(job.sampling.stop), dropped=dropped)
-        if slot.active.limit == 0:
-            self._finish(slot, "length")
+        self._occupy(slot, Generation(job, emit, tokens, keep, self.spec.num_ctx, dropped), sampler, tokens[keep:])
 
     def _start_with_images(self, job: CompletionJob, emit: Emit, slot: _Slot) -> None:
         """Evaluate an image prompt through the projector into the slot, then sample its first token.
 
         Runs on the loop thread, so the other slots wait for the image encoding (one step's delay)."""
         if self.vision is None:
-            raise ValueError("this model has no vision projector")
+            raise BadRequest("this model has no vision projector")
         self.ctx.kv_cache_seq_rm(slot.seq_id, 0, -1)
         slot.kv = []
         used = self.vision.evaluate(self.ctx.ctx, job.prompt, list(job.images), self.spec.num_batch, slot.seq_id)
         slot.kv = [-1] * used  # image positions are never the prefix of a later prompt
-        room = self.spec.num_ctx - used
-        if room <= 0:
-            raise ContextOverflow("the input length exceeds the context length")
-        limit = room if job.sampling.num_predict < 0 else min(job.sampling.num_predict, room)
-        slot.active = _Active(job, emit, self._sampler(job), [], [], limit, 0, TextStream(job.sampling.stop),
-                              image_positions=used)
-        self._take(slot, -1)  # the prompt's last logits
+        if used >= self.spec.num_ctx:
+            raise ContextOverflow()
+        gen = Generation(job, emit, [], 0, self.spec.num_ctx, image_positions=used)
+        if self._occupy(slot, gen, self._sampler(job), []):
+            self._take(slot, -1)  # the prompt's last logits
+
+    def _occupy(self, slot: _Slot, gen: Generation, sampler: internals.LlamaSampler, pending: list[int]) -> bool:
+        """Put a request in a slot; False if it ended at once (no room to generate)."""
+        slot.gen, slot.sampler, slot.pending = gen, sampler, pending
+        if gen.start():
+            return True
+        self._free(slot)
+        return False
+
+    def _free(self, slot: _Slot) -> None:
+        """Empty the slot (its KV stays for prefix reuse)."""
+        if slot.sampler is not None:
+            slot.sampler.close()
+        slot.gen, slot.sampler, slot.pending = None, None, []
 
     def _sampler(self, job: CompletionJob) -> internals.LlamaSampler:
         """The request's own sampler chain inside llama.cpp (Ollama's order of samplers)."""
@@ -230,26 +211,26 @@ class BatchEngine:
         return sampler
 
     def _drop_cancelled(self) -> None:
-        for slot in self.slots:
-            if slot.active and slot.active.job.cancel.is_set():
-                self._finish(slot, "cancel")
+        for slot in self.seqs:
+            if slot.gen and slot.gen.end_if_cancelled():
+                self._free(slot)
 
     def _step(self) -> None:
         """One llama_decode over every active slot: prompt chunks and one new token per generating slot."""
         self.batch.reset()
         budget, sampled = self.spec.num_batch, []
-        for slot in self.slots:
-            active = slot.active
-            if active is None or budget == 0:
+        for slot in self.seqs:
+            gen = slot.gen
+            if gen is None or budget == 0:
                 continue
-            feed = active.pending[:budget] if active.pending else [active.last]
-            done_prompt = len(feed) == len(active.pending) or not active.pending
+            feed = slot.pending[:budget] if slot.pending else gen.generated[-1:]
+            done_prompt = len(feed) == len(slot.pending) or not slot.pending
             for i, token in enumerate(feed):
                 want_logits = done_prompt and i == len(feed) - 1
                 self._add(token, len(slot.kv), slot.seq_id, want_logits)
                 slot.kv.append(token)
-            if active.pending:
-                active.pending = active.pending[len(feed):]
+            if slot.pending:
+                slot.pending = slot.pending[len(feed):]
             budget -= len(feed)
             if done_prompt:
                 sampled.append((slot, self.batch.batch.n_tokens - 1))
@@ -258,7 +239,7 @@ class BatchEngine:
         try:
             self.ctx.decode(self.batch)
         except Exception as exc:
-            self._fail_all(f"llama_decode failed: {exc}")
+            self._fail_all(InternalError(f"llama_decode failed: {exc}"))
             return
         for slot, index in sampled:
             self._take(slot, index)
@@ -270,25 +251,17 @@ class BatchEngine:
         b.n_tokens += 1
 
     def _take(self, slot: _Slot, index: int) -> None:
-        """Sample the slot's next token and emit its text (or finish)."""
-        active = slot.active
-        assert active is not None
-        token = active.sampler.sample(self.ctx, index)
-        active.first_token_at = active.first_token_at or time.perf_counter_ns()
+        """Sample the slot's next token and hand it to the request's Generation."""
+        gen, sampler = slot.gen, slot.sampler
+        assert gen is not None and sampler is not None
+        token = sampler.sample(self.ctx, index)
         if llama_cpp.llama_vocab_is_eog(self.model.vocab, token):
-            self._finish(slot, "stop")
-            return
-        text, stopped = active.stream.push(self._piece(token, special=False))
-        active.generated.append(token)
-        active.last = token
-        if active.job.logprobs:
-            active.emit({"content": text, "logprobs": [self._logprobs(index, token, active.job.top_logprobs)]})
-        elif text:
-            active.emit({"content": text})
-        if stopped:
-            self._finish(slot, "stop")
-        elif len(active.generated) >= active.limit:
-            self._finish(slot, "length")
+            piece, logprobs = None, None
+        else:
+            piece = self._piece(token, special=False)
+            logprobs = self._logprobs(index, token, gen.job.top_logprobs) if gen.job.logprobs else None
+        if gen.step(token, piece, logprobs):
+            self._free(slot)
 
     def _piece(self, token: int, special: bool) -> bytes:
         """The bytes of one token (llama_token_to_piece, sized by its return value)."""
@@ -314,31 +287,11 @@ class BatchEngine:
         piece = self._piece(token, special=True)
         return {"token": piece.decode("utf-8", "replace"), "logprob": logprob, "bytes": list(piece)}
 
-    def _finish(self, slot: _Slot, reason: str) -> None:
-        """Emit the final event and free the slot (its KV stays for prefix reuse)."""
-        active = slot.active
-        assert active is not None
-        slot.active = None
-        tail = active.stream.flush()
-        if tail and reason != "cancel":
-            active.emit({"content": tail})
-        ended = time.perf_counter_ns()
-        first = active.first_token_at or ended
-        active.sampler.close()
-        final = {"done": True, "done_reason": reason,
-                 "context": [] if active.image_positions else active.tokens + active.generated,
-                 "prompt_eval_count": len(active.tokens) - active.cached + active.image_positions,
-                 "prompt_eval_duration": first - active.started,
-                 "eval_count": len(active.generated), "eval_duration": ended - first}
-        if active.dropped:
-            final["truncated_tokens"] = active.dropped
-        active.emit(final)
-
-    def _fail_all(self, message: str) -> None:
-        for slot in self.slots:
-            if slot.active:
-                slot.active.emit({"error": message, "status": 500})
-                slot.active = None
+    def _fail_all(self, error: AppError) -> None:
+        for slot in self.seqs:
+            if slot.gen:
+                slot.gen.fail(error)
+                self._free(slot)
         for _, emit in self.waiting:
-            emit({"error": message, "status": 500})
+            emit(error)
         self.waiting.clear()

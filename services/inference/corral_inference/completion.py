@@ -1,42 +1,34 @@
-"""One completion on a loaded engine: prompt in, text pieces and Ollama's final metrics out."""
+"""One request's generation, shared by every engine: the prompt that fits, the token limit, stop strings,
+end of generation, cancellation and the final event with Ollama's metrics.
+
+An engine owns the model calls (tokenize, decode, sample); for each sampled token it calls ``Generation.step``,
+which decides what the client sees and when the request is over.
+"""
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from corral_inference.engine import Engine, Sampling
+from corral_common.errors import AppError, BadRequest
+from corral_common.internal import CompletionEvent
+
+from corral_inference.engine import CompletionJob, Emit, Sampling
 from corral_inference.textstream import TextStream
 
-Emit = Callable[[dict[str, Any]], None]
 
-
-@dataclass
-class CompletionJob:
-    """What to generate: prompt tokens are made on the runner thread from ``prompt`` and ``context``."""
-
-    prompt: str
-    context: list[int]
-    sampling: Sampling
-    cancel: threading.Event
-    logprobs: bool = False
-    top_logprobs: int = 0
-    truncate: bool = True
-    images: tuple[bytes, ...] = ()
-
-
-class ContextOverflow(ValueError):
+class ContextOverflow(BadRequest):
     """A prompt longer than the context when the request asked not to truncate."""
+
+    def __init__(self) -> None:
+        super().__init__("the input length exceeds the context length")
 
 
 def prompt_tokens(job: CompletionJob, tokens: list[int], n_ctx: int) -> tuple[list[int], int]:
     """The prompt that fits the context and how many tokens were dropped to make it fit."""
     fitted = fit_context(tokens, n_ctx, job.sampling.num_keep)
     if len(fitted) < len(tokens) and not job.truncate:
-        raise ContextOverflow("the input length exceeds the context length")
+        raise ContextOverflow()
     return fitted, len(tokens) - len(fitted)
 
 
@@ -49,44 +41,90 @@ def fit_context(tokens: list[int], n_ctx: int, num_keep: int) -> list[int]:
     return tokens[:keep] + tokens[len(tokens) - (limit - keep):]
 
 
-def _max_tokens(sampling: Sampling, n_ctx: int, prompt_len: int) -> int:
+def common_prefix(a: list[int], b: list[int]) -> int:
+    """How many leading tokens two sequences share."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def reusable_prefix(cached: list[int], tokens: list[int]) -> int:
+    """Cached tokens a prompt can reuse: its last token is always evaluated again, for its logits."""
+    return max(0, min(common_prefix(cached, tokens), len(tokens) - 1))
+
+
+def max_tokens(sampling: Sampling, n_ctx: int, prompt_len: int) -> int:
     """num_predict (-1 unbounded, -2 fill the context) capped by the room left in the context."""
     room = max(0, n_ctx - prompt_len)
     return room if sampling.num_predict < 0 else min(sampling.num_predict, room)
 
 
-def run_completion(engine: Engine, job: CompletionJob, emit: Emit) -> None:
-    """Generate, calling emit for each text piece and once with the final metrics."""
-    started = time.perf_counter_ns()
-    tokens, _dropped = prompt_tokens(job, job.context + engine.tokenize(job.prompt), engine.n_ctx())
-    cached = min(engine.cached_prefix(tokens), max(0, len(tokens) - 1))
-    limit = _max_tokens(job.sampling, engine.n_ctx(), len(tokens))
-    stream, generated = TextStream(job.sampling.stop), []
-    first_token_at, reason = 0, "length"
-    for token in (engine.generate(tokens, job.sampling) if limit > 0 else ()):
-        first_token_at = first_token_at or time.perf_counter_ns()
-        if job.cancel.is_set():
-            reason = "cancel"
-            break
-        if engine.is_end(token):
-            reason = "stop"
-            break
-        text, stopped = stream.push(engine.token_bytes(token, generated))
-        generated.append(token)
-        if job.logprobs:
-            emit({"content": text, "logprobs": [engine.logprobs(token, job.top_logprobs)]})
+class Generation:
+    """A request being generated: engines feed it sampled tokens, it emits pieces and the final event."""
+
+    def __init__(self, job: CompletionJob, emit: Emit, tokens: list[int], cached: int, n_ctx: int,
+                 dropped: int = 0, image_positions: int = 0) -> None:
+        self.job, self.emit = job, emit
+        self.tokens, self.cached, self.dropped = tokens, cached, dropped
+        self.image_positions = image_positions  # KV positions an image prompt filled (not tokens)
+        self.limit = max_tokens(job.sampling, n_ctx, len(tokens) + image_positions)
+        self.stream = TextStream(job.sampling.stop)
+        self.generated: list[int] = []
+        self.started = time.perf_counter_ns()
+        self.first_token_at = 0
+        self.done = False
+
+    def start(self) -> bool:
+        """Whether there is room to generate; if not, the request ends here with "length"."""
+        if self.limit > 0:
+            return True
+        self.finish("length")
+        return False
+
+    def end_if_cancelled(self) -> bool:
+        """End with "cancel" if the client left; True when it did."""
+        if self.job.cancel.is_set():
+            self.finish("cancel")
+            return True
+        return False
+
+    def step(self, token: int, piece: bytes | None, logprobs: dict[str, Any] | None = None) -> bool:
+        """Take one sampled token (piece None: an end-of-generation token); True when the request is over."""
+        self.first_token_at = self.first_token_at or time.perf_counter_ns()
+        if piece is None:
+            self.finish("stop")
+            return True
+        text, stopped = self.stream.push(piece)
+        self.generated.append(token)
+        if logprobs is not None:
+            self.emit(CompletionEvent.model_construct(content=text, logprobs=[logprobs]))
         elif text:
-            emit({"content": text})
+            self.emit(CompletionEvent.model_construct(content=text))
         if stopped:
-            reason = "stop"
-            break
-        if len(generated) >= limit:
-            break
-    tail = stream.flush()
-    if tail and reason != "cancel":
-        emit({"content": tail})
-    ended = time.perf_counter_ns()
-    first_token_at = first_token_at or ended
-    emit({"done": True, "done_reason": reason, "context": tokens + generated,
-          "prompt_eval_count": len(tokens) - cached, "prompt_eval_duration": first_token_at - started,
-          "eval_count": len(generated), "eval_duration": ended - first_token_at})
+            self.finish("stop")
+        elif len(self.generated) >= self.limit:
+            self.finish("length")
+        return self.done
+
+    def finish(self, reason: str) -> None:
+        """Emit what the stop-string guard held back (unless cancelled) and the final event with the metrics."""
+        tail = self.stream.flush()
+        if tail and reason != "cancel":
+            self.emit(CompletionEvent.model_construct(content=tail))
+        ended = time.perf_counter_ns()
+        first = self.first_token_at or ended
+        self.done = True
+        self.emit(CompletionEvent.model_construct(
+            done=True, done_reason=reason,
+            context=[] if self.image_positions else self.tokens + self.generated,  # image positions are no tokens
+            prompt_eval_count=len(self.tokens) - self.cached + self.image_positions,
+            prompt_eval_duration=first - self.started, eval_count=len(self.generated), eval_duration=ended - first,
+            truncated_tokens=self.dropped))
+
+    def fail(self, error: AppError) -> None:
+        """End the request with an error line instead of a final event."""
+        self.done = True
+        self.emit(error)

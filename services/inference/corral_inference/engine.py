@@ -1,10 +1,14 @@
-"""The Engine seam: what the scheduler needs from a model runtime (llama.cpp, or a fake in unit tests)."""
+"""The Engine seam: a loaded model that runs whole requests (llama.cpp batching, embeddings, or a fake in tests)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from corral_common.errors import AppError
+from corral_common.internal import CompletionEvent
 
 
 @dataclass(frozen=True)
@@ -53,29 +57,33 @@ class Sampling:
         return cls(**known)
 
 
+@dataclass
+class CompletionJob:
+    """What to generate: the engine makes prompt tokens from ``context`` + ``prompt`` on its own thread."""
+
+    prompt: str
+    context: list[int]
+    sampling: Sampling
+    cancel: threading.Event = field(default_factory=threading.Event)
+    logprobs: bool = False
+    top_logprobs: int = 0
+    truncate: bool = True
+    images: tuple[bytes, ...] = ()
+
+
+# Text pieces, then one final event (``done``); or a typed error, after which nothing follows.
+Emit = Callable[[CompletionEvent | AppError], None]
+
+
 class Engine(Protocol):
-    """A loaded model."""
+    """A loaded model. The scheduler calls every method but ``submit`` on the runner's own thread."""
 
-    def n_ctx(self) -> int:
-        """Context length the model was loaded with."""
+    slots: int  # requests generated at once; more wait inside the engine
 
-    def tokenize(self, text: str) -> list[int]:
-        """Tokens of a rendered prompt (special tokens parsed, BOS as the model wants)."""
+    def submit(self, job: CompletionJob, emit: Emit) -> None:
+        """Queue a completion; its events arrive through emit, from any thread, until one is final or an error.
 
-    def token_bytes(self, token: int, previous: list[int]) -> bytes:
-        """The bytes one generated token adds after ``previous``."""
-
-    def is_end(self, token: int) -> bool:
-        """Whether a token ends generation (end-of-generation tokens)."""
-
-    def cached_prefix(self, tokens: list[int]) -> int:
-        """How many leading tokens are already in the KV cache."""
-
-    def generate(self, tokens: list[int], sampling: Sampling) -> Iterator[int]:
-        """Evaluate the prompt and yield sampled tokens until the caller stops."""
-
-    def logprobs(self, token: int, top_n: int) -> dict[str, Any]:
-        """Log-probability of the token just sampled, with the ``top_n`` most likely alternatives."""
+        Setting ``job.cancel`` ends it at the next token with ``done_reason`` "cancel"."""
 
     def embed(self, texts: list[str], truncate: bool) -> tuple[list[list[float]], int]:
         """One vector per text (not normalised) and the number of tokens evaluated."""
@@ -83,5 +91,8 @@ class Engine(Protocol):
     def size_bytes(self) -> int:
         """Approximate memory the loaded model holds."""
 
+    def vram_bytes(self) -> int:
+        """The part of size_bytes held in GPU memory."""
+
     def close(self) -> None:
-        """Free the model."""
+        """Free the model; requests still queued end with an error."""

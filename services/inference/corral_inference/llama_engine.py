@@ -1,19 +1,18 @@
-"""The llama.cpp engine through llama-cpp-python. Every call happens on the runner's own thread."""
+"""The embedding engine (llama-cpp-python's ``Llama``) and the llama.cpp helpers the batch engine shares.
+
+Every call happens on the runner's own thread."""
 
 from __future__ import annotations
 
 import os
-import random
-from collections.abc import Iterator
-
 from functools import lru_cache
-from typing import Any
 
 import llama_cpp
-import numpy as np
 from llama_cpp.llama_grammar import LlamaGrammar
 
-from corral_inference.engine import LoadSpec, Sampling
+from corral_common.errors import BadRequest, InternalError
+
+from corral_inference.engine import CompletionJob, Emit, LoadSpec
 
 
 @lru_cache(maxsize=64)
@@ -34,83 +33,54 @@ def _gpu_layers(num_gpu: int) -> int:
     return -1 if num_gpu < 0 else num_gpu
 
 
+def offloaded_bytes(size: int, num_gpu: int) -> int:
+    """All of a model's bytes when its layers are offloaded to a GPU; 0 on CPU builds or with num_gpu 0."""
+    return size if llama_cpp.llama_supports_gpu_offload() and _gpu_layers(num_gpu) != 0 else 0
+
+
 class LlamaEngine:
-    """A model loaded with llama.cpp."""
+    """An embedding model loaded with llama.cpp: one context, one request at a time."""
+
+    slots = 1
 
     def __init__(self, spec: LoadSpec) -> None:
         # A generative model has no pooling of its own: mean-pool it when used for embeddings.
-        pooling = llama_cpp.LLAMA_POOLING_TYPE_UNSPECIFIED if spec.pooling_in_model else llama_cpp.LLAMA_POOLING_TYPE_MEAN
+        pooling = (llama_cpp.LLAMA_POOLING_TYPE_UNSPECIFIED if spec.pooling_in_model
+                   else llama_cpp.LLAMA_POOLING_TYPE_MEAN)
+        self.spec = spec
         self.llm = llama_cpp.Llama(
             model_path=spec.model_path,
             n_ctx=spec.num_ctx, n_batch=spec.num_batch, n_ubatch=spec.num_batch,
             n_threads=_threads(spec.num_thread), n_threads_batch=_threads(spec.num_thread),
             n_gpu_layers=_gpu_layers(spec.num_gpu), main_gpu=spec.main_gpu, use_mmap=spec.use_mmap,
             lora_path=spec.adapters[0] if spec.adapters else None,
-            embedding=spec.embedding, pooling_type=pooling if spec.embedding else llama_cpp.LLAMA_POOLING_TYPE_UNSPECIFIED,
-            verbose=False,
-        )
-        self.vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
-
-    def n_ctx(self) -> int:
-        return self.llm.n_ctx()
-
-    def tokenize(self, text: str) -> list[int]:
-        return self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
-
-    def token_bytes(self, token: int, previous: list[int]) -> bytes:
-        return self.llm.detokenize([token], prev_tokens=previous)
-
-    def is_end(self, token: int) -> bool:
-        return bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
-
-    def cached_prefix(self, tokens: list[int]) -> int:
-        cached = self.llm.input_ids[: self.llm.n_tokens]
-        n = 0
-        for a, b in zip(cached, tokens):
-            if a != b:
-                break
-            n += 1
-        return n
-
-    def generate(self, tokens: list[int], sampling: Sampling) -> Iterator[int]:
-        seed = sampling.seed if sampling.seed >= 0 else random.getrandbits(31)
-        self.llm.set_seed(seed)
-        self.llm.last_n_tokens_size = sampling.repeat_last_n if sampling.repeat_last_n >= 0 else self.n_ctx()
-        return self.llm.generate(
-            tokens, top_k=sampling.top_k, top_p=sampling.top_p, min_p=sampling.min_p,
-            typical_p=sampling.typical_p, temp=sampling.temperature,
-            repeat_penalty=sampling.repeat_penalty, frequency_penalty=sampling.frequency_penalty,
-            presence_penalty=sampling.presence_penalty, reset=True,
-            grammar=_grammar(sampling.grammar) if sampling.grammar else None,
+            embedding=True, pooling_type=pooling, verbose=False,
         )
 
-    def logprobs(self, token: int, top_n: int) -> dict[str, Any]:
-        logits = np.ctypeslib.as_array(self.llm._ctx.get_logits_ith(-1), shape=(self.llm.n_vocab(),))
-        peak = float(logits.max())
-        logp = logits - (peak + np.log(np.exp(logits - peak).sum()))
-        item = self._token_logprob(token, float(logp[token]))
-        if top_n > 0:
-            best = np.argpartition(-logp, top_n)[:top_n]
-            best = best[np.argsort(-logp[best])]
-            item["top_logprobs"] = [self._token_logprob(int(t), float(logp[t])) for t in best]
-        return item
-
-    def _token_logprob(self, token: int, logprob: float) -> dict[str, Any]:
-        piece = self.llm.detokenize([token], special=True)
-        return {"token": piece.decode("utf-8", "replace"), "logprob": logprob, "bytes": list(piece)}
+    def submit(self, job: CompletionJob, emit: Emit) -> None:
+        """Generation runs on the batch engine; a model loaded for embeddings answers with a 400."""
+        emit(BadRequest("this model was loaded for embeddings and does not support generate"))
 
     def embed(self, texts: list[str], truncate: bool) -> tuple[list[list[float]], int]:
-        vectors, count = self.llm.embed(texts, normalize=False, truncate=truncate, return_count=True)
+        """Raw vectors and the tokens evaluated; an input over the context without truncate is a 400."""
+        try:
+            vectors, count = self.llm.embed(texts, normalize=False, truncate=truncate, return_count=True)
+        except ValueError as exc:
+            if "exceed" in str(exc):
+                raise BadRequest("the input length exceeds the context length") from None
+            raise InternalError(str(exc)) from None
         return [list(map(float, v)) for v in vectors], count
 
     def size_bytes(self) -> int:
-        return int(self.llm._model.size()) + self._kv_bytes()
-
-    def _kv_bytes(self) -> int:
-        """K and V caches in f16: 2 × layers × ctx × embedding width × 2 bytes (an estimate)."""
+        """Weights plus the f16 KV cache: 2 × layers × ctx × embedding width × 2 bytes (an estimate)."""
         n_layer = llama_cpp.llama_model_n_layer(self.llm.model)
         n_embd = llama_cpp.llama_model_n_embd(self.llm.model)
-        return 2 * n_layer * self.n_ctx() * n_embd * 2
+        return int(self.llm._model.size()) + 2 * n_layer * self.llm.n_ctx() * n_embd * 2
+
+    def vram_bytes(self) -> int:
+        """Bytes offloaded to a GPU."""
+        return offloaded_bytes(self.size_bytes(), self.spec.num_gpu)
 
     def close(self) -> None:
+        """Free the model."""
         self.llm.close()

@@ -123,8 +123,7 @@ class Scheduler:
         if exclusive:
             await runner.lock.acquire()
             return
-        slots = getattr(runner.engine, "slots_n", 1)
-        if runner.active - slots > self.settings.max_queue:
+        if runner.active - runner.engine.slots > self.settings.max_queue:
             raise ServiceUnavailable(BUSY)
 
     async def _ready_runner(self, ref: ModelRef, spec: LoadSpec, keep_alive_ns: int | None) -> Runner:
@@ -189,8 +188,7 @@ class Scheduler:
             if runner.engine is None:
                 runner.engine = await runner.call(self.factory, runner.spec)
                 runner.size = await runner.call(runner.engine.size_bytes)
-                vram = getattr(runner.engine, "vram_bytes", None)
-                runner.size_vram = await runner.call(vram) if vram else 0
+                runner.size_vram = await runner.call(runner.engine.vram_bytes)
                 runner.load_duration_ns = time.perf_counter_ns() - started
                 log.info("model loaded", model=runner.ref.name, seconds=round(runner.load_duration_ns / 1e9, 2))
 

@@ -5,24 +5,22 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import threading
 import time
-from dataclasses import replace
 from collections.abc import AsyncIterator
 from contextlib import aclosing
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from corral_common.digest import Digest
-from corral_common.errors import AppError, BadRequest, InternalError, from_status
+from corral_common.errors import AppError, BadRequest
 from corral_common.gguf import GGUFFile, InvalidGGUF, read_gguf
-from corral_common.internal import CompletionRequest, EmbedRequest, LoadRequest
+from corral_common.internal import CompletionEvent, CompletionRequest, EmbedInputs, EmbedOutput, LoadRequest, LoadResult
 from corral_common.store_paths import blob_path
 
-from corral_inference.completion import CompletionJob, run_completion
-from corral_inference.engine import LoadSpec, Sampling
-from corral_inference.scheduler import ModelRef, Runner, Scheduler
+from corral_inference.engine import CompletionJob, Engine, LoadSpec, Sampling
+from corral_inference.scheduler import ModelRef, Scheduler
 from corral_inference.settings import InferenceSettings
 from corral_inference.structured import grammar_for
 
@@ -84,45 +82,27 @@ def model_ref(req: LoadRequest) -> ModelRef:
     return ModelRef(m.name, m.model_digest, m.manifest_digest, m.details)
 
 
-async def load(scheduler: Scheduler, settings: InferenceSettings, req: LoadRequest) -> dict[str, Any]:
+async def load(scheduler: Scheduler, settings: InferenceSettings, req: LoadRequest) -> LoadResult:
     """Load (or keep) a model without generating: Ollama's empty-prompt request."""
     started = time.perf_counter_ns()
     async with scheduler.lease(model_ref(req), load_spec(settings, req), req.keep_alive_ns) as runner:
-        return {"load_duration": runner.load_duration_ns, "total_duration": time.perf_counter_ns() - started}
+        return LoadResult(load_duration=runner.load_duration_ns, total_duration=time.perf_counter_ns() - started)
 
 
-def _push(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue, event: dict[str, Any]) -> None:
-    loop.call_soon_threadsafe(queue.put_nowait, event)
-
-
-def _run(runner: Runner, job: CompletionJob, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue) -> None:
-    """Runner-thread body: generate, and always end the queue with a final or an error event."""
-    try:
-        run_completion(runner.engine, job, lambda e: _push(loop, queue, e))
-    except Exception as exc:  # llama.cpp failure: report it to the caller instead of hanging
-        _push(loop, queue, {"error": f"inference failed: {exc}", "status": 500})
-
-
-async def _events(runner: Runner, job: CompletionJob) -> AsyncIterator[dict[str, Any]]:
-    """Relay the engine's events; cancelling (client gone) stops generation at the next token/step."""
+async def _events(engine: Engine, job: CompletionJob) -> AsyncIterator[CompletionEvent]:
+    """Relay the engine's events (sent from its thread); leaving early cancels generation at the next token."""
     loop, queue = asyncio.get_running_loop(), asyncio.Queue()
-    if getattr(runner.engine, "batching", False):
-        runner.engine.submit(job, lambda e: _push(loop, queue, e))
-        work = None
-    else:
-        work = loop.run_in_executor(runner.executor, _run, runner, job, loop, queue)
+    engine.submit(job, lambda event: loop.call_soon_threadsafe(queue.put_nowait, event))
     try:
         while True:
             event = await queue.get()
-            if "error" in event:
-                raise from_status(event.get("status", 500), event["error"])
+            if isinstance(event, AppError):
+                raise event
             yield event
-            if event.get("done"):
+            if event.done:
                 return
     finally:
         job.cancel.set()
-        if work is not None:
-            await asyncio.shield(work)
 
 
 def image_bytes(req: CompletionRequest) -> tuple[bytes, ...]:
@@ -139,38 +119,27 @@ def image_bytes(req: CompletionRequest) -> tuple[bytes, ...]:
 
 async def complete(scheduler: Scheduler, settings: InferenceSettings,
                    req: CompletionRequest) -> AsyncIterator[dict[str, Any]]:
-    """Stream text pieces then a final event with Ollama's metrics (durations in ns)."""
+    """Stream text pieces then a final event with Ollama's metrics (durations in ns), as wire dicts."""
     started = time.perf_counter_ns()
     images = image_bytes(req)
     sampling = replace(Sampling.from_options(req.options), grammar=grammar_for(req.format))
-    job = CompletionJob(req.prompt, list(req.context), sampling, threading.Event(),
-                        req.logprobs or req.top_logprobs > 0, req.top_logprobs, req.truncate, images)
+    job = CompletionJob(req.prompt, list(req.context), sampling, logprobs=req.logprobs or req.top_logprobs > 0,
+                        top_logprobs=req.top_logprobs, truncate=req.truncate, images=images)
     spec = load_spec(settings, req)
     async with scheduler.lease(model_ref(req), spec, req.keep_alive_ns, exclusive=spec.embedding) as runner:
         load_ns = time.perf_counter_ns() - started
-        async with aclosing(_events(runner, job)) as events:
+        async with aclosing(_events(runner.engine, job)) as events:
             async for event in events:
-                if event.get("done"):
-                    event.update(load_duration=load_ns, total_duration=time.perf_counter_ns() - started)
-                yield event
+                if event.done:
+                    event = event.model_copy(update={"load_duration": load_ns,
+                                                     "total_duration": time.perf_counter_ns() - started})
+                yield event.wire()
 
 
-async def embed(scheduler: Scheduler, settings: InferenceSettings, req: EmbedRequest) -> dict[str, Any]:
+async def embed(scheduler: Scheduler, settings: InferenceSettings, req: EmbedInputs) -> EmbedOutput:
     """Raw (unnormalised) vectors for each input, with token count and timings."""
     started = time.perf_counter_ns()
     async with scheduler.lease(model_ref(req), load_spec(settings, req), req.keep_alive_ns) as runner:
-        if not req.inputs:
-            return {"embeddings": [], "prompt_eval_count": 0, "load_duration": runner.load_duration_ns}
-        try:
-            vectors, count = await runner.call(runner.engine.embed, req.inputs, req.truncate)
-        except ValueError as exc:
-            if "exceed" in str(exc):
-                raise BadRequest("the input length exceeds the context length") from None
-            raise InternalError(str(exc)) from None
-        return {"embeddings": vectors, "prompt_eval_count": count,
-                "load_duration": runner.load_duration_ns, "total_duration": time.perf_counter_ns() - started}
-
-
-def error_event(exc: AppError) -> dict[str, Any]:
-    """An error line of the internal stream, keeping its status for the gateway."""
-    return {"error": exc.message, "status": exc.status}
+        vectors, count = await runner.call(runner.engine.embed, req.inputs, req.truncate) if req.inputs else ([], 0)
+        return EmbedOutput(embeddings=vectors, prompt_eval_count=count, load_duration=runner.load_duration_ns,
+                           total_duration=time.perf_counter_ns() - started)

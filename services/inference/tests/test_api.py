@@ -43,9 +43,11 @@ def test_completion_streams_text_then_metrics(api) -> None:
     with client.stream("POST", "/run/completion", json=_body(digest, prompt="hi")) as response:
         assert response.status_code == 200
         events = [json.loads(line) for line in response.iter_lines() if line]
-    assert "".join(e.get("content", "") for e in events) == "fine"
+    assert events[:4] == [{"content": "f"}, {"content": "i"}, {"content": "n"}, {"content": "e"}]
     final = events[-1]
     assert final["done"] and final["done_reason"] == "stop" and final["eval_count"] == 4
+    assert {"context", "prompt_eval_count", "load_duration", "total_duration"} <= set(final)
+    assert "truncated_tokens" not in final and final["context"][:2] == [ord("h"), ord("i")]
     assert final["total_duration"] >= final["eval_duration"]
     rows = client.get("/run/ps").json()["models"]
     assert rows[0]["name"] == "tiny:latest" and rows[0]["context_length"] == 2048  # clamped to trained ctx
@@ -75,3 +77,40 @@ def test_embed_returns_raw_vectors(api) -> None:
     result = client.post("/run/embed", json=_body(digest, inputs=["abc", "de"])).json()
     assert result["embeddings"] == [[3.0, 1.0, 0.0], [2.0, 1.0, 0.0]]
     assert result["prompt_eval_count"] == 5
+
+
+def _lines(client: TestClient, body: dict) -> list[dict]:
+    with client.stream("POST", "/run/completion", json=body) as response:
+        assert response.status_code == 200
+        return [json.loads(line) for line in response.iter_lines() if line]
+
+
+def test_an_image_prompt_ends_with_an_empty_context(api) -> None:
+    client, root = api
+    digest = _blob(root, small_model().build())
+    body = _body(digest, prompt="[img-0] what is it?", images=["aGk="])
+    body["model"]["projectors"] = ["c" * 64]
+    final = _lines(client, body)[-1]
+    assert final["done"] and final["context"] == []  # the gateway reads event["context"]
+
+
+def test_logprob_pieces_and_truncation_on_the_wire(api) -> None:
+    client, root = api
+    digest = _blob(root, small_model().build())
+    events = _lines(client, _body(digest, prompt="x" * 40, logprobs=True, options={"num_ctx": 16}))
+    assert set(events[0]) == {"content", "logprobs"} and events[0]["logprobs"][0]["token"] == "f"
+    assert events[-1]["truncated_tokens"] == 40 - 15
+
+
+def test_a_prompt_over_the_context_without_truncate_is_a_400(api) -> None:
+    client, root = api
+    digest = _blob(root, small_model().build())
+    response = client.post("/run/completion", json=_body(digest, prompt="x" * 40, truncate=False,
+                                                         options={"num_ctx": 16}))
+    assert response.status_code == 400 and response.json() == {"error": "the input length exceeds the context length"}
+
+
+def test_load_answers_its_durations(api) -> None:
+    client, root = api
+    digest = _blob(root, small_model().build())
+    assert set(client.post("/run/load", json=_body(digest)).json()) == {"load_duration", "total_duration"}

@@ -28,7 +28,7 @@ def _ref(n: int) -> tuple[ModelRef, LoadSpec]:
 async def _use(s: Scheduler, n: int, keep_alive: int | None = None) -> FakeEngine:
     ref, spec = _ref(n)
     async with s.lease(ref, spec, keep_alive) as runner:
-        await runner.call(runner.engine.tokenize, "x")
+        await runner.call(runner.engine.embed, ["x"], True)
         return runner.engine
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from corral_common.digest import Digest
 from corral_common.gguf import GGUFFile, InvalidGGUF, read_gguf
 from corral_common.gotemplate import Template, TemplateError
+from corral_common.internal import ResolvedModel
 from corral_common.jsonio import local_time
 from corral_common.modelfile import quote
 from corral_common.schemas import model_details
@@ -205,21 +206,21 @@ def _token(gguf: GGUFFile | None, key: str) -> str:
     return ""
 
 
-def resolved(view: ModelView) -> dict[str, Any]:
-    """Everything the gateway needs to run the model (the internal ``ResolvedModel`` shape)."""
+def resolved(view: ModelView) -> ResolvedModel | None:
+    """Everything the gateway needs to run the model; None when it has no model layer to run."""
     gguf, manifest = view.gguf(), view.stored.manifest
     if view.model_layer is None:
-        return {}
-    return {
-        "name": str(view.stored.name), "short": view.stored.name.display_shortest(),
-        "manifest_digest": view.stored.digest_hex(), "model_digest": view.model_layer.digest.hex,
-        "adapters": [layer.digest.hex for layer in manifest.layers_of(media_types.ADAPTER)],
-        "projectors": [layer.digest.hex for layer in manifest.layers_of(media_types.PROJECTOR)],
-        "template": view.template, "chat_template": gguf.chat_template() if gguf else None,
-        "system": view.system, "params": view.params, "messages": view.messages,
-        "details": view.details(), "capabilities": view.capabilities(),
-        "bos_token": _token(gguf, "tokenizer.ggml.bos_token_id"),
-        "eos_token": _token(gguf, "tokenizer.ggml.eos_token_id"),
-        "context_length": gguf.context_length() if gguf else None,
-        "modified_at": local_time(view.stored.modified),
-    }
+        return None
+    return ResolvedModel(
+        name=str(view.stored.name), short=view.stored.name.display_shortest(),
+        manifest_digest=view.stored.digest_hex(), model_digest=view.model_layer.digest.hex,
+        adapters=[layer.digest.hex for layer in manifest.layers_of(media_types.ADAPTER)],
+        projectors=[layer.digest.hex for layer in manifest.layers_of(media_types.PROJECTOR)],
+        template=view.template, chat_template=gguf.chat_template() if gguf else None,
+        system=view.system, params=view.params, messages=view.messages,
+        details=view.details(), capabilities=view.capabilities(),
+        bos_token=_token(gguf, "tokenizer.ggml.bos_token_id"),
+        eos_token=_token(gguf, "tokenizer.ggml.eos_token_id"),
+        context_length=gguf.context_length() if gguf else None,
+        modified_at=local_time(view.stored.modified),
+    )

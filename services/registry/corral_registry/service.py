@@ -11,6 +11,7 @@ from celery import Celery
 
 from corral_common.digest import parse_digest as parse_digest  # routes call service.parse_digest
 from corral_common.errors import BadGateway, BadRequest, NotFound
+from corral_common.internal import ResolvedModel
 from corral_common.names import InvalidName, ModelName
 from corral_common.schemas import CopyRequest, CreateRequest, NamedRequest, ShowRequest
 from corral_common.tasks import CREATE_MODEL_TASK, PULL_MODEL_TASK, PUSH_MODEL_TASK, enqueue, relay
@@ -55,11 +56,11 @@ def show(store: ModelStore, req: ShowRequest) -> dict[str, Any]:
     return show_response(ModelView(store, stored), req.verbose, system, req.options or {})
 
 
-def resolve(store: ModelStore, req: NamedRequest) -> dict[str, Any]:
+def resolve(store: ModelStore, req: NamedRequest) -> ResolvedModel:
     """Everything needed to run a model, or 404 ``model 'x' not found`` (name as sent)."""
     stored = _require(store, req.model_name(), f"model '{req.model_name()}' not found")
     info = resolved(ModelView(store, stored))
-    if not info:
+    if info is None:
         raise BadRequest(f"model '{req.model_name()}' has no model layer to run")
     return info
 

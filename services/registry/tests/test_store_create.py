@@ -163,8 +163,8 @@ def test_blob_upload_verifies_digest_and_leaves_no_temp_files(store: ModelStore)
 def test_resolve_gives_what_inference_needs(store: ModelStore) -> None:
     weights = _model(store, template="{{ .System }}{{ .Prompt }}", system="sys")
     info = service.resolve(store, NamedRequest(model="tiny"))
-    assert info["model_digest"] == weights.hex
-    assert info["template"] == "{{ .System }}{{ .Prompt }}" and info["system"] == "sys"
-    assert info["bos_token"] == "<s>" or info["bos_token"] == ""
+    assert info.model_digest == weights.hex
+    assert info.template == "{{ .System }}{{ .Prompt }}" and info.system == "sys"
+    assert info.bos_token == "<s>" or info.bos_token == ""
     with pytest.raises(AppError):
         service.resolve(store, NamedRequest(model="ghost"))

@@ -77,7 +77,7 @@ class ChatCompletionRequest(Sampling):
     reasoning: Reasoning | None = None
 
 
-class CompletionRequest(Sampling):
+class TextCompletionRequest(Sampling):
     prompt: Any = Field(default="", description="a string (lists of prompts and token ids are refused)")
     suffix: str = ""
     echo: bool = False

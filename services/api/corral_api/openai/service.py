@@ -6,10 +6,13 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from corral_common.schemas import ShowRequest
+
 from corral_api import models, running
 from corral_api.openai import responses, responses_api, translate
 from corral_api.openai.responses_stream import ResponsesStream
-from corral_api.openai.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, ResponsesRequest
+from corral_api.openai.schemas import (ChatCompletionRequest, EmbeddingRequest, ResponsesRequest,
+                                      TextCompletionRequest)
 from corral_api.running import Call
 
 
@@ -26,18 +29,18 @@ async def chat(call: Call, req: ChatCompletionRequest) -> dict[str, Any]:
     return responses.chat_completion(responses.new_id("chatcmpl"), int(time.time()), native)
 
 
-def _echo(req: CompletionRequest) -> str:
+def _echo(req: TextCompletionRequest) -> str:
     return req.prompt if req.echo and isinstance(req.prompt, str) else ""
 
 
-def completion_stream(call: Call, req: CompletionRequest) -> AsyncIterator[dict[str, Any]]:
+def completion_stream(call: Call, req: TextCompletionRequest) -> AsyncIterator[dict[str, Any]]:
     """POST /v1/completions with ``stream: true``: chunk objects."""
     native = running.generate(call, translate.generate_request(req))
     stream = responses.CompletionStream(responses.new_id("cmpl"), int(time.time()), req.include_usage(), _echo(req))
     return stream.events(native)
 
 
-async def completion(call: Call, req: CompletionRequest) -> dict[str, Any]:
+async def completion(call: Call, req: TextCompletionRequest) -> dict[str, Any]:
     """POST /v1/completions: one ``text_completion``."""
     native = await running.collect_generate(running.generate(call, translate.generate_request(req)))
     return responses.completion(responses.new_id("cmpl"), int(time.time()), native, _echo(req))
@@ -45,12 +48,12 @@ async def completion(call: Call, req: CompletionRequest) -> dict[str, Any]:
 
 async def list_models(call: Call) -> dict[str, Any]:
     """GET /v1/models from the store's model list."""
-    return responses.model_list(await call.store.json("GET", "/store/models", call.request_id))
+    return responses.model_list(await call.registry.list_models(call.request_id))
 
 
 async def retrieve_model(call: Call, name: str) -> dict[str, Any]:
     """GET /v1/models/{model}: the model's show data as a ``model`` object (404 when unknown)."""
-    shown = await call.store.json("POST", "/store/show", call.request_id, {"model": name})
+    shown = await call.registry.show(ShowRequest(model=name), call.request_id)
     return responses.model_object(name, shown["modified_at"])
 
 

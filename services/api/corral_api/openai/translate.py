@@ -13,8 +13,8 @@ from typing import Any
 from corral_common.errors import BadRequest
 from corral_common.schemas import ChatRequest, EmbedRequest, GenerateRequest, Message
 
-from corral_api.openai.schemas import (ChatCompletionRequest, ChatMessage, CompletionRequest, EmbeddingRequest,
-                                       ResponseFormat, Sampling, ToolCall)
+from corral_api.openai.schemas import (ChatCompletionRequest, ChatMessage, EmbeddingRequest, ResponseFormat, Sampling,
+                                       TextCompletionRequest, ToolCall)
 
 IMAGE_PREFIXES = ("data:;base64,", "data:image/jpeg;base64,", "data:image/jpg;base64,",
                   "data:image/png;base64,", "data:image/webp;base64,")
@@ -222,7 +222,7 @@ def chat_request(req: ChatCompletionRequest) -> ChatRequest:
         "logprobs": bool(req.logprobs), "top_logprobs": req.top_logprobs or 0, **native_tools(req)})
 
 
-def generate_request(req: CompletionRequest) -> GenerateRequest:
+def generate_request(req: TextCompletionRequest) -> GenerateRequest:
     """POST /v1/completions as a native generate request (``logprobs: n`` → logprobs with n alternatives)."""
     check_n(req.n)
     if not isinstance(req.prompt, str):

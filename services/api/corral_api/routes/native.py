@@ -11,7 +11,8 @@ from corral_common.schemas import (ChatRequest, CopyRequest, CreateRequest, Dele
 from corral_common.version import OLLAMA_API_VERSION
 
 from corral_api import models, running
-from corral_api.deps import Inference, RequestId, Store
+from corral_api.deps import Inference, Registry, RequestId
+from corral_api.routes.registry import progress_answer
 from corral_api.running import Call
 
 router = APIRouter()
@@ -28,85 +29,77 @@ async def version() -> GoJSONResponse:
 
 
 @router.api_route("/api/tags", methods=["GET", "HEAD"])
-async def tags(store: Store, rid: RequestId) -> GoJSONResponse:
-    return GoJSONResponse(await store.json("GET", "/store/models", rid))
+async def tags(registry: Registry, rid: RequestId) -> GoJSONResponse:
+    return GoJSONResponse(await registry.list_models(rid))
 
 
 @router.post("/api/show")
-async def show(request: Request, store: Store, rid: RequestId) -> GoJSONResponse:
+async def show(request: Request, registry: Registry, rid: RequestId) -> GoJSONResponse:
     req = parse_body(ShowRequest, await request.body())
-    return GoJSONResponse(await store.json("POST", "/store/show", rid, req.model_dump(exclude_none=True)))
+    return GoJSONResponse(await registry.show(req, rid))
 
 
 @router.get("/api/ps")
-async def ps(store: Store, inference: Inference, rid: RequestId) -> GoJSONResponse:
-    return GoJSONResponse(await models.ps(Call(store, inference, rid)))
+async def ps(registry: Registry, inference: Inference, rid: RequestId) -> GoJSONResponse:
+    return GoJSONResponse(await models.ps(Call(registry, inference, rid)))
 
 
 @router.post("/api/generate")
-async def generate(request: Request, store: Store, inference: Inference, rid: RequestId):
+async def generate(request: Request, registry: Registry, inference: Inference, rid: RequestId):
     req = parse_body(GenerateRequest, await request.body())
-    chunks = running.generate(Call(store, inference, rid), req)
+    chunks = running.generate(Call(registry, inference, rid), req)
     if req.stream:
         return await stream_or_error(chunks, request)
     return GoJSONResponse(await until_disconnected(request, running.collect_generate(chunks)))
 
 
 @router.post("/api/chat")
-async def chat(request: Request, store: Store, inference: Inference, rid: RequestId):
+async def chat(request: Request, registry: Registry, inference: Inference, rid: RequestId):
     req = parse_body(ChatRequest, await request.body())
-    chunks = running.chat(Call(store, inference, rid), req)
+    chunks = running.chat(Call(registry, inference, rid), req)
     if req.stream:
         return await stream_or_error(chunks, request)
     return GoJSONResponse(await until_disconnected(request, running.collect_chat(chunks)))
 
 
 @router.post("/api/embed")
-async def embed(request: Request, store: Store, inference: Inference, rid: RequestId) -> GoJSONResponse:
+async def embed(request: Request, registry: Registry, inference: Inference, rid: RequestId) -> GoJSONResponse:
     req = parse_body(EmbedRequest, await request.body())
-    return GoJSONResponse(await models.embed(Call(store, inference, rid), req))
+    return GoJSONResponse(await models.embed(Call(registry, inference, rid), req))
 
 
 @router.post("/api/embeddings")
-async def embeddings(request: Request, store: Store, inference: Inference, rid: RequestId) -> GoJSONResponse:
+async def embeddings(request: Request, registry: Registry, inference: Inference, rid: RequestId) -> GoJSONResponse:
     req = parse_body(EmbeddingsRequest, await request.body())
-    return GoJSONResponse(await models.embeddings(Call(store, inference, rid), req))
+    return GoJSONResponse(await models.embeddings(Call(registry, inference, rid), req))
 
 
 @router.post("/api/create")
-async def create(request: Request, store: Store, inference: Inference, rid: RequestId):
+async def create(request: Request, registry: Registry, inference: Inference, rid: RequestId):
     req = parse_body(CreateRequest, await request.body())
-    events = models.create(Call(store, inference, rid), req)
-    if req.stream:
-        return await stream_or_error(events)
-    last = {}
-    async for event in events:
-        last = event
-    return GoJSONResponse(last)
+    return await progress_answer(req.stream, models.create(Call(registry, inference, rid), req))
 
 
 @router.post("/api/copy")
-async def copy(request: Request, store: Store, rid: RequestId) -> Response:
-    req = parse_body(CopyRequest, await request.body())
-    await store.call("POST", "/store/copy", rid, req.model_dump())
+async def copy(request: Request, registry: Registry, rid: RequestId) -> Response:
+    await registry.copy(parse_body(CopyRequest, await request.body()), rid)
     return Response(status_code=200)
 
 
 @router.delete("/api/delete")
-async def delete(request: Request, store: Store, rid: RequestId) -> Response:
+async def delete(request: Request, registry: Registry, rid: RequestId) -> Response:
     req = parse_body(DeleteRequest, await request.body())
-    await store.call("POST", "/store/delete", rid, {"model": req.model_name()})
+    await registry.delete(req.model_name(), rid)
     return Response(status_code=200)
 
 
 @router.head("/api/blobs/{digest}")
-async def head_blob(digest: str, store: Store, rid: RequestId) -> Response:
-    await store.call("HEAD", f"/store/blobs/{models.parse_digest(digest)}", rid)
+async def head_blob(digest: str, registry: Registry, rid: RequestId) -> Response:
+    await registry.blob_exists(models.parse_digest(digest), rid)
     return Response(status_code=200)
 
 
 @router.post("/api/blobs/{digest}")
-async def upload_blob(digest: str, request: Request, store: Store, rid: RequestId) -> Response:
-    parsed = models.parse_digest(digest)
-    response = await store.call("POST", f"/store/blobs/{parsed}", rid, content=request.stream())
-    return Response(status_code=response.status_code)
+async def upload_blob(digest: str, request: Request, registry: Registry, rid: RequestId) -> Response:
+    created = await registry.upload_blob(models.parse_digest(digest), request.stream(), rid)
+    return Response(status_code=201 if created else 200)

@@ -9,46 +9,42 @@ from fastapi import APIRouter, Request
 
 from corral_common.errors import BadRequest
 from corral_common.http import GoJSONResponse, stream_or_error
-from corral_common.schemas import NamedRequest, parse_body
+from corral_common.internal import ProgressEvent, TransferRequest
+from corral_common.schemas import parse_body
 
-from corral_api.deps import RequestId, Store
+from corral_api.deps import Registry, RequestId
 from corral_api.models import check_name
 
 router = APIRouter()
 
 
-class TransferRequest(NamedRequest):
-    """Ollama's ``api.PullRequest`` / ``api.PushRequest``; ``username``/``password`` are ignored, as there."""
-
-    insecure: bool = False
-    stream: bool = True
-    username: str = ""
-    password: str = ""
-
-
-async def _answer(req: TransferRequest, events: AsyncIterator[dict[str, Any]]):
-    """NDJSON progress, or with ``stream: false`` only the last object (errors keep their status)."""
-    if req.stream:
-        return await stream_or_error(events)
-    last: dict[str, Any] = {}
+async def _relayed(events: AsyncIterator[ProgressEvent]) -> AsyncIterator[dict[str, Any]]:
+    """Each event with exactly the fields the registry sent."""
     async for event in events:
+        yield event.model_dump(exclude_unset=True)
+
+
+async def progress_answer(stream: bool, events: AsyncIterator[ProgressEvent]):
+    """NDJSON progress, or with ``stream: false`` only the last object (errors keep their status)."""
+    if stream:
+        return await stream_or_error(_relayed(events))
+    last: dict[str, Any] = {}
+    async for event in _relayed(events):
         last = event
     return GoJSONResponse(last)
 
 
 @router.post("/api/pull")
-async def pull(request: Request, store: Store, rid: RequestId):
+async def pull(request: Request, registry: Registry, rid: RequestId):
     req = parse_body(TransferRequest, await request.body())
     check_name(req.model_name())
-    body = {"model": req.model_name(), "insecure": req.insecure}
-    return await _answer(req, store.stream("/store/pull", rid, body))
+    return await progress_answer(req.stream, registry.pull(req, rid))
 
 
 @router.post("/api/push")
-async def push(request: Request, store: Store, rid: RequestId):
+async def push(request: Request, registry: Registry, rid: RequestId):
     req = parse_body(TransferRequest, await request.body())
     if not req.model_name():
         raise BadRequest("model is required")
     check_name(req.model_name())
-    body = {"model": req.model_name(), "insecure": req.insecure}
-    return await _answer(req, store.stream("/store/push", rid, body))
+    return await progress_answer(req.stream, registry.push(req, rid))

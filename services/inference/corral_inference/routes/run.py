@@ -7,7 +7,7 @@ from pydantic import BaseModel, ValidationError
 
 from corral_common.errors import BadRequest
 from corral_common.http import GoJSONResponse, stream_or_error
-from corral_common.internal import CompletionRequest, EmbedRequest, LoadRequest, UnloadRequest
+from corral_common.internal import CompletionRequest, EmbedInputs, LoadRequest, UnloadRequest
 
 from corral_inference import service
 from corral_inference.deps import SchedulerDep, SettingsDep
@@ -25,7 +25,7 @@ async def _parse(request: Request, schema: type[BaseModel]):
 @router.post("/load")
 async def load(request: Request, scheduler: SchedulerDep, settings: SettingsDep) -> GoJSONResponse:
     req = await _parse(request, LoadRequest)
-    return GoJSONResponse(await service.load(scheduler, settings, req))
+    return GoJSONResponse((await service.load(scheduler, settings, req)).model_dump())
 
 
 @router.post("/completion")
@@ -36,8 +36,8 @@ async def completion(request: Request, scheduler: SchedulerDep, settings: Settin
 
 @router.post("/embed")
 async def embed(request: Request, scheduler: SchedulerDep, settings: SettingsDep) -> GoJSONResponse:
-    req = await _parse(request, EmbedRequest)
-    return GoJSONResponse(await service.embed(scheduler, settings, req))
+    req = await _parse(request, EmbedInputs)
+    return GoJSONResponse((await service.embed(scheduler, settings, req)).model_dump())
 
 
 @router.post("/unload")

@@ -30,7 +30,8 @@ async def show(request: Request, store: Store) -> GoJSONResponse:
 @router.post("/resolve")
 async def resolve(request: Request, store: Store) -> GoJSONResponse:
     req = parse_body(NamedRequest, await request.body())
-    return GoJSONResponse(await asyncio.to_thread(service.resolve, store, req))
+    resolved = await asyncio.to_thread(service.resolve, store, req)
+    return GoJSONResponse(resolved.model_dump(mode="json"))
 
 
 @router.post("/copy")
