@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import secrets
-import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, create_engine, inspect, text
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from corral_common.db import make_engine, migrate, normalise_url, sessions
 
@@ -39,15 +38,21 @@ def upgrade() -> None:
 '''
 
 
-def _up(port: int) -> bool:
+def _postgres_or_skip() -> Engine:
+    """An engine on the local Postgres, or a skip where none is running."""
+    engine = make_engine(POSTGRES)
     try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
+        engine.connect().close()
+    except OperationalError:
+        engine.dispose()
+        pytest.skip("Postgres is not running on 127.0.0.1:5432")
+    return engine
 
 
-needs_postgres = pytest.mark.skipif(not _up(5432), reason="Postgres is not running on 127.0.0.1:5432")
+def _run(engine: Engine, statement: str) -> None:
+    """One statement in its own transaction."""
+    with engine.begin() as db:
+        db.execute(text(statement))
 
 
 @pytest.fixture
@@ -63,13 +68,10 @@ def alembic_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A throwaway schema on the local Postgres, so runs never see each other's tables."""
-    schema = f"common_test_{secrets.token_hex(4)}"
-    admin = make_engine(POSTGRES)
-    with admin.begin() as db:
-        db.execute(text(f'CREATE SCHEMA "{schema}"'))
+    schema, admin = f"common_test_{secrets.token_hex(4)}", _postgres_or_skip()
+    _run(admin, f'CREATE SCHEMA "{schema}"')
     yield f"{POSTGRES}?options=-csearch_path%3D{schema}"
-    with admin.begin() as db:
-        db.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    _run(admin, f'DROP SCHEMA "{schema}" CASCADE')
     admin.dispose()
 
 
@@ -121,7 +123,6 @@ def test_concurrent_sqlite_migrators_both_succeed(tmp_path: Path, alembic_dir: P
     assert errors == []
 
 
-@needs_postgres
 def test_postgres_migrates_once(pg_url: str, alembic_dir: Path) -> None:
     engine = make_engine(pg_url)
     assert engine.dialect.driver == "psycopg"
@@ -132,7 +133,6 @@ def test_postgres_migrates_once(pg_url: str, alembic_dir: Path) -> None:
     engine.dispose()
 
 
-@needs_postgres
 def test_postgres_migrator_waits_for_the_advisory_lock(pg_url: str, alembic_dir: Path) -> None:
     holder = create_engine(normalise_url(POSTGRES))
     engine = make_engine(pg_url)
