@@ -83,7 +83,7 @@ def advisory_xact_lock(connection: Connection, lock_name: str) -> None:
 
 
 def migrate(engine: Engine, alembic_dir: Path, lock_name: str) -> None:
-    """Bring the schema to the newest Alembic revision in ``alembic_dir``, one migrator at a time."""
+    """Bring the schema to the newest revision in ``alembic_dir``; one migrator per ``lock_name`` at a time."""
     # Imported here: services that only open an engine (and the CLI) need not load Alembic.
     from alembic import command
     from alembic.config import Config

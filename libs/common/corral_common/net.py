@@ -17,7 +17,7 @@ def ip_or_none(text: str) -> IPAddress | None:
 
 
 def is_loopback_host(host: str, unspecified: bool = False) -> bool:
-    """``localhost`` or a loopback IP; with ``unspecified``, also ``0.0.0.0``/``::`` (a client reaches those locally)."""
+    """``localhost`` or a loopback IP; with ``unspecified`` also ``0.0.0.0``/``::``, which clients reach locally."""
     if host == "localhost":
         return True
     ip = ip_or_none(host)

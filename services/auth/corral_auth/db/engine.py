@@ -11,11 +11,10 @@ from corral_common.db import make_engine, sessions
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 VERSION_TABLE = "auth_alembic_version"
-MIGRATION_LOCK = "corral_auth_migrate"
 
 __all__ = ["MIGRATIONS", "VERSION_TABLE", "make_engine", "migrate", "sessions"]
 
 
 def migrate(engine: Engine) -> None:
     """Bring the auth schema to the newest Alembic revision."""
-    shared_db.migrate(engine, MIGRATIONS, MIGRATION_LOCK)
+    shared_db.migrate(engine, MIGRATIONS, lock_name=VERSION_TABLE)

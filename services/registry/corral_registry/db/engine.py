@@ -14,14 +14,13 @@ from corral_common.db import make_engine, sessions
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 VERSION_TABLE = "registry_alembic_version"
-MIGRATION_LOCK = "corral_registry_migrate"
 
 __all__ = ["Database", "MIGRATIONS", "VERSION_TABLE", "make_engine", "migrate"]
 
 
 def migrate(engine: Engine) -> None:
     """Bring the registry schema to the newest Alembic revision."""
-    shared_db.migrate(engine, MIGRATIONS, MIGRATION_LOCK)
+    shared_db.migrate(engine, MIGRATIONS, lock_name=VERSION_TABLE)
 
 
 class Database:

@@ -15,7 +15,6 @@ from corral_common import db as shared_db
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 VERSION_TABLE = "websearch_alembic_version"  # its own, so the database can be shared with other services
-MIGRATION_LOCK = "corral_websearch_migrate"
 
 metadata = MetaData()
 pages = Table(
@@ -31,4 +30,4 @@ pages = Table(
 
 def migrate(engine: Engine) -> None:
     """Bring the index schema to the newest revision."""
-    shared_db.migrate(engine, MIGRATIONS, MIGRATION_LOCK)
+    shared_db.migrate(engine, MIGRATIONS, lock_name=VERSION_TABLE)
