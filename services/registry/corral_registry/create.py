@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from corral_common.digest import Digest, InvalidDigest
-from corral_common.errors import AppError, BadRequest, NotFound
+from corral_common.errors import BadRequest, NotFound
 from corral_common.gguf import GGUFFile, InvalidGGUF, human_number, is_gguf
 from corral_common.gotemplate import Template, TemplateError
+from corral_common.internal import ProgressEvent
 from corral_common.jsonio import go_dumps
 from corral_common.names import InvalidName, ModelName
 from corral_common.options import validate_options
@@ -30,7 +31,7 @@ from corral_registry.modelinfo import gguf_of
 from corral_registry.store import ModelStore, StoredModel
 
 _VALID_PATH = re.compile(r"[^/\\\x00]+(/[^/\\\x00]+)*")
-Emit = Callable[[dict[str, Any]], None]
+Emit = Callable[[ProgressEvent], None]
 
 
 @dataclass
@@ -207,7 +208,7 @@ class _LayerBuilder:
         if replace:
             self.layers = [layer for layer in self.layers if layer.media_type != media_type]
         digest, created = self.store.put_bytes(data)
-        self.emit({"status": f"{'creating new' if created else 'using existing'} layer {digest}"})
+        self.emit(ProgressEvent(status=f"{'creating new' if created else 'using existing'} layer {digest}"))
         self.layers.append(Layer(media_type, digest, len(data)))
 
     def add_file(self, path: Path) -> None:
@@ -215,7 +216,7 @@ class _LayerBuilder:
         digest, created = self.store.put_file(path)
         if created:
             self.made.add(digest)
-        self.emit({"status": f"{'creating new' if created else 'using existing'} layer {digest}"})
+        self.emit(ProgressEvent(status=f"{'creating new' if created else 'using existing'} layer {digest}"))
         layer = Layer(media_types.MODEL, digest, self.store.blob_path(digest).stat().st_size)
         at = next((i for i, old in enumerate(self.layers) if old.media_type == media_types.MODEL), None)
         if at is None:
@@ -235,7 +236,7 @@ class _LayerBuilder:
 
 def _converted(plan: CreatePlan, builder: _LayerBuilder, emit: Emit) -> GGUFFile:
     """Convert the uploaded safetensors model and make the result the model layer."""
-    emit({"status": "converting model"})
+    emit(ProgressEvent(status="converting model"))
     with _scratch(builder.store) as work:
         path, gguf = convert.convert(builder.store, plan.convert_files, work)
         builder.add_file(path)
@@ -252,10 +253,10 @@ def _base_layers(plan: CreatePlan, builder: _LayerBuilder, emit: Emit) -> GGUFFi
         return _converted(plan, builder, emit)
     main: GGUFFile | None = None
     for _, digest, gguf in plan.model_files:
-        emit({"status": "parsing GGUF"})
+        emit(ProgressEvent(status="parsing GGUF"))
         kind = {"adapter": media_types.ADAPTER, "projector": media_types.PROJECTOR}.get(gguf.kind(), media_types.MODEL)
         builder.add_blob(kind, digest)
-        emit({"status": f"using existing layer {digest}"})
+        emit(ProgressEvent(status=f"using existing layer {digest}"))
         main = gguf if kind == media_types.MODEL else main
     return main
 
@@ -276,7 +277,7 @@ def _extra_layers(plan: CreatePlan, builder: _LayerBuilder, emit: Emit) -> None:
     """Adapter, template, system, license, params and messages layers, in Ollama's order."""
     for _, digest in plan.adapter_files:
         builder.add_blob(media_types.ADAPTER, digest)
-        emit({"status": f"using existing layer {digest}"})
+        emit(ProgressEvent(status=f"using existing layer {digest}"))
     if plan.template is not None:
         builder.add_bytes(media_types.TEMPLATE, plan.template.encode())
     if plan.system is not None:
@@ -303,20 +304,16 @@ def execute_create(store: ModelStore, plan: CreatePlan, emit: Emit) -> None:
         config = go_dumps(_config(model_gguf, builder.layers) if model_gguf else {}).encode()
         config_digest, _ = store.put_bytes(config)
         manifest = Manifest(Layer(media_types.CONFIG, config_digest, len(config)), tuple(builder.layers))
-        emit({"status": "writing manifest"})
+        emit(ProgressEvent(status="writing manifest"))
         previous = store.get(plan.name)
         store.put_manifest(plan.name, manifest)
         if previous is not None:
             store.prune(previous.manifest.all_digests())
     finally:
         store.prune(builder.made)  # an intermediate (converted, then quantized) or a failed job's output
-    emit({"status": "success"})
+    emit(ProgressEvent(status="success"))
 
 
-def run_create(store: ModelStore, request: dict[str, Any], emit: Emit) -> AppError | None:
-    """Plan and execute from a serialised request (the Celery task body); returns the error, if any."""
-    try:
-        execute_create(store, plan_create(store, CreateRequest.model_validate(request)), emit)
-    except AppError as exc:
-        return exc
-    return None
+def run_create(store: ModelStore, request: dict[str, Any], emit: Emit) -> None:
+    """Plan and execute from a serialised request (the job's body); raises AppError."""
+    execute_create(store, plan_create(store, CreateRequest.model_validate(request)), emit)

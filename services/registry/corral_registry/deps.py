@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from celery import Celery
 from fastapi import Depends, Request
 
+from corral_common.jobs import JobRunner
+
 from corral_registry.store import ModelStore
-from corral_registry.transfer.jobs import TransferJobs
 from corral_registry.transfer.remote import HostPolicy
 
 
@@ -16,11 +16,7 @@ def _store(request: Request) -> ModelStore:
     return request.app.state.store
 
 
-def _celery(request: Request) -> Celery:
-    return request.app.state.celery
-
-
-def _jobs(request: Request) -> TransferJobs:
+def _jobs(request: Request) -> JobRunner:
     return request.app.state.jobs
 
 
@@ -30,5 +26,4 @@ def _policy(request: Request) -> HostPolicy:
 
 Store = Annotated[ModelStore, Depends(_store)]
 Policy = Annotated[HostPolicy, Depends(_policy)]
-Jobs = Annotated[TransferJobs, Depends(_jobs)]
-CeleryApp = Annotated[Celery, Depends(_celery)]
+Jobs = Annotated[JobRunner, Depends(_jobs)]

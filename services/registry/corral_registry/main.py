@@ -8,16 +8,16 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from corral_common.env import current_env
 from corral_common.http import service_app
+from corral_common.jobs import JobRunner
 from corral_common.logs import configure_logging, get_logger
 from corral_common.tasks import make_celery
 
 from corral_registry.db import Database
+from corral_registry.db.jobs import DbJobStore
 from corral_registry.routes import store as store_routes
-from corral_registry.settings import RegistrySettings, inline_worker_enabled
+from corral_registry.settings import RegistrySettings
 from corral_registry.store import ModelStore
-from corral_registry.transfer.jobs import TransferJobs
 from corral_registry.transfer.remote import HostPolicy
 
 log = get_logger("corral.registry")
@@ -52,16 +52,25 @@ async def _stop_token_auth(app: FastAPI) -> None:
         await app.state.token_relay.close()
 
 
-def _start_inline_worker():
+def _start_inline_worker(settings: RegistrySettings):
     """CORRAL_REGISTRY_INLINE_WORKER=1 (opt-in, small machines): consume the job queue in this process."""
-    if not inline_worker_enabled(current_env()):
+    if not settings.inline_worker:
         return None
     from corral_registry.inline_worker import InlineWorker
-    from corral_registry.worker import celery_app
+    from corral_registry.worker import worker_app
 
-    worker = InlineWorker(celery_app)
+    worker = InlineWorker(worker_app(settings))
     worker.start()
     return worker
+
+
+def _start_jobs(app: FastAPI, settings: RegistrySettings) -> None:
+    """The model store, its database, and the runner that queues and follows its jobs."""
+    app.state.store = ModelStore(settings.models_dir)
+    app.state.celery = make_celery("corral-registry", settings.celery_queue())
+    app.state.db = Database(settings.service_database_url())
+    app.state.jobs = JobRunner(app.state.celery, DbJobStore(app.state.db), settings.job_timing(), worker="registry")
+    app.state.policy = HostPolicy(settings.transfer.allow_hosts, settings.transfer.allow_loopback)
 
 
 def create_app(settings: RegistrySettings | None = None) -> FastAPI:
@@ -73,15 +82,11 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
         configure_logging("registry", settings.debug)
         app.state.settings = settings
         if settings.serve_store:
-            app.state.store = ModelStore(settings.models_dir)
-            app.state.celery = make_celery("corral-registry", current_env())
-            app.state.db = await asyncio.to_thread(Database, settings.service_database_url())
-            app.state.jobs = TransferJobs(app.state.celery, app.state.db, settings.transfer.worker_stale_seconds)
-            app.state.policy = HostPolicy(settings.transfer.allow_hosts, settings.transfer.allow_loopback)
+            await asyncio.to_thread(_start_jobs, app, settings)
         if settings.serve_v2:
             app.state.registry = await asyncio.to_thread(build_registry, settings)
             _start_token_auth(app, settings)
-        worker = await asyncio.to_thread(_start_inline_worker) if settings.serve_store else None
+        worker = await asyncio.to_thread(_start_inline_worker, settings) if settings.serve_store else None
         yield
         if worker is not None:
             await asyncio.to_thread(worker.stop)

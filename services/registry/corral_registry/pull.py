@@ -8,14 +8,13 @@ layers`` when an older version left blobs nothing references; ``success``.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import httpx
 
 from corral_common.digest import Digest
-from corral_common.errors import AppError, BadGateway, InsufficientStorage, NotFound
+from corral_common.errors import BadGateway, InsufficientStorage, NotFound
+from corral_common.internal import TransferRequest
 from corral_common.logs import get_logger
 
 from corral_registry import media_types
@@ -32,26 +31,13 @@ ACCEPT = ", ".join((media_types.MANIFEST, "application/vnd.oci.image.manifest.v1
 
 
 class Reporter(Protocol):
-    """Where a transfer reports (``TransferReporter`` in the worker, ``ListReporter`` in tests)."""
+    """Where a transfer reports (``corral_common.jobs.JobReporter``)."""
 
     def status(self, text: str) -> None:
         """A status line such as ``pulling manifest``."""
 
     def progress(self, status: str, digest: str, total: int, completed: int) -> None:
         """Bytes done for one layer."""
-
-
-@dataclass(frozen=True)
-class PullRequest:
-    """A validated pull: the name as sent and whether plain HTTP is allowed."""
-
-    model: str
-    insecure: bool = False
-
-    @classmethod
-    def from_json(cls, body: dict[str, Any]) -> "PullRequest":
-        """From the Celery task's arguments."""
-        return cls(str(body.get("model") or body.get("name") or ""), bool(body.get("insecure", False)))
 
 
 def fetch_manifest(client: RegistryClient, remote: Remote) -> tuple[bytes, Manifest]:
@@ -102,10 +88,10 @@ def check_free_space(store: ModelStore, layers: list[Layer]) -> None:
         raise InsufficientStorage(f"not enough disk space to pull: need {needed} bytes, {free} available")
 
 
-def pull_model(store: ModelStore, client: RegistryClient, settings: TransferSettings, req: PullRequest,
+def pull_model(store: ModelStore, client: RegistryClient, settings: TransferSettings, req: TransferRequest,
                report: Reporter) -> None:
     """Pull one model into the store; raises AppError (nothing is written before the manifest checks out)."""
-    remote = resolve_remote(req.model, req.insecure)
+    remote = resolve_remote(req.model_name(), req.insecure)
     report.status("pulling manifest")
     raw, manifest = fetch_manifest(client, remote)
     layers = unique_layers(manifest)
@@ -139,18 +125,3 @@ def _download_and_publish(store: ModelStore, client: RegistryClient, settings: T
             store.prune(unused)
     report.status("success")
     log.info("pulled", model=str(remote.name), layers=len(layers))
-
-
-def run_pull(store: ModelStore, client_factory: Callable[[], RegistryClient], settings: TransferSettings,
-             request: dict[str, Any], report: Reporter) -> AppError | None:
-    """Run a pull for a Celery task: the error it ended with, or None."""
-    client = client_factory()
-    try:
-        pull_model(store, client, settings, PullRequest.from_json(request), report)
-        return None
-    except AppError as exc:
-        return exc
-    except httpx.HTTPError as exc:
-        return BadGateway(f"registry request failed: {exc or type(exc).__name__}")
-    finally:
-        client.close()

@@ -7,13 +7,8 @@ manifest``, ``success``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
-
-import httpx
-
-from corral_common.errors import AppError, BadGateway, NotFound
+from corral_common.errors import BadGateway, NotFound
+from corral_common.internal import TransferRequest
 from corral_common.logs import get_logger
 
 from corral_registry import media_types
@@ -27,23 +22,10 @@ from corral_registry.transfer.upload import BlobUploader
 log = get_logger("corral.registry.push")
 
 
-@dataclass(frozen=True)
-class PushRequest:
-    """A validated push."""
-
-    model: str
-    insecure: bool = False
-
-    @classmethod
-    def from_json(cls, body: dict[str, Any]) -> "PushRequest":
-        """From the Celery task's arguments."""
-        return cls(str(body.get("model") or body.get("name") or ""), bool(body.get("insecure", False)))
-
-
-def push_model(store: ModelStore, client: RegistryClient, settings: TransferSettings, req: PushRequest,
+def push_model(store: ModelStore, client: RegistryClient, settings: TransferSettings, req: TransferRequest,
                report: Reporter) -> None:
     """Push one local model to the registry its name points at."""
-    remote = resolve_remote(req.model, req.insecure)
+    remote = resolve_remote(req.model_name(), req.insecure)
     report.status("retrieving manifest")
     stored = store.get(remote.name)
     if stored is None:
@@ -68,18 +50,3 @@ def push_model(store: ModelStore, client: RegistryClient, settings: TransferSett
         raise BadGateway(f"push manifest: {response.error}")
     report.status("success")
     log.info("pushed", model=str(remote.name))
-
-
-def run_push(store: ModelStore, client_factory: Callable[[], RegistryClient], settings: TransferSettings,
-             request: dict[str, Any], report: Reporter) -> AppError | None:
-    """Run a push for a Celery task: the error it ended with, or None."""
-    client = client_factory()
-    try:
-        push_model(store, client, settings, PushRequest.from_json(request), report)
-        return None
-    except AppError as exc:
-        return exc
-    except httpx.HTTPError as exc:
-        return BadGateway(f"registry request failed: {exc or type(exc).__name__}")
-    finally:
-        client.close()

@@ -19,10 +19,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from corral_common.errors import BadRequest, InternalError
 from corral_common.gguf import GGUFFile, InvalidGGUF, read_gguf
+from corral_common.internal import ProgressEvent
 
 # Ollama's spelling -> llama_ftype (llama.h).
 LEVELS = {"F32": 0, "F16": 1, "BF16": 32, "Q4_K_S": 14, "Q4_K_M": 15, "Q8_0": 7}
@@ -32,7 +33,7 @@ PROGRESS_DIGEST = "0000000000000000000"  # what Ollama sends as the digest of qu
 PROGRESS_INTERVAL_S = 0.5
 TIMEOUT_S = 6 * 3600
 _TENSOR_LINE = re.compile(r"\[\s*(\d+)/\s*(\d+)\]\s+(\S+)")
-Emit = Callable[[dict[str, Any]], None]
+Emit = Callable[[ProgressEvent], None]
 
 
 def parse_level(text: str) -> str:
@@ -70,7 +71,7 @@ class _Progress:
         self.done_bytes, self.last = 0, 0.0
 
     def send(self, completed: int) -> None:
-        self.emit({"status": self.status, "digest": PROGRESS_DIGEST, "total": self.total, "completed": completed})
+        self.emit(ProgressEvent(status=self.status, digest=PROGRESS_DIGEST, total=self.total, completed=completed))
 
     def tensor_done(self, name: str) -> None:
         self.done_bytes += self.sizes.get(name, 0)
@@ -124,7 +125,7 @@ def quantize(src: Path, dst: Path, level: str, emit: Emit) -> GGUFFile:
     progress.send(0)
     _run_child(src, dst, level, progress)
     progress.send(progress.total)
-    emit({"status": "verifying conversion"})
+    emit(ProgressEvent(status="verifying conversion"))
     try:
         result = read_gguf(dst)
     except InvalidGGUF as exc:

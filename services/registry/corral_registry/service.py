@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import aclosing
 from typing import Any
-
-from celery import Celery
 
 from corral_common.digest import parse_digest as parse_digest  # routes call service.parse_digest
 from corral_common.errors import BadGateway, BadRequest, NotFound
-from corral_common.internal import ResolvedModel
+from corral_common.internal import ResolvedModel, TransferRequest
 from corral_common.names import InvalidName, ModelName
 from corral_common.schemas import CopyRequest, CreateRequest, NamedRequest, ShowRequest
-from corral_common.tasks import CREATE_MODEL_TASK, PULL_MODEL_TASK, PUSH_MODEL_TASK, enqueue, relay
+from corral_common.jobs import JobRunner
+from corral_common.tasks import CREATE_MODEL_TASK, PULL_MODEL_TASK, PUSH_MODEL_TASK
 
 from corral_registry.create import plan_create
 from corral_registry.modelinfo import ModelView, resolved, show_response
 from corral_registry.store import ModelStore, StoredModel
-from corral_registry.transfer.jobs import TransferJobs
 from corral_registry.transfer.remote import HostPolicy, Remote, resolve_remote
 
 
@@ -80,22 +77,11 @@ def delete(store: ModelStore, req: NamedRequest) -> None:
     store.delete(_require(store, text, f"model '{text}' not found"))
 
 
-async def create(store: ModelStore, celery: Celery, req: CreateRequest) -> AsyncIterator[dict[str, Any]]:
-    """Validate now (so bad input is a 400 before anything is queued), then run the Celery job."""
+async def create(store: ModelStore, jobs: JobRunner, req: CreateRequest) -> AsyncIterator[dict[str, Any]]:
+    """Validate now (so bad input is a 400 before anything is queued), then run the create job."""
     await asyncio.to_thread(plan_create, store, req)
-    result = enqueue(celery, CREATE_MODEL_TASK, request=req.model_dump(by_alias=True, exclude_none=True))
-    async with aclosing(relay(result)) as events:
-        async for event in events:
-            yield event
-
-
-class TransferBody(NamedRequest):
-    """``/api/pull`` and ``/api/push`` bodies (``username``/``password`` are accepted and ignored, as in Ollama)."""
-
-    insecure: bool = False
-    stream: bool = True
-    username: str = ""
-    password: str = ""
+    async for event in jobs.run("create", CREATE_MODEL_TASK, req.model_dump(by_alias=True, exclude_none=True)):
+        yield event
 
 
 async def _check_host(policy: HostPolicy, remote: Remote) -> None:
@@ -106,21 +92,23 @@ async def _check_host(policy: HostPolicy, remote: Remote) -> None:
         pass  # unresolvable here: the job reports it in the stream, as Ollama does
 
 
-async def pull(jobs: TransferJobs, policy: HostPolicy, req: TransferBody) -> AsyncIterator[dict[str, Any]]:
-    """Validate the name and host now (400/403 before anything is queued), then run or join the pull job."""
+async def _transfer(jobs: JobRunner, policy: HostPolicy, kind: str, task: str,
+                    req: TransferRequest) -> AsyncIterator[dict[str, Any]]:
+    """Validate the name and host now (400/403 before anything is queued), then run or join the model's job."""
     remote = resolve_remote(req.model_name(), req.insecure)
     await _check_host(policy, remote)
-    request = {"model": req.model_name(), "insecure": req.insecure}
-    async for event in jobs.run("pull", PULL_MODEL_TASK, str(remote.name), request):
+    job = TransferRequest(model=req.model_name(), insecure=req.insecure)  # credentials never travel
+    async for event in jobs.run(kind, task, job.model_dump(exclude_defaults=True), key=str(remote.name)):
         yield event
 
 
-async def push(jobs: TransferJobs, policy: HostPolicy, req: TransferBody) -> AsyncIterator[dict[str, Any]]:
-    """``model is required`` / invalid names are 400s, refused hosts 403; the upload itself runs as a job."""
+def pull(jobs: JobRunner, policy: HostPolicy, req: TransferRequest) -> AsyncIterator[dict[str, Any]]:
+    """Run or join the pull job of a model."""
+    return _transfer(jobs, policy, "pull", PULL_MODEL_TASK, req)
+
+
+def push(jobs: JobRunner, policy: HostPolicy, req: TransferRequest) -> AsyncIterator[dict[str, Any]]:
+    """``model is required`` is a 400 (before the name is parsed); then run or join the push job."""
     if not req.model_name():
         raise BadRequest("model is required")
-    remote = resolve_remote(req.model_name(), req.insecure)
-    await _check_host(policy, remote)
-    request = {"model": req.model_name(), "insecure": req.insecure}
-    async for event in jobs.run("push", PUSH_MODEL_TASK, str(remote.name), request):
-        yield event
+    return _transfer(jobs, policy, "push", PUSH_MODEL_TASK, req)

@@ -8,6 +8,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from corral_common.env import HostPort, corral_home, current_env, env_bool, env_int, env_str, models_dir
+from corral_common.jobs import JobTiming
+from corral_common.tasks import QueueSettings
 
 DEFAULT_REGISTRY_HOST = "127.0.0.1:5000"
 DEFAULT_LAYOUT_HOST = "registry.ollama.ai"
@@ -151,6 +153,8 @@ class RegistrySettings:
     gc_grace_seconds: float = 3600.0
     gc_interval_seconds: float = 0.0
     upload_max_age_seconds: float = 7 * 24 * 3600.0
+    queue: QueueSettings | None = None  # None: the embedded broker under ``home``
+    inline_worker: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "RegistrySettings":
@@ -171,6 +175,8 @@ class RegistrySettings:
             serve_v2=env_bool(env, "CORRAL_REGISTRY_SERVE_V2"),
             gc_grace_seconds=_float(env, "CORRAL_GC_GRACE_SECONDS", 3600.0),
             gc_interval_seconds=_float(env, "CORRAL_GC_INTERVAL_SECONDS", 0.0),
+            queue=QueueSettings.from_env(env),
+            inline_worker=inline_worker_enabled(env),
         )
 
     def standalone(self) -> "RegistrySettings":
@@ -178,6 +184,14 @@ class RegistrySettings:
         from dataclasses import replace
 
         return replace(self, serve_store=False, serve_v2=True)
+
+    def celery_queue(self) -> QueueSettings:
+        """Where jobs travel: CORRAL_BROKER_URL / CORRAL_RESULT_BACKEND, else files under CORRAL_HOME/celery."""
+        return self.queue or QueueSettings(self.home / "celery")
+
+    def job_timing(self) -> JobTiming:
+        """How long callers wait for a worker to take a job, and to hear from it."""
+        return JobTiming(stale_seconds=self.transfer.worker_stale_seconds)
 
     def service_database_url(self) -> str:
         """The store service's database: CORRAL_DATABASE_URL, else SQLite under CORRAL_HOME."""

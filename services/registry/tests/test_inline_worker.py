@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
-from corral_common.tasks import make_celery
+from corral_common.digest import Digest
+from corral_common.tasks import QueueSettings, make_celery
 from corral_registry.inline_worker import InlineWorker
-from corral_registry.settings import inline_worker_enabled
+from corral_registry.main import create_app
+from corral_registry.settings import RegistrySettings, inline_worker_enabled
+from ggufwriter import small_model
 
 
 @pytest.fixture
 def apps(tmp_path: Path):
     """A worker app with one task, and a second app on the same broker that only sends (as the service does)."""
-    env = {"CORRAL_HOME": str(tmp_path / "home")}
-    sender = make_celery("corral-registry", env)
-    worker_app = make_celery("corral-registry", env)
+    queue = QueueSettings(tmp_path / "home" / "celery")
+    sender = make_celery("corral-registry", queue)
+    worker_app = make_celery("corral-registry", queue)
 
     name = f"test.add.{tmp_path.name}"  # one name per test: Celery warns when a name is registered twice
 
@@ -56,3 +61,17 @@ def test_only_the_embedded_mode_turns_it_on() -> None:
     assert not inline_worker_enabled({})
     assert not inline_worker_enabled({"CORRAL_REGISTRY_INLINE_WORKER": "0"})
     assert inline_worker_enabled({"CORRAL_REGISTRY_INLINE_WORKER": "1"})
+
+
+def test_the_service_runs_create_jobs_on_its_inline_worker_built_from_settings(tmp_path: Path) -> None:
+    settings = RegistrySettings(models_dir=tmp_path / "models", home=tmp_path / "home", inline_worker=True)
+    data = small_model().build()
+    digest = Digest.of_bytes(data)
+    with TestClient(create_app(settings)) as client:
+        assert client.post(f"/store/blobs/{digest}", content=data).status_code == 201
+        answer = client.post("/store/create", json={"model": "tiny", "files": {"tiny.gguf": str(digest)}})
+    lines = [json.loads(line) for line in answer.text.splitlines()]
+    assert answer.status_code == 200
+    assert lines[0] == {"status": "parsing GGUF"} and lines[-1] == {"status": "success"}
+    assert (tmp_path / "home" / "celery" / "queue").is_dir()  # the queue the settings name, not the environment's
+    assert (tmp_path / "models" / "manifests/registry.ollama.ai/library/tiny/latest").is_file()

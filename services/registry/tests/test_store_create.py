@@ -35,7 +35,8 @@ def _put_blob(store: ModelStore, data: bytes) -> Digest:
 
 def _create(store: ModelStore, **fields) -> list[str]:
     events: list[dict] = []
-    execute_create(store, plan_create(store, CreateRequest.model_validate(fields)), events.append)
+    plan = plan_create(store, CreateRequest.model_validate(fields))
+    execute_create(store, plan, lambda event: events.append(event.wire()))
     return [e["status"] for e in events]
 
 

@@ -21,17 +21,18 @@ from fake_registry import FakeRegistry, digest_of  # noqa: E402
 from corral_common.digest import Digest  # noqa: E402
 from corral_common.errors import (AppError, BadGateway, BadRequest, Forbidden, InsufficientStorage,  # noqa: E402
                                   NotFound, Unauthorized)
+from corral_common.internal import TransferRequest  # noqa: E402
+from corral_common.jobs import JobReporter  # noqa: E402
 from corral_common.names import ModelName  # noqa: E402
 from corral_registry import media_types  # noqa: E402
 from corral_registry.main import create_app  # noqa: E402
 from corral_registry.manifest import Layer, Manifest  # noqa: E402
-from corral_registry.pull import PullRequest, pull_model  # noqa: E402
-from corral_registry.push import PushRequest, push_model  # noqa: E402
+from corral_registry.pull import pull_model  # noqa: E402
+from corral_registry.push import push_model  # noqa: E402
 from corral_registry.settings import RegistrySettings, StorageSettings, TransferSettings  # noqa: E402
 from corral_registry.store import ModelStore  # noqa: E402
 from corral_registry.transfer.client import RegistryClient  # noqa: E402
 from corral_registry.transfer.download import DigestMismatch  # noqa: E402
-from corral_registry.transfer.progress import ListReporter, TransferReporter  # noqa: E402
 
 FAST = TransferSettings(part_min=64 << 10, part_max=256 << 10, retries=2, backoff_seconds=0.01, stall_seconds=2)
 
@@ -86,21 +87,30 @@ def local_model(store: ModelStore, name: str, weights: bytes) -> bytes:
     return manifest.to_bytes()
 
 
-def pull(store: ModelStore, name: str, settings: TransferSettings = FAST, home: Path | None = None) -> ListReporter:
-    reporter = ListReporter()
+def statuses(reporter: JobReporter) -> list[str]:
+    """Status texts without consecutive repeats."""
+    out: list[str] = []
+    for event in reporter.events:
+        if not out or out[-1] != event["status"]:
+            out.append(event["status"])
+    return out
+
+
+def pull(store: ModelStore, name: str, settings: TransferSettings = FAST, home: Path | None = None) -> JobReporter:
+    reporter = JobReporter()
     client = RegistryClient(settings, home or store.root.parent / "home")
     try:
-        pull_model(store, client, settings, PullRequest(name, insecure=True), reporter)
+        pull_model(store, client, settings, TransferRequest(model=name, insecure=True), reporter)
     finally:
         client.close()
     return reporter
 
 
-def push(store: ModelStore, name: str, settings: TransferSettings = FAST) -> ListReporter:
-    reporter = ListReporter()
+def push(store: ModelStore, name: str, settings: TransferSettings = FAST) -> JobReporter:
+    reporter = JobReporter()
     client = RegistryClient(settings, store.root.parent / "home")
     try:
-        push_model(store, client, settings, PushRequest(name, insecure=True), reporter)
+        push_model(store, client, settings, TransferRequest(model=name, insecure=True), reporter)
     finally:
         client.close()
     return reporter
@@ -118,17 +128,17 @@ def test_push_then_pull_round_trips_byte_for_byte(tmp_path: Path, registry_url: 
     weights = blob(700_000)
     raw = local_model(a, name, weights)
     pushed = push(a, name)
-    assert pushed.statuses()[0] == "retrieving manifest"
-    assert pushed.statuses()[-2:] == ["pushing manifest", "success"]
-    assert any(s.startswith("pushing ") and e.get("digest") for s, e in zip(pushed.statuses(), pushed.events))
+    assert statuses(pushed)[0] == "retrieving manifest"
+    assert statuses(pushed)[-2:] == ["pushing manifest", "success"]
+    assert any(e["status"].startswith("pushing ") and e.get("digest") for e in pushed.events)
     pulled = pull(b, name)
-    statuses = pulled.statuses()
-    assert statuses[0] == "pulling manifest"
-    assert statuses[-3:] == ["verifying sha256 digest", "writing manifest", "success"]
+    seen = statuses(pulled)
+    assert seen[0] == "pulling manifest"
+    assert seen[-3:] == ["verifying sha256 digest", "writing manifest", "success"]
     layer_events = [e for e in pulled.events if "digest" in e]
     assert {e["status"] for e in layer_events} == {f"pulling {Digest.parse(e['digest']).hex[:12]}"
                                                    for e in layer_events}
-    assert all(e["completed"] <= e["total"] for e in layer_events)
+    assert all(e.get("completed", 0) <= e["total"] for e in layer_events)
     stored = b.get(ModelName.parse(name))
     assert stored is not None and stored.raw == raw
     assert b.blob_path(Digest.parse(digest_of(weights))).read_bytes() == weights
@@ -142,15 +152,15 @@ def test_second_push_skips_blobs_the_registry_has(tmp_path: Path, registry_url: 
     push(a, name)
     again = push(a, name)
     layer_events = [e for e in again.events if "digest" in e]
-    assert layer_events and all(e["completed"] == e["total"] for e in layer_events if e["completed"])
+    assert layer_events and all(e["completed"] == e["total"] for e in layer_events if e.get("completed"))
 
 
 def test_pushing_a_missing_model_says_so(tmp_path: Path, registry_url: str) -> None:
-    reporter = ListReporter()
+    reporter = JobReporter()
     with pytest.raises(NotFound):
         push_model(store_at(tmp_path / "a"), RegistryClient(FAST, tmp_path / "home"), FAST,
-                   PushRequest(f"{registry_url}/team/none:v1", True), reporter)
-    assert reporter.statuses() == ["retrieving manifest", "couldn't retrieve manifest"]
+                   TransferRequest(model=f"{registry_url}/team/none:v1", insecure=True), reporter)
+    assert statuses(reporter) == ["retrieving manifest", "couldn't retrieve manifest"]
 
 
 def test_pull_of_an_unknown_model(tmp_path: Path, registry_url: str) -> None:
@@ -161,10 +171,11 @@ def test_pull_of_an_unknown_model(tmp_path: Path, registry_url: str) -> None:
 def test_http_names_need_insecure(tmp_path: Path) -> None:
     client = RegistryClient(FAST, tmp_path / "home")
     with pytest.raises(BadRequest, match="insecure protocol http"):
-        pull_model(store_at(tmp_path / "b"), client, FAST, PullRequest("http://127.0.0.1:1/a/b", False),
-                   ListReporter())
+        pull_model(store_at(tmp_path / "b"), client, FAST, TransferRequest(model="http://127.0.0.1:1/a/b"),
+                   JobReporter())
     with pytest.raises(BadRequest, match="invalid model name"):
-        pull_model(store_at(tmp_path / "b"), client, FAST, PullRequest("../../etc/passwd", True), ListReporter())
+        pull_model(store_at(tmp_path / "b"), client, FAST, TransferRequest(model="../../etc/passwd", insecure=True),
+                   JobReporter())
 
 
 # --- downloads: parts, resume, retries --------------------------------------------------------------
@@ -449,21 +460,3 @@ def test_loopback_can_be_refused_and_private_hosts_allow_listed(tmp_path: Path, 
         pull(store_at(tmp_path / "a"), f"{fake.host}/team/m:v1", replace(FAST, allow_loopback=False))
     pull(store_at(tmp_path / "b"), f"{fake.host}/team/m:v1", replace(FAST, allow_loopback=False,
                                                                       allow_hosts=(fake.host,)))
-
-
-# --- progress -----------------------------------------------------------------------------------------
-def test_transfer_reporter_coalesces_progress_per_digest() -> None:
-    published: list[dict] = []
-    reporter = TransferReporter(published.append, min_interval=0, heartbeat=60)
-    try:
-        reporter.status("pulling manifest")
-        for done in (10, 50, 100):
-            reporter.progress("pulling abc", "sha256:abc", 100, done)
-        reporter.status("success")
-    finally:
-        reporter.close()
-    final = published[-1]["events"]
-    assert final == [{"status": "pulling manifest"},
-                     {"status": "pulling abc", "digest": "sha256:abc", "total": 100, "completed": 100},
-                     {"status": "success"}]
-    assert all("beat" in meta for meta in published)

@@ -1,4 +1,4 @@
-"""The index jobs the worker runs: build what they need from settings, run, report a typed error."""
+"""The index jobs the worker runs: build what they need from settings, run, raise a typed error."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ log = get_logger("corral.websearch.jobs")
 
 
 async def run_index_job(settings: WebsearchSettings, request: dict[str, Any], emit: Emit, crawl: bool,
-                        resolver: Resolver | None = None) -> AppError | None:
-    """Index one page or crawl from it; returns the error that ended the job, if any."""
+                        resolver: Resolver | None = None) -> None:
+    """Index one page or crawl from it; raises the AppError that ended the job."""
     fetcher = build_fetcher(settings, resolver)
     index = open_index(settings)
     try:
@@ -29,9 +29,8 @@ async def run_index_job(settings: WebsearchSettings, request: dict[str, Any], em
         else:
             summary = await indexer.add(request["url"])
         emit(summary)
-        return None
     except AppError as exc:
         log.info("index job failed", url=request.get("url"), error=exc.message)
-        return exc
+        raise
     finally:
         index.close()

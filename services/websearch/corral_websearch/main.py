@@ -7,8 +7,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from corral_common.env import current_env
 from corral_common.http import service_app
+from corral_common.jobs import JobRunner
 from corral_common.logs import configure_logging
 
 from corral_websearch.components import build_fetcher, build_provider, open_index
@@ -28,9 +28,10 @@ def create_app(settings: WebsearchSettings | None = None, resolver: Resolver | N
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging("websearch", settings.debug)
         index = open_index(settings)
-        celery = make_websearch_celery(current_env()) if with_queue else None
+        jobs = JobRunner(make_websearch_celery(settings.celery_queue()), timing=settings.job_timing(),
+                         worker="websearch") if with_queue else None
         app.state.service = WebService(settings, build_fetcher(settings, resolver), index,
-                                       build_provider(settings, index), celery)
+                                       build_provider(settings, index), jobs)
         yield
         await app.state.service.close()
 

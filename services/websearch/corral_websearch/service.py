@@ -6,11 +6,9 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from celery import Celery
-
 from corral_common.errors import BadGateway, BadRequest, ServiceUnavailable
 from corral_common.logs import get_logger
-from corral_common.tasks import enqueue, relay
+from corral_common.jobs import JobRunner
 
 from corral_websearch.cache import TTLCache
 from corral_websearch.extract import extract, readable
@@ -22,19 +20,18 @@ from corral_websearch.settings import WebsearchSettings
 from corral_websearch.tasks import CRAWL_TASK, INDEX_URL_TASK
 
 log = get_logger("corral.websearch")
-PICKUP_TIMEOUT = 60.0
 
 
 class WebService:
     """web_search, web_fetch and index jobs over the configured provider, fetcher and index."""
 
     def __init__(self, settings: WebsearchSettings, fetcher: SafeFetcher, index: SearchIndex,
-                 provider: SearchProvider, celery: Celery | None = None) -> None:
+                 provider: SearchProvider, jobs: JobRunner | None = None) -> None:
         self.settings = settings
         self.fetcher = fetcher
         self.index = index
         self.provider = provider
-        self.celery = celery
+        self.jobs = jobs
         self.cache = TTLCache(settings.cache_ttl)
 
     async def search(self, req: WebSearchRequest) -> dict[str, Any]:
@@ -80,19 +77,13 @@ class WebService:
         """Queue an index (or crawl) job and relay its progress events."""
         if not req.url.strip():
             raise BadRequest("url is required")
-        if self.celery is None:
+        if self.jobs is None:
             raise ServiceUnavailable("indexing needs the task queue, which is not configured")
         target = self.fetcher.policy.check_url(req.url)  # refuse early; the worker checks again
         job = {"url": target.url, "max_pages": req.max_pages, "max_depth": req.max_depth}
-        result = enqueue(self.celery, CRAWL_TASK if req.crawl else INDEX_URL_TASK, request=job)
-        try:
-            async for event in relay(result, pickup_timeout=PICKUP_TIMEOUT):
-                yield event
-        except ServiceUnavailable as exc:
-            if "no worker" in exc.message:
-                raise ServiceUnavailable("no worker picked up the index job: is the websearch worker running?") \
-                    from None
-            raise
+        kind, task = ("crawl", CRAWL_TASK) if req.crawl else ("index", INDEX_URL_TASK)
+        async for event in self.jobs.run(kind, task, job):
+            yield event
 
     async def close(self) -> None:
         """Release the provider's and the index's connections."""

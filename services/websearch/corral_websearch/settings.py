@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from corral_common.env import corral_home, current_env, env_bool, env_int, env_str
+from corral_common.jobs import JobTiming
+from corral_common.tasks import QueueSettings
 
 PROVIDERS = ("index", "searxng", "brave")
 BRAVE_URL = "https://api.search.brave.com/res/v1/web/search"
@@ -62,6 +64,8 @@ class WebsearchSettings:
     cache_ttl: float = 600.0
     index_fetched: bool = True
     debug: bool = False
+    queue: QueueSettings | None = None  # None: the embedded broker under ``home``
+    job_pickup_timeout: float = 60.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "WebsearchSettings":
@@ -82,7 +86,16 @@ class WebsearchSettings:
             cache_ttl=_env_float(env, "CORRAL_WEBSEARCH_CACHE_TTL", 600.0, allow_zero=True),
             index_fetched=env_bool(env, "CORRAL_WEBSEARCH_INDEX_FETCHED", True),
             debug=env_bool(env, "OLLAMA_DEBUG"),
+            queue=QueueSettings.from_env(env),
         )
+
+    def celery_queue(self) -> QueueSettings:
+        """Where index jobs travel: CORRAL_BROKER_URL / CORRAL_RESULT_BACKEND, else files under CORRAL_HOME/celery."""
+        return self.queue or QueueSettings(self.home / "celery")
+
+    def job_timing(self) -> JobTiming:
+        """How long a caller waits for the websearch worker to take an index job."""
+        return JobTiming(pickup_timeout=self.job_pickup_timeout)
 
     def index_url(self) -> str:
         """The index database: the configured URL, else SQLite under CORRAL_HOME."""

@@ -5,19 +5,17 @@ Its tasks go to their own queue, so the registry's worker never receives them on
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from celery import Celery
 
-from corral_common.tasks import make_celery
+from corral_common.tasks import QueueSettings, make_celery
 
 QUEUE = "websearch"
 INDEX_URL_TASK = "corral.websearch.index_url"
 CRAWL_TASK = "corral.websearch.crawl"
 
 
-def make_websearch_celery(environ: Mapping[str, str]) -> Celery:
+def make_websearch_celery(queue: QueueSettings) -> Celery:
     """The shared Celery configuration, with websearch tasks routed to their queue."""
-    app = make_celery("corral-websearch", environ)
+    app = make_celery("corral-websearch", queue)
     app.conf.task_routes = {"corral.websearch.*": {"queue": QUEUE}}
     return app

@@ -1,44 +1,57 @@
 """The Celery worker of the websearch service: index and crawl jobs, on the ``websearch`` queue.
 
-Run with ``celery -A corral_websearch.worker:celery_app worker -Q websearch``.
+Run with ``celery -A corral_websearch.worker:celery_app worker -Q websearch``. ``worker_app(settings)``
+builds the app with its tasks from explicit settings; ``celery_app`` is built from the environment the
+first time Celery's command line asks for it, not when this module is imported.
 """
 
 from __future__ import annotations
 
 import asyncio
+from functools import lru_cache
 from typing import Any
 
-from celery import Task
+from celery import Celery, Task
 
-from corral_common.env import current_env
+from corral_common.jobs import run_job
 from corral_common.logs import configure_logging
-from corral_common.tasks import ProgressReporter
 
 from corral_websearch.jobs import run_index_job
 from corral_websearch.settings import WebsearchSettings
 from corral_websearch.tasks import CRAWL_TASK, INDEX_URL_TASK, make_websearch_celery
 
-celery_app = make_websearch_celery(current_env())
+
+def _register(app: Celery, settings: WebsearchSettings) -> None:
+    """The index tasks on ``app``, each running with ``settings``."""
+
+    @app.task(name=INDEX_URL_TASK, bind=True, shared=False)
+    def index_url(self: Task, request: dict[str, Any]) -> dict[str, Any]:
+        """Fetch one page and add it to the built-in index."""
+        return run_job(self, lambda report: asyncio.run(run_index_job(settings, request, report.emit, crawl=False)))
+
+    @app.task(name=CRAWL_TASK, bind=True, shared=False)
+    def crawl(self: Task, request: dict[str, Any]) -> dict[str, Any]:
+        """Crawl a site from a seed URL (robots.txt respected) into the built-in index."""
+        return run_job(self, lambda report: asyncio.run(run_index_job(settings, request, report.emit, crawl=True)))
 
 
-def _run(task: Task, request: dict[str, Any], crawl: bool) -> dict[str, Any]:
-    reporter = ProgressReporter(task)
-    error = asyncio.run(run_index_job(WebsearchSettings.from_env(), request, reporter.emit, crawl))
-    return reporter.result(error)
+def worker_app(settings: WebsearchSettings) -> Celery:
+    """The websearch Celery app with its tasks, configured from ``settings``."""
+    app = make_websearch_celery(settings.celery_queue())
+    _register(app, settings)
+    return app
 
 
-@celery_app.task(name=INDEX_URL_TASK, bind=True)
-def index_url(self: Task, request: dict[str, Any]) -> dict[str, Any]:
-    """Fetch one page and add it to the built-in index."""
-    return _run(self, request, crawl=False)
+@lru_cache(maxsize=1)
+def _cli_app() -> Celery:
+    """The app of a ``celery worker`` process: settings from its environment, and its own logging."""
+    settings = WebsearchSettings.from_env()
+    configure_logging("websearch-worker", settings.debug)
+    return worker_app(settings)
 
 
-@celery_app.task(name=CRAWL_TASK, bind=True)
-def crawl(self: Task, request: dict[str, Any]) -> dict[str, Any]:
-    """Crawl a site from a seed URL (robots.txt respected) into the built-in index."""
-    return _run(self, request, crawl=True)
-
-
-@celery_app.on_after_configure.connect
-def _setup_logging(**_: Any) -> None:
-    configure_logging("websearch-worker", WebsearchSettings.from_env().debug)
+def __getattr__(name: str) -> Any:
+    """``celery_app`` for ``celery -A corral_websearch.worker:celery_app``, built on first use."""
+    if name == "celery_app":
+        return _cli_app()
+    raise AttributeError(name)

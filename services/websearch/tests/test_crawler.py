@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from corral_common.errors import Forbidden
+from corral_common.errors import AppError, Forbidden
 from corral_websearch.crawler import CrawlLimits, Indexer
 from corral_websearch.index.store import SqlIndex
 from corral_websearch.jobs import run_index_job
@@ -93,8 +93,9 @@ def test_a_seed_refused_by_robots_or_policy_fails_the_crawl(crawl_site: Site, tm
 def test_index_job_reports_events_and_errors(crawl_site: Site, tmp_path: Path) -> None:
     settings = WebsearchSettings(home=tmp_path, allow=("127.0.0.1",))
     events: list[dict] = []
-    assert asyncio.run(run_index_job(settings, {"url": crawl_site.url("/b")}, events.append, crawl=False)) is None
+    asyncio.run(run_index_job(settings, {"url": crawl_site.url("/b")}, events.append, crawl=False))
     assert [e["status"] for e in events] == ["indexed", "success"]
-    error = asyncio.run(run_index_job(WebsearchSettings(home=tmp_path), {"url": crawl_site.url("/b")},
-                                      events.append, crawl=False))
-    assert error is not None and error.status == 403 and "loopback" in error.message
+    with pytest.raises(AppError, match="loopback") as refused:
+        asyncio.run(run_index_job(WebsearchSettings(home=tmp_path), {"url": crawl_site.url("/b")},
+                                  events.append, crawl=False))
+    assert refused.value.status == 403

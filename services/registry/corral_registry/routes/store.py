@@ -8,10 +8,11 @@ from fastapi import APIRouter, Request, Response
 
 from corral_common.errors import NotFound
 from corral_common.http import GoJSONResponse, stream_or_error
+from corral_common.internal import TransferRequest
 from corral_common.schemas import CopyRequest, CreateRequest, DeleteRequest, NamedRequest, ShowRequest, parse_body
 
 from corral_registry import service
-from corral_registry.deps import CeleryApp, Jobs, Policy, Store
+from corral_registry.deps import Jobs, Policy, Store
 
 router = APIRouter(prefix="/store")
 
@@ -62,18 +63,18 @@ async def upload_blob(digest: str, request: Request, store: Store) -> Response:
 
 
 @router.post("/create")
-async def create(request: Request, store: Store, celery: CeleryApp):
+async def create(request: Request, store: Store, jobs: Jobs):
     req = parse_body(CreateRequest, await request.body())
-    return await stream_or_error(service.create(store, celery, req))
+    return await stream_or_error(service.create(store, jobs, req))
 
 
 @router.post("/pull")
 async def pull(request: Request, jobs: Jobs, policy: Policy):
-    req = parse_body(service.TransferBody, await request.body())
+    req = parse_body(TransferRequest, await request.body())
     return await stream_or_error(service.pull(jobs, policy, req))
 
 
 @router.post("/push")
 async def push(request: Request, jobs: Jobs, policy: Policy):
-    req = parse_body(service.TransferBody, await request.body())
+    req = parse_body(TransferRequest, await request.body())
     return await stream_or_error(service.push(jobs, policy, req))
