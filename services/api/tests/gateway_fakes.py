@@ -11,7 +11,7 @@ from typing import Any
 from starlette.testclient import TestClient
 
 from corral_common.errors import AppError, NotFound
-from corral_common.internal import CompletionEvent, CompletionRequest, ResolvedModel
+from corral_common.internal import CompletionEvent, CompletionRequest, ProgressEvent, ResolvedModel, TransferRequest
 from corral_common.schemas import ShowRequest
 
 from corral_api.main import create_app
@@ -46,6 +46,11 @@ class FakeRegistry:
     async def show(self, req: ShowRequest, request_id: str) -> dict[str, Any]:
         self._known(req.model_name())
         return {"modified_at": "2024-01-01T00:00:00Z"}
+
+    async def pull(self, req: TransferRequest, request_id: str) -> AsyncIterator[ProgressEvent]:
+        self._known(req.model_name())
+        yield ProgressEvent.model_validate({"status": "pulling a", "digest": "sha256:a", "total": 3, "completed": 0})
+        yield ProgressEvent(status="success")
 
     async def close(self) -> None:
         pass

@@ -14,6 +14,7 @@ from corral_common.errors import AppError, BadGateway, NotFound
 from corral_common.internal import CompletionEvent, CompletionRequest, EngineModel, TransferRequest
 
 from corral_api.clients import InferenceClient, RegistryClient
+from gateway_fakes import gateway, model
 
 Handler = Callable[[httpx.Request], httpx.Response]
 ENGINE = EngineModel(name="m:latest", model_digest="a" * 64)
@@ -90,3 +91,12 @@ def test_an_unreachable_service_is_a_502() -> None:
     client = _wired(RegistryClient("http://unused"), handler)
     with pytest.raises(BadGateway, match="registry service unavailable"):
         asyncio.run(client.list_models("rid"))
+
+
+def test_pull_progress_reaches_the_caller_as_the_registry_sent_it() -> None:
+    http = gateway(model())
+    streamed = http.post("/api/pull", json={"model": "m"})
+    assert streamed.text == ('{"status":"pulling a","digest":"sha256:a","total":3,"completed":0}\n'
+                             '{"status":"success"}\n')
+    assert http.post("/api/pull", json={"model": "m", "stream": False}).json() == {"status": "success"}
+    assert http.post("/api/pull", json={"model": "ghost"}).json() == {"error": "model 'ghost' not found"}
