@@ -6,19 +6,22 @@ server is needed. Distributed: CORRAL_BROKER_URL (e.g. redis://) and CORRAL_RESU
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from celery import Celery
 
 from corral_common.env import corral_home, env_str
+from corral_common.logs import configure_logging
 
 CREATE_MODEL_TASK = "corral.registry.create_model"
 PULL_MODEL_TASK = "corral.registry.pull_model"
 PUSH_MODEL_TASK = "corral.registry.push_model"
 REGISTRY_GC_TASK = "corral.registry.garbage_collect"
+S = TypeVar("S", bound="_Settings")
 
 
 @dataclass(frozen=True)
@@ -70,3 +73,28 @@ def make_celery(name: str, queue: QueueSettings) -> Celery:
         worker_hijack_root_logger=False,
     )
     return app
+
+
+class _Settings(Protocol):
+    debug: bool
+
+
+def cli_app(load: Callable[[], S], build: Callable[[S], Celery], process: str) -> Callable[[str], Celery]:
+    """A worker module's ``__getattr__``: ``celery_app`` for ``celery -A module:celery_app``, built on first use.
+
+    Celery's command line needs a module attribute; building it on first use keeps reading the settings
+    (``load``, from the worker process's environment) out of import time. The process logs as ``process``.
+    """
+
+    @lru_cache(maxsize=1)
+    def built() -> Celery:
+        settings = load()
+        configure_logging(process, settings.debug)
+        return build(settings)
+
+    def attribute(name: str) -> Celery:
+        if name == "celery_app":
+            return built()
+        raise AttributeError(name)
+
+    return attribute

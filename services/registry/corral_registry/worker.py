@@ -7,15 +7,14 @@ the environment the first time Celery's command line asks for it, not when this 
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
 from celery import Celery, Task
 
 from corral_common.internal import TransferRequest
 from corral_common.jobs import JobReporter, run_job
-from corral_common.logs import configure_logging
-from corral_common.tasks import CREATE_MODEL_TASK, PULL_MODEL_TASK, PUSH_MODEL_TASK, REGISTRY_GC_TASK, make_celery
+from corral_common.tasks import (CREATE_MODEL_TASK, PULL_MODEL_TASK, PUSH_MODEL_TASK, REGISTRY_GC_TASK, cli_app,
+                                 make_celery)
 
 from corral_registry.create import run_create
 from corral_registry.settings import RegistrySettings
@@ -68,16 +67,4 @@ def worker_app(settings: RegistrySettings) -> Celery:
     return app
 
 
-@lru_cache(maxsize=1)
-def _cli_app() -> Celery:
-    """The app of a ``celery worker`` process: settings from its environment, and its own logging."""
-    settings = RegistrySettings.from_env()
-    configure_logging("registry-worker", settings.debug)
-    return worker_app(settings)
-
-
-def __getattr__(name: str) -> Any:
-    """``celery_app`` for ``celery -A corral_registry.worker:celery_app``, built on first use."""
-    if name == "celery_app":
-        return _cli_app()
-    raise AttributeError(name)
+__getattr__ = cli_app(RegistrySettings.from_env, worker_app, "registry-worker")

@@ -8,13 +8,12 @@ first time Celery's command line asks for it, not when this module is imported.
 from __future__ import annotations
 
 import asyncio
-from functools import lru_cache
 from typing import Any
 
 from celery import Celery, Task
 
 from corral_common.jobs import run_job
-from corral_common.logs import configure_logging
+from corral_common.tasks import cli_app
 
 from corral_websearch.jobs import run_index_job
 from corral_websearch.settings import WebsearchSettings
@@ -42,16 +41,4 @@ def worker_app(settings: WebsearchSettings) -> Celery:
     return app
 
 
-@lru_cache(maxsize=1)
-def _cli_app() -> Celery:
-    """The app of a ``celery worker`` process: settings from its environment, and its own logging."""
-    settings = WebsearchSettings.from_env()
-    configure_logging("websearch-worker", settings.debug)
-    return worker_app(settings)
-
-
-def __getattr__(name: str) -> Any:
-    """``celery_app`` for ``celery -A corral_websearch.worker:celery_app``, built on first use."""
-    if name == "celery_app":
-        return _cli_app()
-    raise AttributeError(name)
+__getattr__ = cli_app(WebsearchSettings.from_env, worker_app, "websearch-worker")
