@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from celery import Celery
 from celery.contrib.testing.worker import start_worker
 
 from corral_common.errors import NotFound, ServiceUnavailable
