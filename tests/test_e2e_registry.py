@@ -14,7 +14,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,10 +24,8 @@ import ollama
 import pytest
 
 from corral_cli.supervisor import free_port
+from corral_registry.testing import FakeRegistry, digest_of
 from serverproc import BIN, Server, start_server, stop_server
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "services" / "registry" / "tests"))
-from fake_registry import FakeRegistry, digest_of  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 PROMPT = "Name a colour."
@@ -351,9 +348,8 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.mark.skipif(not _up("127.0.0.1", 5432), reason="PostgreSQL is not running on 127.0.0.1:5432")
 def test_distributed_registry_on_postgres_and_s3(server: Server, second: Server, s3_endpoint: str,
                                                  tmp_path: Path) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "libs" / "common" / "tests"))
-    from ggufwriter import small_model
-    from registry_support import postgres_schema
+    from corral_common.testing.backends import postgres_schema
+    from corral_common.testing.ggufwriter import small_model
 
     gguf = tmp_path / "tiny.gguf"
     gguf.write_bytes(small_model().build())

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-if str(Path(__file__).parent) not in sys.path:  # the suite runs with --import-mode=importlib
-    sys.path.insert(0, str(Path(__file__).parent))
 
 from corral_common.gguf import (
     ARRAY,
@@ -29,7 +25,7 @@ from corral_common.gguf import (
     is_gguf,
     read_gguf,
 )
-from ggufwriter import GGUF, Arr, gstr, kv, small_model, tensor_info, u32, u64
+from corral_common.testing.ggufwriter import GGUF, Arr, gstr, kv, small_model, tensor_info, u32, u64
 
 MiB = 1024 * 1024
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,10 +14,8 @@ from corral_common.errors import NotFound, ServiceUnavailable
 from corral_common.internal import ProgressEvent
 from corral_common.jobs import JobReporter, JobRunner, JobTiming, MemoryJobStore, run_job
 from corral_common.tasks import QueueSettings, make_celery
+from corral_common.testing.jobstore_contract import check_job_store
 
-if str(Path(__file__).parent) not in sys.path:  # the suite runs with --import-mode=importlib
-    sys.path.insert(0, str(Path(__file__).parent))
-from jobstore_contract import check_job_store  # noqa: E402
 
 FAST = JobTiming(pickup_timeout=30, stale_seconds=30, max_restarts=3, poll_seconds=0.05)
 

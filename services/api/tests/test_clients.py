@@ -14,7 +14,7 @@ from corral_common.errors import AppError, BadGateway, NotFound
 from corral_common.internal import CompletionEvent, CompletionRequest, EngineModel, TransferRequest
 
 from corral_api.clients import InferenceClient, RegistryClient
-from gateway_fakes import gateway, model
+from corral_api.testing import gateway, model
 
 Handler = Callable[[httpx.Request], httpx.Response]
 ENGINE = EngineModel(name="m:latest", model_digest="a" * 64)

@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 from corral_common.errors import BadRequest
 
 from corral_api.images import decode_image, image_kind, place_markers
-from gateway_fakes import FakeInference, gateway, model
+from corral_api.testing import FakeInference, gateway, model
 
 PNG_BYTES = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
 PNG = base64.b64encode(PNG_BYTES).decode()

@@ -6,7 +6,6 @@ import base64
 import json
 from typing import Any
 
-
 import jsonschema
 import pytest
 from starlette.testclient import TestClient
@@ -16,8 +15,8 @@ from corral_common.errors import AppError, BadRequest, UnsupportedMediaType
 from corral_api.openai import responses_api
 from corral_api.openai.responses_stream import ResponsesStream
 from corral_api.openai.schemas import ResponsesRequest
+from corral_api.testing import FakeInference, gateway, model
 
-from gateway_fakes import FakeInference, gateway, model
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\nfake").decode()
 WEATHER = {"type": "function", "name": "get_weather", "description": "The weather",

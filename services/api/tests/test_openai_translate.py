@@ -21,8 +21,8 @@ from corral_api.openai import responses, translate
 from corral_api.openai.errors import error_object
 from corral_api.openai.schemas import ChatCompletionRequest, EmbeddingRequest, TextCompletionRequest
 from corral_api.openai.sse import DONE
+from corral_api.testing import FakeInference, gateway, model
 
-from gateway_fakes import FakeInference, gateway, model
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\nfake").decode()
 ERROR_SCHEMA = {

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
+from corral_common.testing.ggufwriter import small_model
 from corral_inference.main import create_app
 from corral_inference.settings import InferenceSettings
-
-from fakes import FakeEngine
-
-sys.path.insert(0, str(Path(__file__).parents[3] / "libs" / "common" / "tests"))
-from ggufwriter import small_model  # noqa: E402
+from corral_inference.testing import FakeEngine
 
 
 def _blob(root: Path, data: bytes) -> str:

@@ -13,9 +13,9 @@ import pytest
 
 from corral_common.errors import BadRequest
 from corral_inference.engine import LoadSpec
+from corral_inference.testing import Outcome, run
 from corral_inference.vision import MARKER
 
-from fakes import Outcome, run
 
 internals = pytest.importorskip("llama_cpp._internals")
 BatchEngine = pytest.importorskip("corral_inference.batch_engine").BatchEngine

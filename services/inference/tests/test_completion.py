@@ -9,9 +9,8 @@ from corral_common.internal import CompletionEvent
 
 from corral_inference.completion import ContextOverflow, fit_context
 from corral_inference.engine import CompletionJob, LoadSpec, Sampling
+from corral_inference.testing import IMAGE_POSITIONS, FakeEngine, run
 from corral_inference.textstream import TextStream
-
-from fakes import IMAGE_POSITIONS, FakeEngine, run
 
 
 def _engine(script: str, num_ctx: int = 256) -> FakeEngine:

@@ -12,8 +12,8 @@ import pytest
 from corral_common.errors import BadRequest
 
 from corral_inference.engine import Engine, LoadSpec
+from corral_inference.testing import FakeEngine, Outcome, run
 
-from fakes import FakeEngine, Outcome, run
 
 SCRIPT = "Red, green and blue are three colours of the rainbow."
 CHAT = "<|im_start|>user\nName three colours.<|im_end|>\n<|im_start|>assistant\n"

@@ -12,8 +12,7 @@ from corral_common.errors import ServiceUnavailable
 from corral_inference.engine import LoadSpec
 from corral_inference.scheduler import ModelRef, Scheduler
 from corral_inference.settings import InferenceSettings
-
-from fakes import FakeEngine
+from corral_inference.testing import FakeEngine
 
 
 def _scheduler(**overrides) -> Scheduler:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,16 +11,12 @@ from starlette.testclient import TestClient
 
 from corral_common.errors import BadRequest
 from corral_common.internal import LoadRequest
-
+from corral_common.testing.ggufwriter import small_model
 from corral_inference.main import create_app
 from corral_inference.service import load_spec
 from corral_inference.settings import InferenceSettings
+from corral_inference.testing import FakeEngine
 from corral_inference.vision import VisionContext, mtmd_prompt
-
-from fakes import FakeEngine
-
-sys.path.insert(0, str(Path(__file__).parents[3] / "libs" / "common" / "tests"))
-from ggufwriter import small_model  # noqa: E402
 
 MEDIA = "<__media__>"
 

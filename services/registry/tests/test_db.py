@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,13 +11,11 @@ import sqlalchemy
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-sys.path.insert(0, str(Path(__file__).parent))
-from registry_support import port_open, postgres_schema  # noqa: E402
-
-from corral_registry.db import Database, make_engine, migrate  # noqa: E402
-from corral_registry.db import queries as q  # noqa: E402
-from corral_registry.db.engine import VERSION_TABLE  # noqa: E402
-from corral_registry.db.models import Base  # noqa: E402
+from corral_common.testing.backends import port_open, postgres_schema
+from corral_registry.db import Database, make_engine, migrate
+from corral_registry.db import queries as q
+from corral_registry.db.engine import VERSION_TABLE
+from corral_registry.db.models import Base
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

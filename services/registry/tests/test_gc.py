@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import threading
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from fake_registry import digest_of  # noqa: E402
-
-from corral_common import store_paths as paths  # noqa: E402
-from corral_common.digest import Digest  # noqa: E402
-from corral_registry.db import Database  # noqa: E402
-from corral_registry.gc import collect, collect_registry, prune_models, store_lock  # noqa: E402
-from corral_registry.settings import RegistrySettings, StorageSettings  # noqa: E402
-from corral_registry.storage.filesystem import FilesystemDriver  # noqa: E402
-from corral_registry.v2.names import Repo  # noqa: E402
-from corral_registry.v2.service import Registry  # noqa: E402
+from corral_common import store_paths as paths
+from corral_common.digest import Digest
+from corral_registry.db import Database
+from corral_registry.gc import collect, collect_registry, prune_models, store_lock
+from corral_registry.settings import RegistrySettings, StorageSettings
+from corral_registry.storage.filesystem import FilesystemDriver
+from corral_registry.testing import digest_of
+from corral_registry.v2.names import Repo
+from corral_registry.v2.service import Registry
 
 MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 

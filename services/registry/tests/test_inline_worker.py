@@ -10,10 +10,10 @@ from fastapi.testclient import TestClient
 
 from corral_common.digest import Digest
 from corral_common.tasks import QueueSettings, make_celery
+from corral_common.testing.ggufwriter import small_model
 from corral_registry.inline_worker import InlineWorker
 from corral_registry.main import create_app
 from corral_registry.settings import RegistrySettings, inline_worker_enabled
-from ggufwriter import small_model
 
 
 @pytest.fixture

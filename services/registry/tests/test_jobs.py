@@ -13,11 +13,11 @@ from sqlalchemy import select
 
 from corral_common.errors import NotFound, ServiceUnavailable
 from corral_common.jobs import JobRunner, JobTiming
+from corral_common.testing.jobstore_contract import check_job_store
 from corral_registry.db import Database
 from corral_registry.db import queries as q
 from corral_registry.db.jobs import DbJobStore
 from corral_registry.db.models import TransferJob
-from jobstore_contract import check_job_store
 
 
 @pytest.fixture

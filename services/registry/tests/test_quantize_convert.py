@@ -17,10 +17,10 @@ from corral_common.errors import AppError, BadRequest, InternalError
 from corral_common.gguf import FLOAT32, INT32, STRING, UINT32, ARRAY, read_gguf
 from corral_common.names import ModelName
 from corral_common.schemas import CreateRequest
+from corral_common.testing.ggufwriter import GGUF, Arr, small_model
 from corral_registry import convert, quantize
 from corral_registry.create import execute_create, plan_create
 from corral_registry.store import ModelStore
-from ggufwriter import GGUF, Arr, small_model
 
 HAS_LLAMA = importlib.util.find_spec("llama_cpp") is not None
 HAS_CONVERTER = convert.available() and importlib.util.find_spec("all_minilm_l6_v2") is not None

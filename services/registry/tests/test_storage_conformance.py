@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,12 +10,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from registry_support import moto_server, s3_driver  # noqa: E402
-
-from corral_registry.storage import InvalidKey, InvalidOffset, PathNotFound, StorageDriver  # noqa: E402
-from corral_registry.storage.filesystem import FilesystemDriver  # noqa: E402
-from corral_registry.storage.memory import MemoryDriver  # noqa: E402
+from corral_common.testing.backends import moto_server
+from corral_registry.storage import InvalidKey, InvalidOffset, PathNotFound, StorageDriver
+from corral_registry.storage.filesystem import FilesystemDriver
+from corral_registry.storage.memory import MemoryDriver
+from corral_registry.testing import s3_driver
 
 DRIVERS = ["filesystem", "inmemory", "s3"]
 

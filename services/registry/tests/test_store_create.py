@@ -12,10 +12,10 @@ from corral_common.digest import Digest
 from corral_common.errors import AppError, BadRequest, NotFound
 from corral_common.names import ModelName
 from corral_common.schemas import CopyRequest, CreateRequest, DeleteRequest, NamedRequest, ShowRequest
+from corral_common.testing.ggufwriter import small_model
 from corral_registry import service
 from corral_registry.create import execute_create, plan_create
 from corral_registry.store import ModelStore
-from ggufwriter import small_model
 
 
 @pytest.fixture

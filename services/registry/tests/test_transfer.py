@@ -6,7 +6,6 @@ import base64
 import hashlib
 import json
 import socket
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -15,24 +14,22 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-sys.path.insert(0, str(Path(__file__).parent))
-from fake_registry import FakeRegistry, digest_of  # noqa: E402
-
-from corral_common.digest import Digest  # noqa: E402
-from corral_common.errors import (AppError, BadGateway, BadRequest, Forbidden, InsufficientStorage,  # noqa: E402
+from corral_common.digest import Digest
+from corral_common.errors import (AppError, BadGateway, BadRequest, Forbidden, InsufficientStorage,
                                   NotFound, Unauthorized)
-from corral_common.internal import TransferRequest  # noqa: E402
-from corral_common.jobs import JobReporter  # noqa: E402
-from corral_common.names import ModelName  # noqa: E402
-from corral_registry import media_types  # noqa: E402
-from corral_registry.main import create_app  # noqa: E402
-from corral_registry.manifest import Layer, Manifest  # noqa: E402
-from corral_registry.pull import pull_model  # noqa: E402
-from corral_registry.push import push_model  # noqa: E402
-from corral_registry.settings import RegistrySettings, StorageSettings, TransferSettings  # noqa: E402
-from corral_registry.store import ModelStore  # noqa: E402
-from corral_registry.transfer.client import RegistryClient  # noqa: E402
-from corral_registry.transfer.download import DigestMismatch  # noqa: E402
+from corral_common.internal import TransferRequest
+from corral_common.jobs import JobReporter
+from corral_common.names import ModelName
+from corral_registry import media_types
+from corral_registry.main import create_app
+from corral_registry.manifest import Layer, Manifest
+from corral_registry.pull import pull_model
+from corral_registry.push import push_model
+from corral_registry.settings import RegistrySettings, StorageSettings, TransferSettings
+from corral_registry.store import ModelStore
+from corral_registry.testing import FakeRegistry, digest_of
+from corral_registry.transfer.client import RegistryClient
+from corral_registry.transfer.download import DigestMismatch
 
 FAST = TransferSettings(part_min=64 << 10, part_max=256 << 10, retries=2, backoff_seconds=0.01, stall_seconds=2)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -13,11 +12,9 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-sys.path.insert(0, str(Path(__file__).parent))
-from registry_support import moto_server, port_open, postgres_schema  # noqa: E402
-
-from corral_registry.main import create_app  # noqa: E402
-from corral_registry.settings import RegistrySettings, StorageSettings  # noqa: E402
+from corral_common.testing.backends import moto_server, port_open, postgres_schema
+from corral_registry.main import create_app
+from corral_registry.settings import RegistrySettings, StorageSettings
 
 MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 BACKENDS = ["filesystem", "inmemory", "s3+postgres"]

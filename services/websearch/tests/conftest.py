@@ -1,15 +1,12 @@
-"""Fixtures of the websearch unit tests (helpers live in websearch_testkit, importable by tests)."""
+"""Fixtures of the websearch unit tests (helpers live in corral_websearch.testing)."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from websearch_testkit import GuardedBackend, Site  # noqa: E402
+from corral_websearch.testing import GuardedBackend, Site
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from starlette.testclient import TestClient
 from corral_websearch.index import Document
 from corral_websearch.main import create_app
 from corral_websearch.settings import FetchLimits, WebsearchSettings
+from corral_websearch.testing import Site, send
 
-from websearch_testkit import Site, send
 
 PAGE = ("<html><head><title>Llama care</title></head><body><nav><a href='/'>home</a></nav><main>"
         "<h1>Caring for llamas</h1><p>Llamas need shelter, fresh water and company; a lone llama gets stressed."

@@ -15,8 +15,7 @@ from corral_websearch.jobs import run_index_job
 from corral_websearch.net.policy import FetchRefused
 from corral_websearch.robots import RobotsCache
 from corral_websearch.settings import WebsearchSettings
-
-from websearch_testkit import Site, make_fetcher, send
+from corral_websearch.testing import Site, make_fetcher, send
 
 
 def _html(title: str, body: str, links: list[str]) -> str:

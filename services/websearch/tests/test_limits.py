@@ -12,8 +12,8 @@ import pytest
 from corral_common.errors import AppError, BadGateway, PayloadTooLarge, UnsupportedMediaType
 from corral_websearch.extract import readable
 from corral_websearch.net.fetcher import FetchTimeout
+from corral_websearch.testing import Site, make_fetcher, send
 
-from websearch_testkit import Site, make_fetcher, send
 
 KIB = 1024
 LIMITS = {"max_bytes": 64 * KIB, "read_timeout": 0.5, "total_timeout": 1.5}

@@ -8,8 +8,7 @@ import pytest
 
 from corral_common.errors import BadRequest
 from corral_websearch.net.policy import FetchRefused
-
-from websearch_testkit import GuardedBackend, Site, StubResolver, free_port_on_both, make_fetcher, send
+from corral_websearch.testing import GuardedBackend, Site, StubResolver, free_port_on_both, make_fetcher, send
 
 
 def _refusal(url: str, resolver: StubResolver | None = None, allow: tuple[str, ...] = ()) -> FetchRefused:

@@ -1,4 +1,4 @@
-"""Shared helpers of the registry tests: a moto S3 server on loopback and Postgres schemas."""
+"""Backends a test may run against: a moto S3 server on loopback and throwaway Postgres schemas."""
 
 from __future__ import annotations
 
@@ -33,29 +33,18 @@ def moto_server() -> Iterator[str]:
         server.stop()
 
 
-def s3_driver(endpoint: str, part_size: int = 5 << 20):
-    """An S3 driver on a fresh bucket of the moto server."""
-    from corral_registry.storage.s3 import S3Config, S3Driver
-
-    config = S3Config(bucket=f"t-{uuid.uuid4().hex[:12]}", prefix="root", endpoint_url=endpoint,
-                      region="us-east-1", access_key="test", secret_key="test", part_size=part_size)
-    driver = S3Driver(config)
-    driver.ensure_bucket()
-    return driver
-
-
 @contextmanager
-def postgres_schema() -> Iterator[str]:
+def postgres_schema(prefix: str = "t") -> Iterator[str]:
     """A throwaway schema in the local Postgres; yields a URL whose search_path points at it."""
     import sqlalchemy
 
-    schema = f"reg_{uuid.uuid4().hex[:10]}"
+    schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
     engine = sqlalchemy.create_engine(POSTGRES_URL)
     with engine.begin() as conn:
-        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
     try:
         yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
     finally:
         with engine.begin() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
         engine.dispose()

@@ -1,5 +1,9 @@
-"""A scriptable registry on 127.0.0.1 for fault tests: it counts, throttles, corrupts, truncates,
-ignores Range, demands tokens and redirects, as a misbehaving or hostile registry would."""
+"""Test helpers of the model store, importable by any test folder.
+
+``FakeRegistry`` is a scriptable remote registry on 127.0.0.1 for fault tests: it counts, throttles,
+corrupts, truncates, ignores Range, demands tokens and redirects, as a misbehaving or hostile registry
+would. ``s3_driver`` is an S3 storage driver on a fresh bucket of a moto server.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import json
 import re
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -16,6 +21,7 @@ MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 
 
 def digest_of(data: bytes) -> str:
+    """The sha256 digest of data, as registries spell it."""
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
@@ -198,3 +204,14 @@ def _handler(registry: FakeRegistry) -> type[BaseHTTPRequestHandler]:
                     time.sleep(step / b.bytes_per_second)
 
     return Handler
+
+
+def s3_driver(endpoint: str, part_size: int = 5 << 20):  # noqa: ANN201 - boto3 is imported only when used
+    """An S3 driver on a fresh bucket of the moto server at endpoint."""
+    from corral_registry.storage.s3 import S3Config, S3Driver
+
+    config = S3Config(bucket=f"t-{uuid.uuid4().hex[:12]}", prefix="root", endpoint_url=endpoint,
+                      region="us-east-1", access_key="test", secret_key="test", part_size=part_size)
+    driver = S3Driver(config)
+    driver.ensure_bucket()
+    return driver
