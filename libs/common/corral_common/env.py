@@ -32,6 +32,20 @@ def env_int(environ: Mapping[str, str], key: str, default: int) -> int:
         return default
 
 
+def env_float(environ: Mapping[str, str], key: str, default: float) -> float:
+    """A number variable, falling back to the default when unset or invalid."""
+    try:
+        return float(env_str(environ, key))
+    except ValueError:
+        return default
+
+
+def env_positive(environ: Mapping[str, str], key: str, default: float) -> float:
+    """A number that must be above zero (a rate, a timeout); anything else means the default."""
+    value = env_float(environ, key, default)
+    return value if value > 0 else default
+
+
 @dataclass(frozen=True)
 class HostPort:
     """A listen or connect address."""
@@ -76,6 +90,6 @@ def models_dir(environ: Mapping[str, str]) -> Path:
     return Path(value).expanduser() if value else corral_home(environ) / "models"
 
 
-def current_env() -> Mapping[str, str]:
-    """The process environment (a seam so tests can pass their own mapping)."""
-    return os.environ
+def current_env(environ: Mapping[str, str] | None = None) -> Mapping[str, str]:
+    """``environ`` when given, else the process environment (a seam so tests can pass their own mapping)."""
+    return os.environ if environ is None else environ

@@ -7,7 +7,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing, suppress
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import structlog
 from fastapi import FastAPI, Request
@@ -156,6 +156,15 @@ class RequestContextMiddleware:
 def request_id_of(request: Request) -> str:
     """The id bound by RequestContextMiddleware, forwarded to other services."""
     return getattr(request.state, "request_id", "") or ""
+
+
+def from_state(name: str) -> Callable[[Request], Any]:
+    """A dependency that returns ``request.app.state.<name>`` (built in lifespan), for ``Annotated`` aliases."""
+
+    def dependency(request: Request) -> Any:
+        return getattr(request.app.state, name)
+
+    return dependency
 
 
 def service_app(title: str, lifespan=None) -> FastAPI:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from corral_common.errors import BadRequest
+
 DEFAULT_HOST = "registry.ollama.ai"
 DEFAULT_NAMESPACE = "library"
 DEFAULT_TAG = "latest"
@@ -109,3 +111,11 @@ class ModelName:
     def key(self) -> tuple[str, str, str, str]:
         """Case-insensitive identity, since names match regardless of case."""
         return tuple(p.lower() for p in self.parts())  # type: ignore[return-value]
+
+
+def parse_name(text: str, message: str = "invalid model name") -> ModelName:
+    """The validated name, or a 400 with ``message`` (each caller keeps its own wording)."""
+    try:
+        return ModelName.parse(text)
+    except InvalidName:
+        raise BadRequest(message) from None

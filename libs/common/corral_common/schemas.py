@@ -38,7 +38,18 @@ class Message(WireModel):
         return value.lower()
 
 
-class GenerateRequest(WireModel):
+class RunRequest(WireModel):
+    """What generate and chat both take: sampling options, thinking, truncation and logprobs."""
+
+    options: dict[str, Any] | None = None
+    think: bool | str | None = None
+    truncate: bool | None = None
+    shift: bool | None = None
+    logprobs: bool = False
+    top_logprobs: int = 0
+
+
+class GenerateRequest(RunRequest):
     model: str = ""
     prompt: str = ""
     suffix: str = ""
@@ -50,15 +61,9 @@ class GenerateRequest(WireModel):
     format: Any = Field(default=None, description='"json", a JSON schema object, or empty')
     keep_alive: Any = Field(default=None, description="seconds (number) or a Go duration string")
     images: list[str] | None = None
-    options: dict[str, Any] | None = None
-    think: bool | str | None = None
-    truncate: bool | None = None
-    shift: bool | None = None
-    logprobs: bool = False
-    top_logprobs: int = 0
 
 
-class ChatRequest(WireModel):
+class ChatRequest(RunRequest):
     model: str = ""
     messages: list[Message] = Field(default_factory=list)
     stream: bool = True
@@ -67,12 +72,6 @@ class ChatRequest(WireModel):
     tools: list[dict[str, Any]] | None = None
     tool_choice: Any = Field(default=None, description='corral extension: "none", "auto", "required" or '
                                                        '{"type": "function", "function": {"name": ...}}')
-    options: dict[str, Any] | None = None
-    think: bool | str | None = None
-    truncate: bool | None = None
-    shift: bool | None = None
-    logprobs: bool = False
-    top_logprobs: int = 0
 
 
 class EmbedRequest(WireModel):

@@ -8,7 +8,8 @@ import pytest
 
 from corral_common.digest import Digest, InvalidDigest
 from corral_common.durations import FOREVER_NS, InvalidDuration, parse_env_duration, parse_keep_alive
-from corral_common.names import InvalidName, ModelName
+from corral_common.errors import BadRequest
+from corral_common.names import InvalidName, ModelName, parse_name
 
 
 @pytest.mark.parametrize("text, parts, short", [
@@ -80,3 +81,11 @@ def test_env_keep_alive_accepts_plain_seconds() -> None:
     assert parse_env_duration("60", 1) == 60_000_000_000
     assert parse_env_duration("", 7) == 7
     assert parse_env_duration("garbage", 7) == 7
+
+
+def test_parse_name_is_a_400_with_the_callers_message() -> None:
+    assert parse_name("team/m:v1") == ModelName.parse("team/m:v1")
+    with pytest.raises(BadRequest, match="^invalid model name$"):
+        parse_name("bad name")
+    with pytest.raises(BadRequest, match='^source "x y" is invalid$'):
+        parse_name("x y", 'source "x y" is invalid')
