@@ -11,6 +11,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from corral_common.http import from_state
+
 from corral_auth import scopes
 from corral_auth.gate import Attempt
 from corral_auth.identity import Credential, Principal
@@ -21,8 +23,7 @@ URI_HEADER = "x-corral-original-uri"
 URL_HEADER = "x-corral-original-url"
 
 
-def _runtime(request: Request) -> AuthRuntime:
-    return request.app.state.auth
+_runtime = from_state("auth")
 
 
 def original_uri(request: Request) -> str:

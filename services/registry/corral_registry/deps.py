@@ -4,26 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 
+from corral_common.http import from_state
 from corral_common.jobs import JobRunner
 
 from corral_registry.store import ModelStore
 from corral_registry.transfer.remote import HostPolicy
 
-
-def _store(request: Request) -> ModelStore:
-    return request.app.state.store
-
-
-def _jobs(request: Request) -> JobRunner:
-    return request.app.state.jobs
-
-
-def _policy(request: Request) -> HostPolicy:
-    return request.app.state.policy
-
-
-Store = Annotated[ModelStore, Depends(_store)]
-Policy = Annotated[HostPolicy, Depends(_policy)]
-Jobs = Annotated[JobRunner, Depends(_jobs)]
+Store = Annotated[ModelStore, Depends(from_state("store"))]
+Policy = Annotated[HostPolicy, Depends(from_state("policy"))]
+Jobs = Annotated[JobRunner, Depends(from_state("jobs"))]

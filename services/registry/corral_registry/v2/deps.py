@@ -6,13 +6,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from corral_common.http import from_state
+
 from corral_registry.v2.names import Repo, parse_repo
 from corral_registry.v2.service import Registry
 from corral_registry.v2.tokenauth import CATALOG, Needed, TokenRelay, authorize, needed_for
-
-
-def _registry(request: Request) -> Registry:
-    return request.app.state.registry
 
 
 async def _repo(namespace: str, model: str, request: Request) -> Repo:
@@ -30,12 +28,8 @@ async def _base(request: Request) -> None:
     await authorize(request, None)
 
 
-def _relay(request: Request) -> TokenRelay:
-    return request.app.state.token_relay
-
-
-RegistryDep = Annotated[Registry, Depends(_registry)]
+RegistryDep = Annotated[Registry, Depends(from_state("registry"))]
 RepoDep = Annotated[Repo, Depends(_repo)]
 BaseAccess = Annotated[None, Depends(_base)]
 CatalogAccess = Annotated[None, Depends(_catalog)]
-RelayDep = Annotated[TokenRelay, Depends(_relay)]
+RelayDep = Annotated[TokenRelay, Depends(from_state("token_relay"))]
