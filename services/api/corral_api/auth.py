@@ -10,25 +10,19 @@ the routes it owns (keys, signin, token) authenticate there themselves.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
-import httpx
-import structlog
-from fastapi import Depends, Request
 from fastapi.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from corral_common.env import current_env, env_str
-from corral_common.logs import REQUEST_ID_HEADER
 from corral_common.net import is_loopback_address
 
-log = structlog.get_logger("corral.api.auth")
+from corral_api.clients import CLIENT_STATE, UNAVAILABLE, AuthClient, Denial, json_answer
 
 INFERENCE, MODELS_READ, MODELS_WRITE, WEB, ADMIN = "inference", "models:read", "models:write", "web", "admin"
 EXEMPT = "exempt"  # no credential needed: Ollama's liveness endpoints
@@ -50,7 +44,6 @@ _PREFIXES = (("/v1/", INFERENCE), ("/api/blobs/", MODELS_WRITE), ("/api/keys/", 
              ("/v2/", REGISTRY))
 _MODEL_FIELD = re.compile(rb'"model"\s*:\s*"((?:[^"\\]|\\.){1,400})"')
 _BODY_PEEK = 16384
-CLIENT_STATE = "corral_client"
 
 
 def route_rule(path: str) -> str:
@@ -88,7 +81,7 @@ class GatewayAuthSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "GatewayAuthSettings":
         """CORRAL_AUTH_URL, CORRAL_AUTH_REQUIRED (unset = auto, 1 = always, 0 = off), CORRAL_TRUSTED_PROXIES."""
-        env = current_env() if environ is None else environ
+        env = current_env(environ)
         required = env_str(env, "CORRAL_AUTH_REQUIRED").lower()
         mode = "auto" if not required else ("off" if required in {"0", "f", "false", "no", "off"} else "always")
         return cls(auth_url=env_str(env, "CORRAL_AUTH_URL", "http://127.0.0.1:11437"), mode=mode,
@@ -117,89 +110,6 @@ def client_address(scope: Scope, trusted: tuple) -> tuple[str, bool]:
     return client, is_loopback_address(client)
 
 
-@dataclass(frozen=True)
-class Denial:
-    """A refusal from the auth service, relayed to the client."""
-
-    status: int
-    message: str
-    headers: dict[str, str]
-
-
-class AuthClient:
-    """Calls to the auth service: verify, audit, and forwarding of the routes it owns."""
-
-    def __init__(self, base_url: str) -> None:
-        self.http = httpx.AsyncClient(base_url=base_url, trust_env=False,
-                                      timeout=httpx.Timeout(10.0, connect=3.0))
-        self._pending: set[asyncio.Task] = set()
-
-    async def verify(self, body: dict[str, Any], request_id: str) -> dict[str, Any] | Denial:
-        """The principal for a credential, or the refusal."""
-        response = await self.http.post("/internal/verify", json=body, headers={REQUEST_ID_HEADER: request_id})
-        if response.status_code == 200:
-            return response.json()
-        if response.status_code in (400, 401, 403, 429):
-            headers = {k: v for k, v in response.headers.items() if k in ("www-authenticate", "retry-after")}
-            return Denial(response.status_code, _message(response), headers)
-        raise httpx.HTTPStatusError("auth service error", request=response.request, response=response)
-
-    def audit(self, event: dict[str, Any]) -> None:
-        """Send an audit event without holding up the response."""
-        task = asyncio.get_running_loop().create_task(self._post_audit(event))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
-
-    async def _post_audit(self, event: dict[str, Any]) -> None:
-        try:
-            await self.http.post("/internal/audit", json=event)
-        except httpx.HTTPError as exc:
-            log.warning("audit event lost", error=type(exc).__name__)
-
-    async def forward(self, request: Request, path: str) -> Response:
-        """Relay a request to the auth service with the caller's credential, address and original URI."""
-        raw = request.scope.get("raw_path") or request.url.path.encode()
-        query = request.scope.get("query_string", b"")
-        headers = {
-            "content-type": "application/json", REQUEST_ID_HEADER: getattr(request.state, "request_id", "") or "",
-            "x-corral-client": request.scope.get("state", {}).get(CLIENT_STATE) or _peer(request),
-            "x-corral-original-uri": (raw + (b"?" + query if query else b"")).decode("latin-1"),
-            "x-corral-original-url": str(request.url),
-        }
-        for name in ("authorization", "x-api-key"):
-            if name in request.headers:
-                headers[name] = request.headers[name]
-        try:
-            answer = await self.http.request(request.method, path, content=await request.body(), headers=headers,
-                                             params=request.query_params.multi_items())
-        except httpx.TransportError:
-            return _json_response(503, {"error": "auth service unavailable"}, {})
-        keep = {k: v for k, v in answer.headers.items() if k in ("content-type", "www-authenticate", "retry-after")}
-        return Response(answer.content, status_code=answer.status_code, headers=keep)
-
-    async def close(self) -> None:
-        """Wait for queued audit events, then close the pool."""
-        if self._pending:
-            await asyncio.wait(self._pending, timeout=5)
-        await self.http.aclose()
-
-
-def _peer(request: Request) -> str:
-    return request.client.host if request.client else ""
-
-
-def _message(response: httpx.Response) -> str:
-    try:
-        return str(response.json().get("error") or response.reason_phrase)
-    except (ValueError, AttributeError):
-        return response.reason_phrase
-
-
-def _json_response(status: int, body: Any, headers: dict[str, str]) -> Response:
-    return Response(json.dumps(body).encode(), status_code=status, media_type="application/json; charset=utf-8",
-                    headers=headers)
-
-
 _OPENAI_TYPES = {401: ("authentication_error", "invalid_api_key"), 403: ("permission_error", "insufficient_scope"),
                  429: ("rate_limit_error", "rate_limit_exceeded"), 503: ("api_error", "service_unavailable")}
 
@@ -211,7 +121,7 @@ def denial_response(path: str, denial: Denial) -> Response:
         body: Any = {"error": {"message": denial.message, "type": kind, "param": None, "code": code}}
     else:
         body = {"error": denial.message}
-    return _json_response(denial.status, body, denial.headers)
+    return json_answer(denial.status, body, denial.headers)
 
 
 class AuthGate:
@@ -246,12 +156,8 @@ class AuthGate:
                 "client": client, "scope": rule}
         auth: AuthClient | None = getattr(scope["app"].state, "auth", None) if "app" in scope else None
         if auth is None:
-            return Denial(503, "auth service unavailable", {})
-        try:
-            return await auth.verify(body, scope["state"].get("request_id", ""))
-        except httpx.HTTPError as exc:
-            log.error("auth service unavailable", error=type(exc).__name__)
-            return Denial(503, "auth service unavailable", {})
+            return UNAVAILABLE
+        return await auth.verify(body, scope["state"].get("request_id", ""))
 
     async def _audited(self, scope: Scope, receive: Receive, send: Send, client: str,
                        principal: dict[str, Any]) -> None:
@@ -278,9 +184,3 @@ class AuthGate:
                 "method": scope["method"], "route": scope["path"], "status": status["code"],
                 "model": match.group(1).decode("utf-8", "replace") if match else None})
 
-
-def _auth_client(request: Request) -> AuthClient:
-    return request.app.state.auth
-
-
-AuthService = Annotated[AuthClient, Depends(_auth_client)]

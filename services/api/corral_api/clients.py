@@ -1,16 +1,23 @@
-"""Typed clients of the registry, inference and websearch services: the one place their paths are written.
+"""Typed clients of the registry, inference, websearch and auth services: the one place their paths are written.
 
 Each client speaks in ``corral_common.internal`` shapes; one private HTTP core forwards the request id
-and turns a non-2xx answer or an error line into the typed error the other service raised.
+and turns a non-2xx answer or an error line into the typed error the other service raised. The auth
+client differs in one way: its refusals, and the routes the auth service owns, reach the caller as the
+auth service answered them (status, body and a few safe headers).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
+import structlog
+from fastapi import Request
+from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
 from corral_common.digest import Digest
@@ -23,6 +30,8 @@ from corral_common.schemas import CopyRequest, CreateRequest, ShowRequest
 
 _TIMEOUT = httpx.Timeout(connect=5.0, read=None, write=None, pool=None)
 Shape = TypeVar("Shape", bound=BaseModel)
+CLIENT_STATE = "corral_client"  # the scope state key under which the auth gate keeps the client's address
+log = structlog.get_logger("corral.api.clients")
 
 
 def _error_of(response: httpx.Response, body: bytes) -> AppError:
@@ -42,11 +51,12 @@ def _encoded(body: BaseModel | dict[str, Any]) -> bytes:
 class _Http:
     """JSON and NDJSON calls to one internal service (shared by the typed clients, never used by routes)."""
 
-    def __init__(self, base_url: str, service: str) -> None:
+    def __init__(self, base_url: str, service: str, timeout: httpx.Timeout = _TIMEOUT) -> None:
         self.service = service
-        self.client = httpx.AsyncClient(base_url=base_url, timeout=_TIMEOUT, trust_env=False)
+        self.client = httpx.AsyncClient(base_url=base_url, timeout=timeout, trust_env=False)
 
-    def _headers(self, request_id: str) -> dict[str, str]:
+    def headers(self, request_id: str) -> dict[str, str]:
+        """The request id and the JSON content type."""
         return {REQUEST_ID_HEADER: request_id, "content-type": "application/json"}
 
     def parsed(self, shape: type[Shape], data: Any) -> Shape:
@@ -57,10 +67,15 @@ class _Http:
             raise BadGateway(f"{self.service} service sent an invalid {shape.__name__}: {exc.errors()[0]['msg']}") \
                 from None
 
+    async def raw(self, method: str, path: str, headers: dict[str, str], content: Any = None,
+                  params: Any = None) -> httpx.Response:
+        """One request answered as it came: its status and any transport error are the caller's business."""
+        return await self.client.request(method, path, content=content, headers=headers, params=params)
+
     async def call(self, method: str, path: str, request_id: str, content: Any = None) -> httpx.Response:
         """One request; non-2xx answers become typed errors."""
         try:
-            response = await self.client.request(method, path, content=content, headers=self._headers(request_id))
+            response = await self.raw(method, path, self.headers(request_id), content)
         except httpx.TransportError as exc:
             raise BadGateway(f"{self.service} service unavailable: {exc}") from None
         if response.status_code >= 400:
@@ -74,7 +89,7 @@ class _Http:
 
     async def lines(self, path: str, request_id: str, content: bytes) -> AsyncIterator[dict[str, Any]]:
         """POST and iterate NDJSON lines; an error line (or status) raises a typed error."""
-        request = self.client.build_request("POST", path, content=content, headers=self._headers(request_id))
+        request = self.client.build_request("POST", path, content=content, headers=self.headers(request_id))
         try:
             response = await self.client.send(request, stream=True)
         except httpx.TransportError as exc:
@@ -112,9 +127,10 @@ class _Client:
     """A typed client owns one HTTP core to its service."""
 
     service = ""
+    timeout = _TIMEOUT
 
     def __init__(self, base_url: str) -> None:
-        self.http = _Http(base_url, self.service)
+        self.http = _Http(base_url, self.service, self.timeout)
 
     async def close(self) -> None:
         """Close the connection pool."""
@@ -221,3 +237,140 @@ class WebsearchClient(_Client):
     def index_stream(self, raw: bytes, request_id: str) -> AsyncIterator[dict[str, Any]]:
         """The events of an index job."""
         return self.http.lines("/api/index", request_id, raw)
+
+
+@dataclass(frozen=True)
+class Denial:
+    """A refusal from the auth service, relayed to the client."""
+
+    status: int
+    message: str
+    headers: dict[str, str]
+
+
+UNAVAILABLE = Denial(503, "auth service unavailable", {})
+
+
+def _unavailable(error: str) -> Denial:
+    """The refusal when the auth service cannot answer (logged: every protected request now fails)."""
+    log.error("auth service unavailable", error=error)
+    return UNAVAILABLE
+
+
+def json_answer(status: int, body: Any, headers: dict[str, str]) -> Response:
+    """A JSON answer the gateway writes itself about auth (refusals, an unreachable auth service)."""
+    return Response(json.dumps(body).encode(), status_code=status, media_type="application/json; charset=utf-8",
+                    headers=headers)
+
+
+def _message(response: httpx.Response) -> str:
+    """The auth service's ``error`` text, or the status's reason."""
+    try:
+        return str(response.json().get("error") or response.reason_phrase)
+    except (ValueError, AttributeError):
+        return response.reason_phrase
+
+
+def _kept(response: httpx.Response, names: tuple[str, ...]) -> dict[str, str]:
+    """The answer's headers among ``names``."""
+    return {k: v for k, v in response.headers.items() if k in names}
+
+
+class AuthClient(_Client):
+    """The auth service: verify and audit for the gate, and the relay of the routes it owns (keys, signin, token)."""
+
+    service = "auth"
+    timeout = httpx.Timeout(10.0, connect=3.0)
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__(base_url)
+        self._pending: set[asyncio.Task] = set()
+
+    async def verify(self, body: dict[str, Any], request_id: str) -> dict[str, Any] | Denial:
+        """The principal for a credential, or the refusal; a failing auth service refuses with 503 (fail closed)."""
+        try:
+            response = await self.http.raw("POST", "/internal/verify", self.http.headers(request_id), _encoded(body))
+        except httpx.HTTPError as exc:
+            return _unavailable(type(exc).__name__)
+        if response.status_code == 200:
+            return response.json()
+        if response.status_code in (400, 401, 403, 429):
+            return Denial(response.status_code, _message(response), _kept(response, ("www-authenticate",
+                                                                                       "retry-after")))
+        return _unavailable("HTTPStatusError")
+
+    def audit(self, event: dict[str, Any]) -> None:
+        """Send an audit event without holding up the response."""
+        task = asyncio.get_running_loop().create_task(self._post_audit(event))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _post_audit(self, event: dict[str, Any]) -> None:
+        try:
+            await self.http.raw("POST", "/internal/audit", {"content-type": "application/json"}, _encoded(event))
+        except httpx.HTTPError as exc:
+            log.warning("audit event lost", error=type(exc).__name__)
+
+    async def keys(self, request: Request) -> Response:
+        """Create or list API keys."""
+        return await self._relay(request, "/api/keys")
+
+    async def revoke_key(self, request: Request, key_id: str) -> Response:
+        """Revoke one API key (``key_id`` checked by the route)."""
+        return await self._relay(request, f"/api/keys/{key_id}")
+
+    async def grants(self, request: Request) -> Response:
+        """Add or list repository grants."""
+        return await self._relay(request, "/api/grants")
+
+    async def revoke_grant(self, request: Request, grant_id: str) -> Response:
+        """Revoke one grant (``grant_id`` checked by the route)."""
+        return await self._relay(request, f"/api/grants/{grant_id}")
+
+    async def account(self, request: Request) -> Response:
+        """/api/me, /api/signout, /api/signin and /api/signin/approve: the same path on the auth service."""
+        return await self._relay(request, request.url.path)
+
+    async def token(self, request: Request) -> Response:
+        """A registry token."""
+        return await self._relay(request, "/token")
+
+    async def jwks(self, request: Request) -> Response:
+        """The public keys registry tokens are signed with."""
+        return await self._relay(request, "/jwks.json")
+
+    async def _relay(self, request: Request, path: str) -> Response:
+        """Relay a request with the caller's credential, address and original URI; answer as the service did."""
+        try:
+            answer = await self.http.raw(request.method, path, _relay_headers(request), await request.body(),
+                                         request.query_params.multi_items())
+        except httpx.TransportError:
+            return json_answer(503, {"error": "auth service unavailable"}, {})
+        return Response(answer.content, status_code=answer.status_code,
+                        headers=_kept(answer, ("content-type", "www-authenticate", "retry-after")))
+
+    async def close(self) -> None:
+        """Wait for queued audit events, then close the pool."""
+        if self._pending:
+            await asyncio.wait(self._pending, timeout=5)
+        await super().close()
+
+
+def _relay_headers(request: Request) -> dict[str, str]:
+    """What the auth service needs to authenticate a relayed request itself."""
+    raw = request.scope.get("raw_path") or request.url.path.encode()
+    query = request.scope.get("query_string", b"")
+    headers = {
+        "content-type": "application/json", REQUEST_ID_HEADER: getattr(request.state, "request_id", "") or "",
+        "x-corral-client": request.scope.get("state", {}).get(CLIENT_STATE) or _peer(request),
+        "x-corral-original-uri": (raw + (b"?" + query if query else b"")).decode("latin-1"),
+        "x-corral-original-url": str(request.url),
+    }
+    for name in ("authorization", "x-api-key"):
+        if name in request.headers:
+            headers[name] = request.headers[name]
+    return headers
+
+
+def _peer(request: Request) -> str:
+    return request.client.host if request.client else ""

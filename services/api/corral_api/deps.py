@@ -6,23 +6,21 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from corral_api.clients import InferenceClient, RegistryClient, WebsearchClient
-from corral_common.http import request_id_of
+from corral_common.http import from_state, request_id_of
+
+from corral_api.clients import AuthClient, InferenceClient, RegistryClient, WebsearchClient
+from corral_api.running import Call
 
 
-def _registry(request: Request) -> RegistryClient:
-    return request.app.state.registry
+def _call(request: Request) -> Call:
+    """The clients a model call needs, with the caller's request id."""
+    state = request.app.state
+    return Call(state.registry, state.inference, request_id_of(request))
 
 
-def _inference(request: Request) -> InferenceClient:
-    return request.app.state.inference
-
-
-def _websearch(request: Request) -> WebsearchClient:
-    return request.app.state.websearch
-
-
-Registry = Annotated[RegistryClient, Depends(_registry)]
-Inference = Annotated[InferenceClient, Depends(_inference)]
-Websearch = Annotated[WebsearchClient, Depends(_websearch)]
+Registry = Annotated[RegistryClient, Depends(from_state("registry"))]
+Inference = Annotated[InferenceClient, Depends(from_state("inference"))]
+Websearch = Annotated[WebsearchClient, Depends(from_state("websearch"))]
+Auth = Annotated[AuthClient, Depends(from_state("auth"))]
 RequestId = Annotated[str, Depends(request_id_of)]
+ModelCall = Annotated[Call, Depends(_call)]

@@ -13,8 +13,8 @@ from corral_common.http import RequestContextMiddleware, install_error_handler
 from corral_common.logs import configure_logging
 from corral_common.net import is_loopback_host
 
-from corral_api.auth import AuthClient, AuthGate, GatewayAuthSettings
-from corral_api.clients import InferenceClient, RegistryClient, WebsearchClient
+from corral_api.auth import AuthGate, GatewayAuthSettings
+from corral_api.clients import AuthClient, InferenceClient, RegistryClient, WebsearchClient
 from corral_api.guards import EdgeGuard
 from corral_api.routes import keys, native, openai, registry, web
 from corral_api.settings import ApiSettings

@@ -10,18 +10,10 @@ from corral_common.digest import parse_digest as parse_digest  # routes call mod
 from corral_common.errors import BadRequest, NotFound
 from corral_common.internal import EmbedInputs, EmbedOutput, ProgressEvent
 from corral_common.jsonio import local_time
-from corral_common.names import InvalidName, ModelName
+from corral_common.names import parse_name
 from corral_common.schemas import CreateRequest, EmbeddingsRequest, EmbedRequest
 
 from corral_api.running import Call, keep_alive_ns, merged_options, resolve
-
-
-def check_name(text: str, message: str = "invalid model name") -> None:
-    """400 with ``message`` unless text is a valid model name."""
-    try:
-        ModelName.parse(text)
-    except InvalidName:
-        raise BadRequest(message) from None
 
 
 async def ps(call: Call) -> dict[str, Any]:
@@ -37,7 +29,7 @@ def create(call: Call, req: CreateRequest) -> AsyncIterator[ProgressEvent]:
     """POST /api/create: names checked here, the rest by the registry before it queues the job."""
     if not req.model_name():
         raise BadRequest("model is required")
-    check_name(req.model_name())
+    parse_name(req.model_name())
     return call.registry.create(req, call.request_id)
 
 

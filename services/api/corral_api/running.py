@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
 from corral_common.durations import InvalidDuration, parse_keep_alive
-from corral_common.errors import BadRequest, NotFound
+from corral_common.errors import AppError, BadRequest, NotFound
 from corral_common.internal import CompletionEvent, CompletionRequest, LoadRequest, ResolvedModel
 from corral_common.jsonio import utc_now
-from corral_common.names import InvalidName, ModelName
+from corral_common.names import parse_name
 from corral_common.options import validate_options
 from corral_common.schemas import ChatRequest, GenerateRequest, with_metrics
 
@@ -23,6 +23,7 @@ from corral_api.thinking import ThinkingSplitter
 from corral_api.toolcalls import ToolCallCollector, family_of, forced_format
 
 THINK_LEVELS = ("high", "medium", "low", "max")
+ChunkMaker = Callable[[str, str, list], dict[str, Any]]  # (content, thinking, tool calls) -> a response chunk
 
 
 @dataclass
@@ -44,10 +45,7 @@ def keep_alive_ns(value: Any) -> int | None:
 
 async def resolve(call: Call, model: str, missing: str) -> ResolvedModel:
     """The resolved model, 400 for an invalid name, 404 with ``missing`` when absent."""
-    try:
-        ModelName.parse(model)
-    except InvalidName:
-        raise BadRequest("invalid model name") from None
+    parse_name(model)
     try:
         return await call.registry.resolve(model, call.request_id)
     except NotFound:
@@ -116,54 +114,78 @@ def _generate_messages(req: GenerateRequest, model: ResolvedModel) -> list[dict[
     return messages
 
 
+async def _runnable(call: Call, req: GenerateRequest | ChatRequest, action: str,
+                    no_model: AppError) -> ResolvedModel:
+    """The checks generate and chat share, in Ollama's order: top_logprobs, a model named, stored, can complete."""
+    if not 0 <= req.top_logprobs <= 20:
+        raise BadRequest("top_logprobs must be between 0 and 20")
+    if not req.model:
+        raise no_model
+    model = await resolve(call, req.model, f"model '{req.model}' not found")
+    if not model.can("completion"):
+        raise BadRequest(f'"{req.model}" does not support {action}')
+    return model
+
+
+def _done(chunk: ChunkMaker, reason: str | None) -> dict[str, Any]:
+    """The last chunk of a stream: an empty one marked done, with the reason."""
+    return {**chunk("", "", []), "done": True, "done_reason": reason}
+
+
+async def _streamed(call: Call, body: CompletionRequest, shaper: OutputShaper, chunk: ChunkMaker,
+                    final: Callable[[CompletionEvent], dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+    """Inference events as response chunks: shaped text as it comes, what the shaper held back, the final chunk."""
+    async with aclosing(call.inference.complete(body, call.request_id)) as events:
+        async for event in events:
+            if not event.done:
+                thought, content = shaper.feed(event.content)
+                if thought or content or event.logprobs:
+                    yield _with_logprobs(chunk(content, thought, []), event)
+                continue
+            thought, content, calls = shaper.finish()
+            if thought or content or calls:
+                yield chunk(content, thought, calls)
+            yield with_metrics(final(event), event.metrics())
+
+
 async def generate(call: Call, req: GenerateRequest) -> AsyncIterator[dict[str, Any]]:
     """POST /api/generate as a stream of response chunks."""
     if req.raw and (req.template or req.system or req.context):
         raise BadRequest("raw mode does not support template, system, or context")
-    if not 0 <= req.top_logprobs <= 20:
-        raise BadRequest("top_logprobs must be between 0 and 20")
-    if not req.model:
-        raise NotFound("model '' not found")
-    model = await resolve(call, req.model, f"model '{req.model}' not found")
-    if not model.can("completion"):
-        raise BadRequest(f'"{req.model}" does not support generate')
+    model = await _runnable(call, req, "generate", NotFound("model '' not found"))
     if req.suffix and not model.can("insert"):
         raise BadRequest(f"{model.name} does not support insert")
     check_think(req.think, model, req.model)
     check_images(req.images, model)
     keep_alive = keep_alive_ns(req.keep_alive)
     options = merged_options(model, req.options)
+    chunk = _generate_chunk(req.model)
     if not req.prompt and not req.images:
-        reason = await _lifecycle(call, model, options, keep_alive)
-        yield {"model": req.model, "created_at": utc_now(), "response": "", "done": True, "done_reason": reason}
+        yield _done(chunk, await _lifecycle(call, model, options, keep_alive))
         return
     think = req.think if req.think is not None else (model.can("thinking") or None)
     messages, images = place_markers(_generate_messages(req, model))
     text = req.prompt if req.raw else prompts.render(model, messages, req.template, suffix=req.suffix, think=think)
     body = _completion(req, model, options, keep_alive, text, images, req.format, req.context)
-    shaper = _shaper(req.think, model, None, text)
-    async with aclosing(call.inference.complete(body, call.request_id)) as events:
-        async for event in events:
-            if not event.done:
-                thought, content = shaper.feed(event.content)
-                if thought or content or event.logprobs:
-                    yield _with_logprobs(_generate_chunk(req.model, content, thought), event)
-                continue
-            thought, content, _ = shaper.finish()
-            if thought or content:
-                yield _generate_chunk(req.model, content, thought)
-            final = {"model": req.model, "created_at": utc_now(), "response": "", "done": True,
-                     "done_reason": event.done_reason}
-            if not req.raw and event.context is not None:
-                final["context"] = event.context
-            yield with_metrics(final, event.metrics())
+
+    def final(event: CompletionEvent) -> dict[str, Any]:
+        done = _done(chunk, event.done_reason)
+        return {**done, "context": event.context} if not req.raw and event.context is not None else done
+
+    async for out in _streamed(call, body, _shaper(req.think, model, None, text), chunk, final):
+        yield out
 
 
-def _generate_chunk(model: str, response: str, thinking: str) -> dict[str, Any]:
-    chunk: dict[str, Any] = {"model": model, "created_at": utc_now(), "response": response}
-    if thinking:
-        chunk["thinking"] = thinking
-    chunk["done"] = False
+def _generate_chunk(model: str) -> ChunkMaker:
+    """How a generate chunk is made: the text in ``response``, thinking beside it."""
+
+    def chunk(response: str, thinking: str, _calls: list) -> dict[str, Any]:
+        out: dict[str, Any] = {"model": model, "created_at": utc_now(), "response": response}
+        if thinking:
+            out["thinking"] = thinking
+        out["done"] = False
+        return out
+
     return chunk
 
 
@@ -215,44 +237,33 @@ def _message(content: str, thinking: str = "", tool_calls: list | None = None) -
 
 async def chat(call: Call, req: ChatRequest) -> AsyncIterator[dict[str, Any]]:
     """POST /api/chat as a stream of response chunks."""
-    if not 0 <= req.top_logprobs <= 20:
-        raise BadRequest("top_logprobs must be between 0 and 20")
-    if not req.model:
-        raise BadRequest("model is required")
-    model = await resolve(call, req.model, f"model '{req.model}' not found")
-    if not model.can("completion"):
-        raise BadRequest(f'"{req.model}" does not support chat')
+    model = await _runnable(call, req, "chat", BadRequest("model is required"))
     tools, fmt, collector = _tool_setup(req, model)
     check_think(req.think, model, req.model)
     check_images([i for m in req.messages for i in (m.images or [])], model)
     keep_alive = keep_alive_ns(req.keep_alive)
     options = merged_options(model, req.options)
+    chunk = _chat_chunk(req.model)
     if not req.messages:
-        reason = await _lifecycle(call, model, options, keep_alive)
-        yield {"model": req.model, "created_at": utc_now(), "message": _message(""), "done": True,
-               "done_reason": reason}
+        yield _done(chunk, await _lifecycle(call, model, options, keep_alive))
         return
     think = req.think if req.think is not None else (model.can("thinking") or None)
     messages, images = place_markers(_chat_messages(req, model))
     text = prompts.render(model, messages, tools=tools, think=think)
     body = _completion(req, model, options, keep_alive, text, images, fmt)
     shaper = _shaper(req.think, model, collector, text)
-    async with aclosing(call.inference.complete(body, call.request_id)) as events:
-        async for event in events:
-            if not event.done:
-                thought, content = shaper.feed(event.content)
-                if thought or content or event.logprobs:
-                    yield _with_logprobs(_chunk(req.model, _message(content, thought)), event)
-                continue
-            thought, content, calls = shaper.finish()
-            if thought or content or calls:
-                yield _chunk(req.model, _message(content, thought, calls))
-            final = {**_chunk(req.model, _message("")), "done": True, "done_reason": event.done_reason}
-            yield with_metrics(final, event.metrics())
+    async for out in _streamed(call, body, shaper, chunk, lambda event: _done(chunk, event.done_reason)):
+        yield out
 
 
-def _chunk(model: str, message: dict[str, Any]) -> dict[str, Any]:
-    return {"model": model, "created_at": utc_now(), "message": message, "done": False}
+def _chat_chunk(model: str) -> ChunkMaker:
+    """How a chat chunk is made: an assistant message with content, thinking and tool calls."""
+
+    def chunk(content: str, thinking: str, calls: list) -> dict[str, Any]:
+        return {"model": model, "created_at": utc_now(), "message": _message(content, thinking, calls),
+                "done": False}
+
+    return chunk
 
 
 async def collect_generate(chunks: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:

@@ -31,7 +31,7 @@ class ApiSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "ApiSettings":
         """OLLAMA_HOST, OLLAMA_ORIGINS (appended to the defaults), CORRAL_{INFERENCE,REGISTRY,WEBSEARCH}_URL."""
-        env = current_env() if environ is None else environ
+        env = current_env(environ)
         extra = tuple(o.strip() for o in env_str(env, "OLLAMA_ORIGINS").split(",") if o.strip())
         return cls(
             listen=parse_ollama_host(env_str(env, "OLLAMA_HOST")),

@@ -54,8 +54,8 @@ def _gateway(fake: FakeAuth | None, mode: str = "auto", peer: str = "127.0.0.1")
     auth = GatewayAuthSettings(auth_url="http://127.0.0.1:9", mode=mode, trusted_proxies=_networks("127.0.0.1"))
     with TestClient(create_app(settings, auth), client=(peer, 40000), base_url="http://127.0.0.1:11434") as client:
         if fake is not None:
-            client.app.state.auth.http = httpx.AsyncClient(transport=httpx.ASGITransport(fake.app),
-                                                           base_url="http://auth")
+            client.app.state.auth.http.client = httpx.AsyncClient(transport=httpx.ASGITransport(fake.app),
+                                                                  base_url="http://auth")
         yield client
 
 

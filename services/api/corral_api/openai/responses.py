@@ -63,7 +63,22 @@ def chat_completion(ident: str, created: int, native: dict[str, Any]) -> dict[st
             "system_fingerprint": FINGERPRINT, "choices": [choice], "usage": usage(native)}
 
 
-class ChatStream:
+class NativeStream:
+    """A native stream translated chunk by chunk; each subclass says what one chunk becomes."""
+
+    def translate(self, chunk: dict[str, Any]) -> list[dict[str, Any]]:
+        """The OpenAI chunks for one native chunk."""
+        raise NotImplementedError
+
+    async def events(self, chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+        """Translate a whole native stream."""
+        async with aclosing(chunks):
+            async for chunk in chunks:
+                for event in self.translate(chunk):
+                    yield event
+
+
+class ChatStream(NativeStream):
     """Native chat chunks → ``chat.completion.chunk`` objects: role once, a finish chunk, optional usage."""
 
     def __init__(self, ident: str, created: int, include_usage: bool) -> None:
@@ -115,13 +130,6 @@ class ChatStream:
                 out.append({**self._chunk(model, []), "usage": usage(chunk)})
         return out
 
-    async def events(self, chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
-        """Translate a whole native stream."""
-        async with aclosing(chunks):
-            async for chunk in chunks:
-                for event in self.translate(chunk):
-                    yield event
-
 
 def legacy_logprobs(items: list[dict[str, Any]], offset: int) -> dict[str, Any]:
     """Native logprobs in the completions API's shape: parallel lists, text offsets from ``offset``."""
@@ -150,7 +158,7 @@ def completion(ident: str, created: int, native: dict[str, Any], echo: str) -> d
             "system_fingerprint": FINGERPRINT, "choices": [choice], "usage": usage(native)}
 
 
-class CompletionStream:
+class CompletionStream(NativeStream):
     """Native generate chunks → ``text_completion`` chunks; with usage, every chunk carries zero usage."""
 
     def __init__(self, ident: str, created: int, include_usage: bool, echo: str) -> None:
@@ -174,13 +182,6 @@ class CompletionStream:
         if native.get("done") and self.include_usage:
             out.append(self._chunk(model, [], usage(native)))
         return out
-
-    async def events(self, chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
-        """Translate a whole native stream."""
-        async with aclosing(chunks):
-            async for chunk in chunks:
-                for event in self.translate(chunk):
-                    yield event
 
 
 def unix_seconds(timestamp: str) -> int:

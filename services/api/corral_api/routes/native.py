@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
 
@@ -11,11 +14,20 @@ from corral_common.schemas import (ChatRequest, CopyRequest, CreateRequest, Dele
 from corral_common.version import OLLAMA_API_VERSION
 
 from corral_api import models, running
-from corral_api.deps import Inference, Registry, RequestId
+from corral_api.deps import ModelCall, Registry, RequestId
 from corral_api.routes.registry import progress_answer
-from corral_api.running import Call
+
+Chunks = AsyncIterator[dict[str, Any]]
 
 router = APIRouter()
+
+
+async def _answer(request: Request, stream: bool, chunks: Chunks,
+                  collect: Callable[[Chunks], Awaitable[dict[str, Any]]]) -> Response:
+    """NDJSON chunks, or with ``stream: false`` the one object ``collect`` makes of them."""
+    if stream:
+        return await stream_or_error(chunks, request)
+    return GoJSONResponse(await until_disconnected(request, collect(chunks)))
 
 
 @router.api_route("/", methods=["GET", "HEAD"])
@@ -40,44 +52,36 @@ async def show(request: Request, registry: Registry, rid: RequestId) -> GoJSONRe
 
 
 @router.get("/api/ps")
-async def ps(registry: Registry, inference: Inference, rid: RequestId) -> GoJSONResponse:
-    return GoJSONResponse(await models.ps(Call(registry, inference, rid)))
+async def ps(call: ModelCall) -> GoJSONResponse:
+    return GoJSONResponse(await models.ps(call))
 
 
 @router.post("/api/generate")
-async def generate(request: Request, registry: Registry, inference: Inference, rid: RequestId):
+async def generate(request: Request, call: ModelCall) -> Response:
     req = parse_body(GenerateRequest, await request.body())
-    chunks = running.generate(Call(registry, inference, rid), req)
-    if req.stream:
-        return await stream_or_error(chunks, request)
-    return GoJSONResponse(await until_disconnected(request, running.collect_generate(chunks)))
+    return await _answer(request, req.stream, running.generate(call, req), running.collect_generate)
 
 
 @router.post("/api/chat")
-async def chat(request: Request, registry: Registry, inference: Inference, rid: RequestId):
+async def chat(request: Request, call: ModelCall) -> Response:
     req = parse_body(ChatRequest, await request.body())
-    chunks = running.chat(Call(registry, inference, rid), req)
-    if req.stream:
-        return await stream_or_error(chunks, request)
-    return GoJSONResponse(await until_disconnected(request, running.collect_chat(chunks)))
+    return await _answer(request, req.stream, running.chat(call, req), running.collect_chat)
 
 
 @router.post("/api/embed")
-async def embed(request: Request, registry: Registry, inference: Inference, rid: RequestId) -> GoJSONResponse:
-    req = parse_body(EmbedRequest, await request.body())
-    return GoJSONResponse(await models.embed(Call(registry, inference, rid), req))
+async def embed(request: Request, call: ModelCall) -> GoJSONResponse:
+    return GoJSONResponse(await models.embed(call, parse_body(EmbedRequest, await request.body())))
 
 
 @router.post("/api/embeddings")
-async def embeddings(request: Request, registry: Registry, inference: Inference, rid: RequestId) -> GoJSONResponse:
-    req = parse_body(EmbeddingsRequest, await request.body())
-    return GoJSONResponse(await models.embeddings(Call(registry, inference, rid), req))
+async def embeddings(request: Request, call: ModelCall) -> GoJSONResponse:
+    return GoJSONResponse(await models.embeddings(call, parse_body(EmbeddingsRequest, await request.body())))
 
 
 @router.post("/api/create")
-async def create(request: Request, registry: Registry, inference: Inference, rid: RequestId):
+async def create(request: Request, call: ModelCall):
     req = parse_body(CreateRequest, await request.body())
-    return await progress_answer(req.stream, models.create(Call(registry, inference, rid), req))
+    return await progress_answer(req.stream, models.create(call, req))
 
 
 @router.post("/api/copy")

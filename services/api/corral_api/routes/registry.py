@@ -10,10 +10,10 @@ from fastapi import APIRouter, Request
 from corral_common.errors import BadRequest
 from corral_common.http import GoJSONResponse, stream_or_error
 from corral_common.internal import ProgressEvent, TransferRequest
+from corral_common.names import parse_name
 from corral_common.schemas import parse_body
 
 from corral_api.deps import Registry, RequestId
-from corral_api.models import check_name
 
 router = APIRouter()
 
@@ -37,7 +37,7 @@ async def progress_answer(stream: bool, events: AsyncIterator[ProgressEvent]):
 @router.post("/api/pull")
 async def pull(request: Request, registry: Registry, rid: RequestId):
     req = parse_body(TransferRequest, await request.body())
-    check_name(req.model_name())
+    parse_name(req.model_name())
     return await progress_answer(req.stream, registry.pull(req, rid))
 
 
@@ -46,5 +46,5 @@ async def push(request: Request, registry: Registry, rid: RequestId):
     req = parse_body(TransferRequest, await request.body())
     if not req.model_name():
         raise BadRequest("model is required")
-    check_name(req.model_name())
+    parse_name(req.model_name())
     return await progress_answer(req.stream, registry.push(req, rid))
