@@ -82,12 +82,8 @@ class Accounts:
     def create_key(self, actor: Principal, name: str, wanted: list[str] | None, expires_at: str | None,
                    user: str | None = None) -> IssuedKey:
         """A new key for the actor (or, for admins, any user); never more scopes than the actor holds."""
-        owner = user or actor.user
-        if not actor.may_act_for(owner):
-            raise Forbidden("forbidden: only an admin manages other users' keys")
-        granted = scopes.parse_scopes(wanted, default=scopes.DEFAULT)
-        if not actor.admin and not set(granted) <= set(actor.scopes):
-            raise Forbidden("forbidden: a key cannot grant scopes its creator lacks")
+        owner, granted = actor.delegate(user, wanted, "forbidden: only an admin manages other users' keys",
+                                        "forbidden: a key cannot grant scopes its creator lacks")
         if not name.strip() or len(name) > 200:
             raise BadRequest("a key needs a name of at most 200 characters")
         return self._issue(self._user_id(owner), owner, name.strip(), granted, parse_expiry(expires_at))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -10,19 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from corral_auth.clock import iso, utcnow
 from corral_auth.db.models import AuditEntry
-
-
-@dataclass(frozen=True)
-class AuditEvent:
-    """One request as the audit log keeps it: never a secret, a header or a body."""
-
-    client: str
-    method: str
-    route: str
-    status: int
-    user: str | None = None
-    key_id: str | None = None
-    model: str | None = None
+from corral_auth.schemas import AuditEvent
 
 
 class AuditLog:
@@ -33,7 +20,7 @@ class AuditLog:
 
     def record(self, event: AuditEvent) -> None:
         """Append one event."""
-        values = asdict(event)
+        values = event.model_dump()
         values["route"] = values["route"][:2000]
         values["model"] = (values["model"] or None) and values["model"][:400]
         with self.sessions.begin() as db:

@@ -73,12 +73,8 @@ class Devices:
 
     def approve(self, actor: Principal, code: str, user: str | None, wanted: list[str] | None) -> dict[str, Any]:
         """Bind the key behind ``code`` to ``user`` (default: the approver); the code works once."""
-        owner = user or actor.user
-        if not actor.may_act_for(owner):
-            raise Forbidden("forbidden: only an admin signs in other users")
-        granted = scopes.parse_scopes(wanted, default=scopes.DEFAULT)
-        if not actor.admin and not set(granted) <= set(actor.scopes):
-            raise Forbidden("forbidden: a device cannot get scopes its approver lacks")
+        owner, granted = actor.delegate(user, wanted, "forbidden: only an admin signs in other users",
+                                        "forbidden: a device cannot get scopes its approver lacks")
         with self.sessions.begin() as db:
             request = db.scalar(select(SigninRequest).where(SigninRequest.code_digest == self._code_digest(code)))
             if request is None or aware(request.expires_at) <= utcnow():

@@ -8,11 +8,12 @@ import structlog
 
 from corral_auth import apikeys
 from corral_auth.accounts import Accounts
-from corral_auth.audit import AuditEvent, AuditLog
+from corral_auth.audit import AuditLog
 from corral_auth.devices import Devices
 from corral_auth.errors import InsufficientScope, RateLimited, Unauthenticated
 from corral_auth.identity import Credential, Principal
 from corral_auth.limits import Limits, RateLimiter, retry_after
+from corral_auth.schemas import AuditEvent
 from corral_auth.signatures import SignatureError, SignatureVerifier, SignedRequest, api_message
 
 log = structlog.get_logger("corral.auth.gate")

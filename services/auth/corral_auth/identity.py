@@ -7,6 +7,9 @@ import binascii
 from dataclasses import dataclass
 from typing import Any
 
+from corral_common.errors import Forbidden
+
+from corral_auth import scopes
 from corral_auth.signatures import looks_signed
 
 KEY = "key"
@@ -33,6 +36,21 @@ class Principal:
     def may_act_for(self, user: str) -> bool:
         """Admins act for anyone; everyone else only for themselves."""
         return self.admin or user == self.user
+
+    def delegate(self, user: str | None, wanted: list[str] | None, not_theirs: str,
+                 too_wide: str) -> tuple[str, tuple[str, ...]]:
+        """The owner (``user``, default the caller) and the scopes the caller may hand out to it.
+
+        Forbidden with ``not_theirs`` when acting for another user without being an admin, with
+        ``too_wide`` when asking for scopes the caller itself lacks.
+        """
+        owner = user or self.user
+        if not self.may_act_for(owner):
+            raise Forbidden(not_theirs)
+        granted = scopes.parse_scopes(wanted, default=scopes.DEFAULT)
+        if not self.admin and not set(granted) <= set(self.scopes):
+            raise Forbidden(too_wide)
+        return owner, granted
 
 
 @dataclass(frozen=True)

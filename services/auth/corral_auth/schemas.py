@@ -56,8 +56,9 @@ class VerifyRequest(WireModel):
     scope: str | None = None
 
 
-class AuditRequest(WireModel):
-    """``POST /internal/audit`` from the gateway once a response has been sent."""
+class AuditEvent(WireModel):
+    """One request as the audit log keeps it (never a secret, a header or a body): ``POST /internal/audit``
+    from the gateway once a response has been sent, or a refusal recorded by the gate itself."""
 
     client: str
     method: str

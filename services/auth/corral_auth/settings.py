@@ -6,16 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from corral_common.env import corral_home, current_env, env_bool, env_int, env_str
+from corral_common.env import corral_home, current_env, env_bool, env_int, env_positive, env_str
 
 from corral_auth.limits import Limits
-
-
-def _float(environ: Mapping[str, str], key: str, default: float) -> float:
-    try:
-        return float(env_str(environ, key)) or default
-    except ValueError:
-        return default
 
 
 def _redis_url(environ: Mapping[str, str]) -> str:
@@ -44,11 +37,11 @@ class AuthSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "AuthSettings":
         """CORRAL_DATABASE_URL (default SQLite ``$CORRAL_HOME/auth.sqlite``), CORRAL_AUTH_*, CORRAL_RATE_LIMIT_*."""
-        env = current_env() if environ is None else environ
+        env = current_env(environ)
         home = corral_home(env)
         key_file = env_str(env, "CORRAL_AUTH_SIGNING_KEY_FILE")
         limits = Limits(
-            rate_per_second=_float(env, "CORRAL_RATE_LIMIT_RPS", 20.0),
+            rate_per_second=env_positive(env, "CORRAL_RATE_LIMIT_RPS", 20.0),
             burst=env_int(env, "CORRAL_RATE_LIMIT_BURST", 200),
             lockout_failures=env_int(env, "CORRAL_AUTH_LOCKOUT_FAILURES", 20),
             lockout_seconds=env_int(env, "CORRAL_AUTH_LOCKOUT_SECONDS", 900),

@@ -8,11 +8,10 @@ from starlette.concurrency import run_in_threadpool
 from corral_common.http import GoJSONResponse
 from corral_common.schemas import parse_body
 
-from corral_auth.audit import AuditEvent
 from corral_auth.deps import Runtime
 from corral_auth.gate import Attempt
 from corral_auth.identity import Credential
-from corral_auth.schemas import AuditRequest, VerifyRequest
+from corral_auth.schemas import AuditEvent, VerifyRequest
 
 router = APIRouter(prefix="/internal")
 
@@ -28,8 +27,7 @@ async def verify(request: Request, runtime: Runtime) -> GoJSONResponse:
 
 @router.post("/audit")
 async def audit(request: Request, runtime: Runtime) -> Response:
-    req = parse_body(AuditRequest, await request.body())
-    await run_in_threadpool(runtime.audit.record, AuditEvent(**req.model_dump()))
+    await run_in_threadpool(runtime.audit.record, parse_body(AuditEvent, await request.body()))
     return Response(status_code=204)
 
 
