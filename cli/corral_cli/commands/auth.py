@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import os
 import re
 import secrets
 import socket
@@ -26,10 +25,10 @@ from corral_cli.client import Client, ServerError, _error_message
 from corral_cli.errors import CliError
 from corral_cli.formatting import human_time, now_utc, parse_time
 from corral_cli.table import render_table
-from corral_common.env import corral_home, current_env
+from corral_common.env import current_env
+from corral_common.identity import identity_path, load_identity, public_blob
 
 SCOPES = ("inference", "models:read", "models:write", "web", "admin")
-KEY_FILE = "id_ed25519"
 _DURATION = re.compile(r"(\d+)([dhm])")
 
 
@@ -37,34 +36,12 @@ _DURATION = re.compile(r"(\d+)([dhm])")
 
 def device_key_path() -> Path:
     """``$CORRAL_HOME/id_ed25519`` (``~/.corral/id_ed25519``)."""
-    return corral_home(current_env()) / KEY_FILE
+    return identity_path(current_env())
 
 
 def load_device_key(create: bool = False) -> Any:
     """The ed25519 private key (OpenSSH format), created with its ``.pub`` when asked and absent."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    path = device_key_path()
-    if path.exists():
-        return serialization.load_ssh_private_key(path.read_bytes(), password=None)
-    if not create:
-        return None
-    key = Ed25519PrivateKey.generate()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                       serialization.NoEncryption()))
-    path.with_name(KEY_FILE + ".pub").write_text(public_line(key) + "\n")
-    return key
-
-
-def public_line(key: Any) -> str:
-    """``ssh-ed25519 AAAA…`` (authorized_keys format)."""
-    from cryptography.hazmat.primitives import serialization
-
-    return key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+    return load_identity(device_key_path(), create)
 
 
 def signed_uri(key: Any, method: str, path: str) -> tuple[str, str]:
@@ -72,7 +49,7 @@ def signed_uri(key: Any, method: str, path: str) -> tuple[str, str]:
     nonce = base64.urlsafe_b64encode(secrets.token_bytes(16)).rstrip(b"=").decode()
     uri = f"{path}{'&' if '?' in path else '?'}ts={int(time.time())}&nonce={nonce}"
     signature = base64.b64encode(key.sign(f"{method.upper()},{uri}".encode())).decode()
-    return uri, f"{public_line(key).split()[1]}:{signature}"
+    return uri, f"{public_blob(key)}:{signature}"
 
 
 def _call(client: Client, method: str, path: str, body: Any = None, key: Any = None) -> Any:
@@ -171,19 +148,29 @@ def render_keys(keys: list[dict[str, Any]], now: datetime) -> str:
                         max_width=40)
 
 
+def _listed(client: Client, path: str, field: str, name: str, value: str | None) -> list[dict[str, Any]]:
+    """The ``field`` rows of ``GET path``, filtered by ``?name=value`` when a value is given."""
+    answer = _call(client, "GET", f"{path}?{name}={value}" if value else path) or {}
+    return answer.get(field) or []
+
+
+def _revoke_all(client: Client, path: str, noun: str, ids: list[str]) -> int:
+    """``DELETE path/ID`` for each id, saying so for each."""
+    for ident in ids:
+        _call(client, "DELETE", f"{path}/{ident}")
+        sys.stdout.write(f"Revoked {noun} {ident}\n")
+    return 0
+
+
 def keys_list(client: Client, args: argparse.Namespace) -> int:
     """``corral keys list``."""
-    path = f"/api/keys?user={args.user}" if args.user else "/api/keys"
-    sys.stdout.write(render_keys((_call(client, "GET", path) or {}).get("keys") or [], now_utc()))
+    sys.stdout.write(render_keys(_listed(client, "/api/keys", "keys", "user", args.user), now_utc()))
     return 0
 
 
 def keys_revoke(client: Client, args: argparse.Namespace) -> int:
     """``corral keys revoke ID...``: effective at once."""
-    for key_id in args.ids:
-        _call(client, "DELETE", f"/api/keys/{key_id}")
-        sys.stdout.write(f"Revoked key {key_id}\n")
-    return 0
+    return _revoke_all(client, "/api/keys", "key", args.ids)
 
 
 # --- corral grants --------------------------------------------------------------------------------
@@ -205,17 +192,13 @@ def render_grants(grants: list[dict[str, Any]]) -> str:
 
 def grants_list(client: Client, args: argparse.Namespace) -> int:
     """``corral grants list [NS/MODEL]``."""
-    path = f"/api/grants?repository={args.repository}" if args.repository else "/api/grants"
-    sys.stdout.write(render_grants((_call(client, "GET", path) or {}).get("grants") or []))
+    sys.stdout.write(render_grants(_listed(client, "/api/grants", "grants", "repository", args.repository)))
     return 0
 
 
 def grants_revoke(client: Client, args: argparse.Namespace) -> int:
     """``corral grants revoke ID...``: effective for the next token."""
-    for grant_id in args.ids:
-        _call(client, "DELETE", f"/api/grants/{grant_id}")
-        sys.stdout.write(f"Revoked grant {grant_id}\n")
-    return 0
+    return _revoke_all(client, "/api/grants", "grant", args.ids)
 
 
 def _add_grant_commands(sub: argparse._SubParsersAction, command: Command) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 from corral_common.digest import parse_digest as parse_digest  # routes call service.parse_digest
 from corral_common.errors import BadGateway, BadRequest, NotFound
 from corral_common.internal import ResolvedModel, TransferRequest
-from corral_common.names import InvalidName, ModelName
+from corral_common.names import parse_name
 from corral_common.schemas import CopyRequest, CreateRequest, NamedRequest, ShowRequest
 from corral_common.jobs import JobRunner
 from corral_common.tasks import CREATE_MODEL_TASK, PULL_MODEL_TASK, PUSH_MODEL_TASK
@@ -20,16 +20,9 @@ from corral_registry.store import ModelStore, StoredModel
 from corral_registry.transfer.remote import HostPolicy, Remote, resolve_remote
 
 
-def _name(text: str, message: str = "invalid model name") -> ModelName:
-    try:
-        return ModelName.parse(text)
-    except InvalidName:
-        raise BadRequest(message) from None
-
-
 def _require(store: ModelStore, text: str, not_found: str) -> StoredModel:
     """Load a model by name or raise 404 with the given message."""
-    stored = store.get(_name(text))
+    stored = store.get(parse_name(text))
     if stored is None:
         raise NotFound(not_found)
     return stored
@@ -45,7 +38,7 @@ def show(store: ModelStore, req: ShowRequest) -> dict[str, Any]:
     """POST /api/show."""
     if not req.model_name():
         raise BadRequest("model is required")
-    name = _name(req.model_name())
+    name = parse_name(req.model_name())
     stored = store.get(name)
     if stored is None:
         raise NotFound(f"model '{name.display_shortest()}' not found")
@@ -64,8 +57,8 @@ def resolve(store: ModelStore, req: NamedRequest) -> ResolvedModel:
 
 def copy(store: ModelStore, req: CopyRequest) -> None:
     """POST /api/copy: byte-copy of the manifest."""
-    _name(req.source, f'source "{req.source}" is invalid')
-    destination = _name(req.destination, f'destination "{req.destination}" is invalid')
+    parse_name(req.source, f'source "{req.source}" is invalid')
+    destination = parse_name(req.destination, f'destination "{req.destination}" is invalid')
     source = _require(store, req.source, f'model "{req.source}" not found')
     store.copy_manifest(source, destination)
 
@@ -73,7 +66,7 @@ def copy(store: ModelStore, req: CopyRequest) -> None:
 def delete(store: ModelStore, req: NamedRequest) -> None:
     """DELETE /api/delete: manifest, empty dirs, unreferenced blobs."""
     text = req.model_name()
-    _name(text, f'name "{text}" is invalid')
+    parse_name(text, f'name "{text}" is invalid')
     store.delete(_require(store, text, f"model '{text}' not found"))
 
 

@@ -7,19 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from corral_common.env import HostPort, corral_home, current_env, env_bool, env_int, env_str, models_dir
+from corral_common.env import (HostPort, corral_home, current_env, env_bool, env_float, env_int, env_str,
+                               models_dir)
 from corral_common.jobs import JobTiming
 from corral_common.tasks import QueueSettings
 
 DEFAULT_REGISTRY_HOST = "127.0.0.1:5000"
 DEFAULT_LAYOUT_HOST = "registry.ollama.ai"
-
-
-def _float(environ: Mapping[str, str], key: str, default: float) -> float:
-    try:
-        return float(env_str(environ, key))
-    except ValueError:
-        return default
 
 
 INLINE_WORKER_ENV = "CORRAL_REGISTRY_INLINE_WORKER"
@@ -68,9 +62,9 @@ class TransferSettings:
             part_min=env_int(env, "CORRAL_TRANSFER_PART_MIN", cls.part_min),
             part_max=env_int(env, "CORRAL_TRANSFER_PART_MAX", cls.part_max),
             retries=env_int(env, "CORRAL_TRANSFER_RETRIES", cls.retries),
-            backoff_seconds=_float(env, "CORRAL_TRANSFER_BACKOFF", cls.backoff_seconds),
-            stall_seconds=_float(env, "CORRAL_TRANSFER_STALL_SECONDS", cls.stall_seconds),
-            worker_stale_seconds=_float(env, "CORRAL_TRANSFER_STALE_SECONDS", cls.worker_stale_seconds),
+            backoff_seconds=env_float(env, "CORRAL_TRANSFER_BACKOFF", cls.backoff_seconds),
+            stall_seconds=env_float(env, "CORRAL_TRANSFER_STALL_SECONDS", cls.stall_seconds),
+            worker_stale_seconds=env_float(env, "CORRAL_TRANSFER_STALE_SECONDS", cls.worker_stale_seconds),
             allow_hosts=allow,
             allow_loopback=env_bool(env, "CORRAL_REGISTRY_ALLOW_LOOPBACK", True),
             api_key=env_str(env, "CORRAL_REGISTRY_API_KEY"),
@@ -159,7 +153,7 @@ class RegistrySettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "RegistrySettings":
         """Build from OLLAMA_MODELS, OLLAMA_DEBUG, CORRAL_HOME, CORRAL_DATABASE_URL and CORRAL_REGISTRY_*."""
-        env = current_env() if environ is None else environ
+        env = current_env(environ)
         home = corral_home(env)
         data = env_str(env, "CORRAL_REGISTRY_DATA")
         registry_data = Path(data).expanduser() if data else home / "registry"
@@ -173,8 +167,8 @@ class RegistrySettings:
             transfer=TransferSettings.from_env(env),
             token_auth=TokenAuthSettings.from_env(env),
             serve_v2=env_bool(env, "CORRAL_REGISTRY_SERVE_V2"),
-            gc_grace_seconds=_float(env, "CORRAL_GC_GRACE_SECONDS", 3600.0),
-            gc_interval_seconds=_float(env, "CORRAL_GC_INTERVAL_SECONDS", 0.0),
+            gc_grace_seconds=env_float(env, "CORRAL_GC_GRACE_SECONDS", 3600.0),
+            gc_interval_seconds=env_float(env, "CORRAL_GC_INTERVAL_SECONDS", 0.0),
             queue=QueueSettings.from_env(env),
             inline_worker=inline_worker_enabled(env),
         )

@@ -15,12 +15,13 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 
 from corral_common.errors import Unauthorized
-from corral_common.fsio import create_once
+from corral_common.identity import load_identity, public_blob
 
 EMPTY_BODY = base64.b64encode(hashlib.sha256(b"").hexdigest().encode()).decode()
 MAX_TOKEN_BYTES = 64 << 10
@@ -45,41 +46,20 @@ def parse_challenge(header: str | None) -> Challenge | None:
 
 
 class KeyPair:
-    """The user's ed25519 key, loaded or created on first use."""
+    """The user's ed25519 identity (``corral_common.identity``), loaded or created on first use."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._key = None
+        self._key: Any = None
 
-    def _load(self):
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
+    def _load(self) -> Any:
         if self._key is None:
-            if not self.path.exists():
-                self._create(Ed25519PrivateKey.generate())
-            self._key = serialization.load_ssh_private_key(self.path.read_bytes(), password=None)
+            self._key = load_identity(self.path, create=True)
         return self._key
-
-    def _create(self, key) -> None:  # noqa: ANN001 - a cryptography private key
-        from cryptography.hazmat.primitives import serialization
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                    serialization.NoEncryption())
-        public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-        create_once(self.path, private)  # never replace a key another process created meanwhile
-        pub = self.path.with_name(self.path.name + ".pub")
-        if not pub.exists():
-            pub.write_bytes(public + b"\n")
 
     def public_key(self) -> str:
         """The base64 SSH wire public key (the second field of ``ssh-ed25519 AAAA...``)."""
-        from cryptography.hazmat.primitives import serialization
-
-        line = self._load().public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                                      serialization.PublicFormat.OpenSSH)
-        return line.decode().split()[1]
+        return public_blob(self._load())
 
     def sign(self, data: bytes) -> str:
         """``<pubkey>:<base64 signature>``, Ollama's auth.Sign."""
