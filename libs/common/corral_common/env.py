@@ -40,10 +40,10 @@ def env_float(environ: Mapping[str, str], key: str, default: float) -> float:
         return default
 
 
-def env_positive(environ: Mapping[str, str], key: str, default: float) -> float:
-    """A number that must be above zero (a rate, a timeout); anything else means the default."""
+def env_positive(environ: Mapping[str, str], key: str, default: float, allow_zero: bool = False) -> float:
+    """A number that must be above zero (a rate, a timeout; or zero too when allowed); anything else: the default."""
     value = env_float(environ, key, default)
-    return value if value > 0 else default
+    return value if value > 0 or (allow_zero and value == 0) else default
 
 
 @dataclass(frozen=True)

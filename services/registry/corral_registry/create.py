@@ -21,7 +21,7 @@ from corral_common.gguf import GGUFFile, InvalidGGUF, human_number, is_gguf
 from corral_common.gotemplate import Template, TemplateError
 from corral_common.internal import ProgressEvent
 from corral_common.jsonio import go_dumps
-from corral_common.names import InvalidName, ModelName
+from corral_common.names import ModelName, parse_name
 from corral_common.options import validate_options
 from corral_common.schemas import CreateRequest
 
@@ -56,13 +56,6 @@ def _valid_relative(path: str) -> bool:
     if path == "." or not _VALID_PATH.fullmatch(path):
         return False
     return all(part not in (".", "..") for part in path.split("/"))
-
-
-def _parse_name(text: str) -> ModelName:
-    try:
-        return ModelName.parse(text)
-    except InvalidName:
-        raise BadRequest("invalid model name") from None
 
 
 def _checked_files(store: ModelStore, files: dict[str, str]) -> list[tuple[str, Digest]]:
@@ -140,9 +133,9 @@ def plan_create(store: ModelStore, req: CreateRequest) -> CreatePlan:
     """Validate a create request without writing anything; raise AppError with the right status."""
     if not req.model_name():
         raise BadRequest("model is required")
-    plan = CreatePlan(name=_parse_name(req.model_name()))
+    plan = CreatePlan(name=parse_name(req.model_name()))
     if req.from_:
-        base_name = _parse_name(req.from_)
+        base_name = parse_name(req.from_)
         plan.base = store.get(base_name)
         if plan.base is None:
             raise NotFound(f"model '{req.from_}' not found")

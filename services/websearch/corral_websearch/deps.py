@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
+
+from corral_common.http import from_state
 
 from corral_websearch.service import WebService
 
-
-def _service(request: Request) -> WebService:
-    return request.app.state.service
-
-
-Service = Annotated[WebService, Depends(_service)]
+Service = Annotated[WebService, Depends(from_state("service"))]

@@ -6,20 +6,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from corral_common.env import corral_home, current_env, env_bool, env_int, env_str
+from corral_common.env import corral_home, current_env, env_bool, env_int, env_positive, env_str
 from corral_common.jobs import JobTiming
 from corral_common.tasks import QueueSettings
 
 PROVIDERS = ("index", "searxng", "brave")
 BRAVE_URL = "https://api.search.brave.com/res/v1/web/search"
-
-
-def _env_float(environ: Mapping[str, str], key: str, default: float, allow_zero: bool = False) -> float:
-    try:
-        value = float(env_str(environ, key))
-    except ValueError:
-        return default
-    return value if value > 0 or (allow_zero and value == 0) else default
 
 
 def _split(value: str) -> tuple[str, ...]:
@@ -42,8 +34,8 @@ class FetchLimits:
     def from_env(cls, env: Mapping[str, str]) -> "FetchLimits":
         """CORRAL_WEBFETCH_TIMEOUT, _READ_TIMEOUT, _MAX_BYTES, _MAX_REDIRECTS."""
         return cls(
-            read_timeout=_env_float(env, "CORRAL_WEBFETCH_READ_TIMEOUT", cls.read_timeout),
-            total_timeout=_env_float(env, "CORRAL_WEBFETCH_TIMEOUT", cls.total_timeout),
+            read_timeout=env_positive(env, "CORRAL_WEBFETCH_READ_TIMEOUT", cls.read_timeout),
+            total_timeout=env_positive(env, "CORRAL_WEBFETCH_TIMEOUT", cls.total_timeout),
             max_bytes=max(1024, env_int(env, "CORRAL_WEBFETCH_MAX_BYTES", cls.max_bytes)),
             max_redirects=max(0, env_int(env, "CORRAL_WEBFETCH_MAX_REDIRECTS", cls.max_redirects)),
         )
@@ -83,7 +75,7 @@ class WebsearchSettings:
             database_url=env_str(env, "CORRAL_WEBSEARCH_DATABASE_URL") or env_str(env, "CORRAL_DATABASE_URL"),
             allow=_split(env_str(env, "CORRAL_WEBFETCH_ALLOW")),
             limits=FetchLimits.from_env(env),
-            cache_ttl=_env_float(env, "CORRAL_WEBSEARCH_CACHE_TTL", 600.0, allow_zero=True),
+            cache_ttl=env_positive(env, "CORRAL_WEBSEARCH_CACHE_TTL", 600.0, allow_zero=True),
             index_fetched=env_bool(env, "CORRAL_WEBSEARCH_INDEX_FETCHED", True),
             debug=env_bool(env, "OLLAMA_DEBUG"),
             queue=QueueSettings.from_env(env),

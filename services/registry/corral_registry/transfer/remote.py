@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import httpx
 
 from corral_common.errors import BadGateway, BadRequest, Forbidden
-from corral_common.names import InvalidName, ModelName
+from corral_common.names import ModelName, parse_name
 
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
@@ -48,10 +48,7 @@ class Remote:
 
 def resolve_remote(text: str, insecure: bool) -> Remote:
     """Parse a pull/push name; 400 ``invalid model name`` or ``insecure protocol http``."""
-    try:
-        name = ModelName.parse(text)
-    except InvalidName:
-        raise BadRequest("invalid model name") from None
+    name = parse_name(text)
     scheme = text.split("://", 1)[0].lower() if "://" in text else "https"
     if scheme not in ("http", "https"):
         raise BadRequest("invalid model name")
