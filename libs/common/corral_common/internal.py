@@ -3,7 +3,7 @@
 Gateway -> registry: ``ResolvedModel`` (``/store/resolve``), ``TransferRequest`` (pull/push, also the
 Celery job's arguments), ``ProgressEvent`` (create/pull/push streams).
 Gateway -> inference: ``LoadRequest``, ``CompletionRequest`` -> ``CompletionEvent`` stream,
-``EmbedInputs`` -> ``EmbedOutput``, ``UnloadRequest``.
+``EmbedInputs`` -> ``EmbedOutput``, ``TokenizeRequest`` -> ``TokenizeOutput``, ``UnloadRequest``.
 A field added to a path is added here once.
 """
 
@@ -75,6 +75,18 @@ class EmbedOutput(InternalModel):
     prompt_eval_count: int = 0
     load_duration: int = 0
     total_duration: int = 0
+
+
+class TokenizeRequest(LoadRequest):
+    """A rendered prompt to turn into the model's tokens (the model is loaded as for a completion)."""
+
+    text: str = ""
+
+
+class TokenizeOutput(InternalModel):
+    """The prompt's token ids, as the model would evaluate them (with BOS, special tokens parsed)."""
+
+    tokens: list[int] = Field(default_factory=list)
 
 
 class LoadResult(InternalModel):

@@ -83,6 +83,10 @@ class BatchEngine:
         """A generation runner does not embed (embedding requests load the model in embedding mode)."""
         raise BadRequest("this model was loaded for generation and does not support embeddings")
 
+    def tokenize(self, text: str) -> list[int]:
+        """The prompt's tokens, as ``_start`` makes them (the vocabulary is read-only, so any thread may ask)."""
+        return list(self.model.tokenize(text.encode("utf-8"), add_bos=True, special=True))
+
     def size_bytes(self) -> int:
         """Weights plus an f16 KV cache for every slot."""
         n_layer = llama_cpp.llama_model_n_layer(self.model.model)

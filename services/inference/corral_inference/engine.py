@@ -88,6 +88,9 @@ class Engine(Protocol):
     def embed(self, texts: list[str], truncate: bool) -> tuple[list[list[float]], int]:
         """One vector per text (not normalised) and the number of tokens evaluated."""
 
+    def tokenize(self, text: str) -> list[int]:
+        """The prompt's token ids as a completion would evaluate them (BOS added, special tokens parsed)."""
+
     def size_bytes(self) -> int:
         """Approximate memory the loaded model holds."""
 

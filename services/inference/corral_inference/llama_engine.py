@@ -71,6 +71,10 @@ class LlamaEngine:
             raise InternalError(str(exc)) from None
         return [list(map(float, v)) for v in vectors], count
 
+    def tokenize(self, text: str) -> list[int]:
+        """The text's tokens with BOS, special tokens parsed."""
+        return list(self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True))
+
     def size_bytes(self) -> int:
         """Weights plus the f16 KV cache: 2 × layers × ctx × embedding width × 2 bytes (an estimate)."""
         n_layer = llama_cpp.llama_model_n_layer(self.llm.model)

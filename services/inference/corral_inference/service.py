@@ -16,7 +16,8 @@ from typing import Any
 from corral_common.digest import Digest
 from corral_common.errors import AppError, BadRequest
 from corral_common.gguf import GGUFFile, InvalidGGUF, read_gguf
-from corral_common.internal import CompletionEvent, CompletionRequest, EmbedInputs, EmbedOutput, LoadRequest, LoadResult
+from corral_common.internal import (CompletionEvent, CompletionRequest, EmbedInputs, EmbedOutput, LoadRequest,
+                                    LoadResult, TokenizeOutput, TokenizeRequest)
 from corral_common.store_paths import blob_path
 
 from corral_inference.engine import CompletionJob, Engine, LoadSpec, Sampling
@@ -134,6 +135,12 @@ async def complete(scheduler: Scheduler, settings: InferenceSettings,
                     event = event.model_copy(update={"load_duration": load_ns,
                                                      "total_duration": time.perf_counter_ns() - started})
                 yield event.wire()
+
+
+async def tokenize(scheduler: Scheduler, settings: InferenceSettings, req: TokenizeRequest) -> TokenizeOutput:
+    """The rendered prompt's tokens, from the model loaded as a completion would load it."""
+    async with scheduler.lease(model_ref(req), load_spec(settings, req), req.keep_alive_ns) as runner:
+        return TokenizeOutput(tokens=await runner.call(runner.engine.tokenize, req.text))
 
 
 async def embed(scheduler: Scheduler, settings: InferenceSettings, req: EmbedInputs) -> EmbedOutput:

@@ -45,6 +45,10 @@ class FakeEngine:
         self.thread_ids.add(threading.get_ident())
         return [[float(len(t)), 1.0, 0.0] for t in texts], sum(len(t) for t in texts)
 
+    def tokenize(self, text: str) -> list[int]:
+        self.thread_ids.add(threading.get_ident())
+        return [ord(c) for c in text]
+
     def size_bytes(self) -> int:
         self.thread_ids.add(threading.get_ident())
         return 1000

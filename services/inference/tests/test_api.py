@@ -75,6 +75,12 @@ def test_embed_returns_raw_vectors(api) -> None:
     assert result["prompt_eval_count"] == 5
 
 
+def test_tokenize_returns_the_prompt_tokens(api) -> None:
+    client, root = api
+    digest = _blob(root, small_model().build())
+    assert client.post("/run/tokenize", json=_body(digest, text="hi!")).json() == {"tokens": [104, 105, 33]}
+
+
 def _lines(client: TestClient, body: dict) -> list[dict]:
     with client.stream("POST", "/run/completion", json=body) as response:
         assert response.status_code == 200

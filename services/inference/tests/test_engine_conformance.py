@@ -88,3 +88,9 @@ def test_logprobs_come_with_every_piece(subject: Subject) -> None:
 def test_a_prompt_over_the_context_without_truncate_is_a_400_and_nothing_else(subject: Subject) -> None:
     outcome = run(subject.engine, "hello " * 600, truncate=False)
     assert isinstance(outcome.error, BadRequest) and outcome.events == []
+
+
+def test_tokenize_counts_more_tokens_for_a_longer_prompt(subject: Subject) -> None:
+    short = subject.engine.tokenize("Hello")
+    assert short and all(isinstance(t, int) for t in short)
+    assert len(subject.engine.tokenize("Hello there, how are you today?")) > len(short)

@@ -7,7 +7,7 @@ from pydantic import BaseModel, ValidationError
 
 from corral_common.errors import BadRequest
 from corral_common.http import GoJSONResponse, stream_or_error
-from corral_common.internal import CompletionRequest, EmbedInputs, LoadRequest, UnloadRequest
+from corral_common.internal import CompletionRequest, EmbedInputs, LoadRequest, TokenizeRequest, UnloadRequest
 
 from corral_inference import service
 from corral_inference.deps import SchedulerDep, SettingsDep
@@ -38,6 +38,12 @@ async def completion(request: Request, scheduler: SchedulerDep, settings: Settin
 async def embed(request: Request, scheduler: SchedulerDep, settings: SettingsDep) -> GoJSONResponse:
     req = await _parse(request, EmbedInputs)
     return GoJSONResponse((await service.embed(scheduler, settings, req)).model_dump())
+
+
+@router.post("/tokenize")
+async def tokenize(request: Request, scheduler: SchedulerDep, settings: SettingsDep) -> GoJSONResponse:
+    req = await _parse(request, TokenizeRequest)
+    return GoJSONResponse((await service.tokenize(scheduler, settings, req)).model_dump())
 
 
 @router.post("/unload")
