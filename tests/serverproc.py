@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,29 +36,45 @@ class Server:
         return Path(self.env["OLLAMA_MODELS"])
 
 
-def start_server(tmp: Path, extra_env: dict[str, str] | None = None) -> Server:
-    """Start ``corral serve`` and wait until the gateway and the store answer."""
+def start_server(tmp: Path, extra_env: dict[str, str] | None = None, ready_status: int = 200) -> Server:
+    """Start ``corral serve`` and wait until the gateway and the store answer /api/tags with ready_status.
+
+    (With CORRAL_AUTH_REQUIRED=1 a keyless probe never gets its 200: such a server is ready at its 401.)
+    """
     port = free_port()
     env = {**os.environ, "OLLAMA_HOST": f"127.0.0.1:{port}", "OLLAMA_MODELS": str(tmp / "models"),
            "CORRAL_HOME": str(tmp / "home"), "PYTHONUNBUFFERED": "1", **(extra_env or {})}
     env.pop("OLLAMA_API_KEY", None)
     tmp.mkdir(parents=True, exist_ok=True)
-    log = open(tmp / "serve.log", "wb")
-    process = subprocess.Popen([str(BIN / "corral"), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
+    process = spawn([str(BIN / "corral"), "serve"], env, tmp / "serve.log", f"{url}/api/tags", ready_status)
+    return Server(url, f"127.0.0.1:{port}", env, tmp / "home", process)
+
+
+def spawn(argv: list[str], env: dict[str, str], log: Path, ready_url: str, status: int | None = 200,
+          timeout: float = 90) -> subprocess.Popen:
+    """Start argv in a session of its own, logging to log, and return once ready_url answers with status
+    (with anything, where status is None); stop it and raise with the log's tail if it never does."""
+    process = subprocess.Popen(argv, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    if _answers(process, ready_url, status, timeout):
+        return process
+    stop_server(process)
+    raise RuntimeError(f"{' '.join(argv[:2])} did not start:\n{log.read_text()[-4000:]}")
+
+
+def _answers(process: subprocess.Popen, url: str, status: int | None, timeout: float) -> bool:
+    """Poll url until it answers with status, the process exits or timeout passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
         try:
-            if httpx.get(f"{url}/api/tags", timeout=2).status_code == 200:
-                return Server(url, f"127.0.0.1:{port}", env, tmp / "home", process)
+            answer = httpx.get(url, timeout=2, trust_env=False)
+            if status is None or answer.status_code == status:
+                return True
         except httpx.HTTPError:
             pass
-        if process.poll() is not None:
-            break
-        time.sleep(0.25)
-    stop_server(process)
-    raise RuntimeError(f"corral serve did not start:\n{(tmp / 'serve.log').read_text()[-4000:]}")
+        time.sleep(0.2)
+    return False
 
 
 def stop_server(process: subprocess.Popen) -> None:

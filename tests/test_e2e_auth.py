@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import base64
 import itertools
-import os
 import secrets
-import socket
 import sqlite3
 import subprocess
 import time
@@ -23,19 +21,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from serverproc import BIN, Server, cli_signin, free_port, start_server, stop_server
+from corral_common.testing.backends import port_open, postgres_schema
+from serverproc import BIN, Server, cli_signin, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 _ADDRESSES = (f"203.0.113.{n}" for n in itertools.count(1))  # TEST-NET-3: a fresh "remote" client per use
 ISSUED: list[str] = []  # every key handed out here, to search the database for afterwards
-
-
-def _up(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
 
 
 def _last_line(result: subprocess.CompletedProcess) -> str:
@@ -251,40 +242,21 @@ def test_database_never_contains_an_issued_secret(guarded) -> None:
     assert [k for k in issued if k in dump or k.split("_")[2] in dump] == []
 
 
-def _start_required(tmp: Path, extra_env: dict[str, str]) -> Server:
-    """``corral serve`` with CORRAL_AUTH_REQUIRED=1: ready once an unauthenticated probe gets its 401.
-
-    (serverproc.start_server waits for a keyless 200, which this mode never gives.)
-    """
-    port = free_port()
-    env = {**os.environ, "OLLAMA_HOST": f"127.0.0.1:{port}", "OLLAMA_MODELS": str(tmp / "models"),
-           "CORRAL_HOME": str(tmp / "home"), "PYTHONUNBUFFERED": "1", "CORRAL_AUTH_REQUIRED": "1", **extra_env}
-    env.pop("OLLAMA_API_KEY", None)
-    log = open(tmp / "serve.log", "wb")
-    process = subprocess.Popen([str(BIN / "corral"), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
-    url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 90
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(f"{url}/api/tags", timeout=2).status_code == 401:
-                return Server(url, f"127.0.0.1:{port}", env, tmp / "home", process)
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    stop_server(process)
-    raise RuntimeError(f"corral serve did not start:\n{(tmp / 'serve.log').read_text()[-4000:]}")
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A throwaway Postgres schema, as the plain libpq URL a user sets (and psycopg reads)."""
+    with postgres_schema("auth_e2e") as url:
+        yield url.replace("postgresql+psycopg://", "postgresql://")
 
 
-@pytest.mark.skipif(not (_up(5432) and _up(6379)), reason="Postgres and Redis must run on 127.0.0.1")
-def test_distributed_mode_requires_keys_from_everyone(tmp_path) -> None:
+@pytest.mark.skipif(not (port_open("127.0.0.1", 5432) and port_open("127.0.0.1", 6379)),
+                    reason="Postgres and Redis must run on 127.0.0.1")
+def test_distributed_mode_requires_keys_from_everyone(tmp_path, pg_url) -> None:
     import psycopg
 
-    schema = f"auth_e2e_{secrets.token_hex(4)}"
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True) as db:
-        db.execute(f'CREATE SCHEMA "{schema}"')
-    url = f"postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
-    srv = _start_required(tmp_path, {"CORRAL_DATABASE_URL": url, "CORRAL_REDIS_URL": "redis://127.0.0.1:6379/11",
-                                     "CORRAL_AUTH_PEPPER": secrets.token_hex(16)})
+    env = {"CORRAL_AUTH_REQUIRED": "1", "CORRAL_DATABASE_URL": pg_url, "CORRAL_REDIS_URL": "redis://127.0.0.1:6379/11",
+           "CORRAL_AUTH_PEPPER": secrets.token_hex(16)}
+    srv = start_server(tmp_path, env, ready_status=401)  # keys are required: a keyless probe gets its 401
     try:
         admin = _last_line(srv.corral("admin", "bootstrap"))
         assert _status(ollama.Client(host=srv.url).list) == 401  # loopback needs a key too
@@ -304,7 +276,7 @@ def test_distributed_mode_requires_keys_from_everyone(tmp_path) -> None:
         listed = subprocess.run([str(BIN / "corral"), "list"], env=keyed, capture_output=True, text=True, timeout=60)
         assert listed.returncode == 0 and listed.stdout.startswith("NAME"), listed.stderr
         assert not (tmp_path / "home" / "auth.sqlite").exists()
-        with psycopg.connect(url) as db:
+        with psycopg.connect(pg_url) as db:
             rows = [repr(r) for t in ("auth_users", "auth_api_keys", "auth_audit_log")
                     for r in db.execute(f"SELECT * FROM {t}").fetchall()]
         dump = "\n".join(rows)
@@ -312,8 +284,6 @@ def test_distributed_mode_requires_keys_from_everyone(tmp_path) -> None:
         assert key.split("_")[2] not in dump and admin.split("_")[2] not in dump
     finally:
         stop_server(srv.process)
-        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True) as db:
-            db.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 def test_serve_warns_loudly_when_exposed_without_keys(capsys) -> None:

@@ -113,25 +113,25 @@ def _read_until(fd: int, pattern: str, timeout: float = 120) -> str:
     return buffer
 
 
+SESSION = [  # a line typed at the prompt, and what the answer up to the next prompt shows
+    (b"/set parameter num_predict 8", "Set parameter 'num_predict' to '8'"),
+    (b"/set system You are terse.", "Set system message."),
+    (b'"""Hello\rthere"""', ">>> "),  # a multi-line message gets an answer, then the prompt again
+    (b"/show system", "You are terse."),
+    (b"/clear", "Cleared session context"),
+    (b"/nonsense", "Unknown command '/nonsense'"),
+]
+
+
 def test_interactive_session(server) -> None:
     pid, fd = pty.fork()
     if pid == 0:
         os.execve(str(Path(sys.executable).parent / "corral"), ["corral", "run", BOUNDED], server.env)
     try:
         assert ">>> " in _read_until(fd, ">>> ")
-        os.write(fd, b"/set parameter num_predict 8\r")
-        assert "Set parameter 'num_predict' to '8'" in _read_until(fd, ">>> ")
-        os.write(fd, b"/set system You are terse.\r")
-        assert "Set system message." in _read_until(fd, ">>> ")
-        os.write(fd, b'"""Hello\rthere"""\r')
-        answer = _read_until(fd, ">>> ")
-        assert answer.count(">>> ") >= 1
-        os.write(fd, b"/show system\r")
-        assert "You are terse." in _read_until(fd, ">>> ")
-        os.write(fd, b"/clear\r")
-        assert "Cleared session context" in _read_until(fd, ">>> ")
-        os.write(fd, b"/nonsense\r")
-        assert "Unknown command '/nonsense'" in _read_until(fd, ">>> ")
+        for typed, shown in SESSION:
+            os.write(fd, typed + b"\r")
+            assert shown in _read_until(fd, ">>> "), typed
         os.write(fd, b"/bye\r")
         _, status = os.waitpid(pid, 0)
         assert os.WEXITSTATUS(status) == 0

@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -24,21 +23,15 @@ import ollama
 import pytest
 
 from corral_cli.supervisor import free_port
+from corral_common.testing.backends import port_open
+from corral_common.testing.threads import run_together
 from corral_registry.testing import FakeRegistry, digest_of
-from serverproc import BIN, Server, start_server, stop_server
+from serverproc import BIN, Server, spawn, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 PROMPT = "Name a colour."
 PARAMS = {"seed": 42, "temperature": 0, "num_predict": 12}
 PULL_STATUSES = ["pulling manifest", "verifying sha256 digest", "writing manifest", "success"]
-
-
-def _up(host: str, port: int) -> bool:
-    try:
-        socket.create_connection((host, port), timeout=1).close()
-        return True
-    except OSError:
-        return False
 
 
 def _start_registry(tmp: Path, extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
@@ -47,29 +40,23 @@ def _start_registry(tmp: Path, extra_env: dict[str, str] | None = None) -> tuple
     env = {**os.environ, "CORRAL_REGISTRY_HOST": f"127.0.0.1:{port}", "CORRAL_REGISTRY_DATA": str(tmp / "data"),
            "CORRAL_HOME": str(tmp / "home"), **(extra_env or {})}
     tmp.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen([str(BIN / "corral"), "registry"], env=env, stdout=open(tmp / "registry.log", "wb"),
-                               stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=2, trust_env=False).status_code == 200:
-                return process, f"127.0.0.1:{port}"
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None:
-            break
-        time.sleep(0.2)
-    _stop(process)
-    raise RuntimeError(f"corral registry did not start:\n{(tmp / 'registry.log').read_text()[-3000:]}")
+    process = spawn([str(BIN / "corral"), "registry"], env, tmp / "registry.log", f"http://127.0.0.1:{port}/v2/")
+    return process, f"127.0.0.1:{port}"
 
 
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+def _digests(client: ollama.Client) -> dict[str, str]:
+    """Model name -> digest, as the client lists them."""
+    return {m.model: m.digest for m in client.list().models}
+
+
+def _delete_quietly(clients: list[ollama.Client], *names: str) -> None:
+    """Delete the models on every client, where they exist."""
+    for client in clients:
+        for name in names:
+            try:
+                client.delete(name)
+            except ollama.ResponseError:
+                pass
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +65,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         yield host
     finally:
-        _stop(process)
+        stop_server(process)
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +74,7 @@ def second(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     env = {"CORRAL_TRANSFER_STALE_SECONDS": "3", "CORRAL_TRANSFER_RETRIES": "2", "CORRAL_TRANSFER_BACKOFF": "0.1",
            "CORRAL_TRANSFER_STALL_SECONDS": "10", "CORRAL_EMBEDDED_REGISTRY": "1",
            "CORRAL_REGISTRY_HOST": f"127.0.0.1:{free_port()}"}
-    if _up("127.0.0.1", 6379):
+    if port_open("127.0.0.1", 6379):
         import redis
 
         for db in (11, 12):
@@ -147,9 +134,7 @@ def test_push_from_a_pull_on_b_run_with_the_same_output(server: Server, second: 
         downloads = [p for p in pulled if p.digest]
         assert {p.status for p in downloads} == {f"pulling {p.digest[7:19]}" for p in downloads}
         assert max(p.completed or 0 for p in downloads) > 90_000_000
-        models_a = {m.model: m.digest for m in a.list().models}
-        models_b = {m.model: m.digest for m in b.list().models}
-        assert models_b[name] == models_a[name]
+        assert _digests(b)[name] == _digests(a)[name]
 
         a.copy(name, cli_name)
         done = server.corral("push", "--insecure", cli_name)
@@ -160,18 +145,14 @@ def test_push_from_a_pull_on_b_run_with_the_same_output(server: Server, second: 
         assert "pulling manifest" in run.stderr and "success" in run.stderr
         assert run.stdout.strip() == expected.strip()  # same seed (a PARAMETER of the model), same words
     finally:
-        for model in (name, cli_name):
-            try:
-                a.delete(model)
-            except ollama.ResponseError:
-                pass
+        _delete_quietly([a], name, cli_name)
 
 
 def test_the_embedded_registry_receives_into_the_local_store(server: Server, second: Server) -> None:
     a, embedded = ollama.Client(host=server.url), second.env["CORRAL_REGISTRY_HOST"]
     host, port = embedded.split(":")
     deadline = time.monotonic() + 30
-    while not _up(host, int(port)) and time.monotonic() < deadline:
+    while not port_open(host, int(port)) and time.monotonic() < deadline:
         time.sleep(0.2)
     name = f"{embedded}/team/embedded:v1"
     a.create(model=name, from_="smollm2:135m", system="Served by B.")
@@ -288,11 +269,7 @@ def test_concurrent_pulls_download_each_blob_once(second: Server, fake: FakeRegi
     def pull() -> None:
         results.append(ollama.Client(host=second.url).pull(name, insecure=True).status)
 
-    threads = [threading.Thread(target=pull) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    assert run_together(pull, [()] * 2, timeout=60) == []
     assert results == ["success", "success"]
     for data in layers:
         assert len(fake.requests("GET", digest_of(data))) == 1
@@ -337,15 +314,15 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     process = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], stdout=log,
                                stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 30
-    while not _up("127.0.0.1", port) and time.monotonic() < deadline:
+    while not port_open("127.0.0.1", port) and time.monotonic() < deadline:
         time.sleep(0.1)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        _stop(process)
+        stop_server(process)
 
 
-@pytest.mark.skipif(not _up("127.0.0.1", 5432), reason="PostgreSQL is not running on 127.0.0.1:5432")
+@pytest.mark.skipif(not port_open("127.0.0.1", 5432), reason="PostgreSQL is not running on 127.0.0.1:5432")
 def test_distributed_registry_on_postgres_and_s3(server: Server, second: Server, s3_endpoint: str,
                                                  tmp_path: Path) -> None:
     from corral_common.testing.backends import postgres_schema
@@ -368,13 +345,8 @@ def test_distributed_registry_on_postgres_and_s3(server: Server, second: Server,
             redirect = httpx.get(f"http://{host}/v2/team/s3/blobs/{layer}", trust_env=False)
             assert redirect.status_code == 307 and redirect.headers["location"].startswith(s3_endpoint)
             assert b.pull(name, insecure=True).status == "success"
-            assert {m.model: m.digest for m in a.list().models}[name] == \
-                {m.model: m.digest for m in b.list().models}[name]
+            assert _digests(a)[name] == _digests(b)[name]
             assert httpx.get(f"http://{host}/v2/_catalog", trust_env=False).json()["repositories"] == ["team/s3"]
         finally:
-            for client in (a, b):
-                try:
-                    client.delete(name)
-                except ollama.ResponseError:
-                    pass
-            _stop(process)
+            _delete_quietly([a, b], name)
+            stop_server(process)

@@ -14,15 +14,13 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import ollama
 import pytest
 
-from serverproc import BIN, Server, cli_signin, free_port, start_server, stop_server
+from serverproc import BIN, Server, cli_signin, free_port, spawn, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 
@@ -30,23 +28,6 @@ pytestmark = pytest.mark.e2e
 def _last_line(result: subprocess.CompletedProcess) -> str:
     assert result.returncode == 0, result.stderr
     return result.stdout.strip().splitlines()[-1]
-
-
-def _spawn(argv: list[str], env: dict[str, str], log: Path, ready: str) -> subprocess.Popen:
-    """Start a process and wait until ``ready`` (a URL) answers."""
-    process = subprocess.Popen(argv, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
-                               start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(ready, timeout=2, trust_env=False)
-            return process
-        except httpx.HTTPError:
-            if process.poll() is not None:
-                break
-            time.sleep(0.2)
-    stop_server(process)
-    raise RuntimeError(f"{argv[:3]} did not start:\n{log.read_text()[-3000:]}")
 
 
 class Canary(http.server.ThreadingHTTPServer):
@@ -96,9 +77,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
             assert a.corral("admin", "create-user", user).returncode == 0
         auth_port = free_port()
         auth_url = f"http://127.0.0.1:{auth_port}"
-        processes.append(_spawn([sys.executable, "-m", "uvicorn", "corral_auth.main:create_app", "--factory",
-                                 "--host", "127.0.0.1", "--port", str(auth_port)],
-                                {**a.env, "CORRAL_HOME": str(a.home)}, tmp / "auth.log", f"{auth_url}/health"))
+        processes.append(spawn([sys.executable, "-m", "uvicorn", "corral_auth.main:create_app", "--factory",
+                                "--host", "127.0.0.1", "--port", str(auth_port)],
+                               {**a.env, "CORRAL_HOME": str(a.home)}, tmp / "auth.log", f"{auth_url}/health", None))
         registries = []
         for name, extra in (("registry", {}),
                             ("rogue", {"CORRAL_REGISTRY_AUTH_CHALLENGE_REALM":
@@ -108,8 +89,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
                    "CORRAL_REGISTRY_DATA": str(tmp / name / "data"), "CORRAL_HOME": str(tmp / name / "home"),
                    "CORRAL_REGISTRY_AUTH_REALM": f"{auth_url}/token", **extra}
             (tmp / name).mkdir()
-            processes.append(_spawn([str(BIN / "corral"), "registry"], env, tmp / name / "registry.log",
-                                    f"http://127.0.0.1:{port}/v2/"))
+            processes.append(spawn([str(BIN / "corral"), "registry"], env, tmp / name / "registry.log",
+                                   f"http://127.0.0.1:{port}/v2/", None))  # any answer: /v2/ asks for a token
             registries.append(f"127.0.0.1:{port}")
         yield Setup(a, admin_key, auth_url, registries[0], registries[1], canary)
     finally:
@@ -151,23 +132,33 @@ def test_the_registry_refuses_requests_without_a_token(setup: Setup) -> None:
                                                   'service="corral-registry",scope="repository:alice/model:pull"')
 
 
-def test_alice_pushes_into_her_namespace(alice: Setup) -> None:
-    client = ollama.Client(host=alice.a.url)
-    name = f"{alice.registry}/alice/model"
+def _copy_on_a(setup: Setup, name: str) -> ollama.Client:
+    """Corral A's client, with smollm2:135m copied to name, ready to push."""
+    client = ollama.Client(host=setup.a.url)
     client.copy("smollm2:135m", name)
+    return client
+
+
+def _push_refusal(client: ollama.Client, name: str) -> str:
+    """The error a streamed push of name fails with."""
+    with pytest.raises(ollama.ResponseError) as refused:
+        list(client.push(name, insecure=True, stream=True))
+    return str(refused.value.error)
+
+
+def test_alice_pushes_into_her_namespace(alice: Setup) -> None:
+    name = f"{alice.registry}/alice/model"
+    client = _copy_on_a(alice, name)
     statuses = [p.status for p in client.push(name, insecure=True, stream=True)]
     assert statuses[-1] == "success"
     assert _tags(alice, "alice/model").json() == {"name": "alice/model", "tags": ["latest"]}
 
 
 def test_alice_cannot_push_into_bobs_namespace(alice: Setup) -> None:
-    client = ollama.Client(host=alice.a.url)
     name = f"{alice.registry}/bob/model"
-    client.copy("smollm2:135m", name)
-    with pytest.raises(ollama.ResponseError) as refused:
-        list(client.push(name, insecure=True, stream=True))
+    client = _copy_on_a(alice, name)
     denied = "unauthorized: access denied: the registry token does not grant repository:bob/model:pull,push"
-    assert denied in str(refused.value.error)
+    assert denied in _push_refusal(client, name)
     cli = alice.a.corral("push", name, "--insecure")
     assert cli.returncode != 0 and denied in cli.stderr
     assert _tags(alice, "bob/model").status_code == 404
@@ -178,9 +169,8 @@ def bob(alice: Setup, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setu
     """Corral B, acting as bob through an API key; alice/private pushed by alice and made private."""
     key = httpx.post(f"{alice.a.url}/api/keys", json={"name": "registry", "user": "bob"},
                      headers={"Authorization": f"Bearer {alice.admin_key}"}).json()["key"]
-    client = ollama.Client(host=alice.a.url)
     private = f"{alice.registry}/alice/private"
-    client.copy("smollm2:135m", private)
+    client = _copy_on_a(alice, private)
     assert [p.status for p in client.push(private, insecure=True, stream=True)][-1] == "success"
     made = subprocess.run([sys.executable, "-m", "corral_auth", "set-private", "alice/private"], env=alice.a.env,
                           capture_output=True, text=True, timeout=60)
@@ -231,12 +221,9 @@ def test_a_revoked_grant_refuses_the_next_pull(bob: Setup) -> None:
 
 
 def test_no_token_travels_to_a_realm_on_another_port(alice: Setup) -> None:
-    client = ollama.Client(host=alice.a.url)
     name = f"{alice.rogue}/alice/model"
-    client.copy("smollm2:135m", name)
-    with pytest.raises(ollama.ResponseError) as refused:
-        list(client.push(name, insecure=True, stream=True))
-    assert "does not match original host" in str(refused.value.error)
+    client = _copy_on_a(alice, name)
+    assert "does not match original host" in _push_refusal(client, name)
     with pytest.raises(ollama.ResponseError):
         list(client.pull(name, insecure=True, stream=True))
     assert alice.canary.seen == []

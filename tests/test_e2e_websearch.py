@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import httpx
 import pytest
 
+from corral_websearch.testing import Handler, Site, send, send_unbounded
 from serverproc import BIN, Server, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
@@ -54,67 +54,28 @@ PAGES = {
 }
 
 
-class _Site(ThreadingHTTPServer):
-    daemon_threads = True
-    hits: list[str]
+def _slow(handler: BaseHTTPRequestHandler) -> None:
+    time.sleep(8)  # longer than CORRAL_WEBFETCH_READ_TIMEOUT below
+    send(handler, "<p>too late</p>", content_type="text/html")
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self) -> None:  # noqa: N802
-        self.server.hits.append(self.path)  # type: ignore[attr-defined]
-        if self.path == "/robots.txt":
-            self._send(b"User-agent: *\nDisallow: /private/\n", "text/plain")
-        elif self.path == "/moved":
-            self._send(b"", "text/html", 301, [("Location", "/tea")])
-        elif self.path == "/big":
-            self._big()
-        elif self.path == "/slow":
-            time.sleep(8)  # longer than CORRAL_WEBFETCH_READ_TIMEOUT below
-            self._send(b"<p>too late</p>", "text/html")
-        elif self.path in PAGES:
-            self._send(PAGES[self.path].encode(), "text/html; charset=utf-8")
-        else:
-            self._send(b"not found", "text/plain", 404)
-
-    def _send(self, body: bytes, content_type: str, status: int = 200, headers=()) -> None:  # type: ignore[no-untyped-def]
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for key, value in headers:
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _big(self) -> None:
-        """3 MiB of HTML with no declared length: only counting the bytes can stop it."""
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        try:
-            for _ in range(48):
-                self.wfile.write(b"<p>" + b"big page " * 7280 + b"</p>")
-        except OSError:
-            pass
-
-    def log_message(self, *_args: object) -> None:
-        pass
+def _routes() -> dict[str, Handler]:
+    """The pages, robots.txt, a redirect to /tea, 3 MiB with no declared length, and a page slower than the limit."""
+    routes: dict[str, Handler] = {path: (lambda h, page=page: send(h, page)) for path, page in PAGES.items()}
+    routes.update({
+        "/robots.txt": lambda h: send(h, "User-agent: *\nDisallow: /private/\n", content_type="text/plain"),
+        "/moved": lambda h: send(h, b"", 301, "text/html", [("Location", "/tea")]),
+        "/big": lambda h: send_unbounded(h, b"<p>" + b"big page " * 7280 + b"</p>", 48),
+        "/slow": _slow,
+    })
+    return routes
 
 
 @pytest.fixture(scope="module")
-def site() -> Iterator[_Site]:
-    httpd = _Site(("127.0.0.1", 0), _Handler)
-    httpd.hits = []
-    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
-
-
-def _url(site: _Site, path: str) -> str:
-    return f"http://127.0.0.1:{site.server_address[1]}{path}"
+def site() -> Iterator[Site]:
+    s = Site(routes=_routes())
+    yield s
+    s.close()
 
 
 def _wait_for_websearch(srv: Server) -> None:
@@ -127,7 +88,7 @@ def _wait_for_websearch(srv: Server) -> None:
 
 
 @pytest.fixture(scope="module")
-def web(tmp_path_factory: pytest.TempPathFactory, site: _Site) -> Iterator[Server]:
+def web(tmp_path_factory: pytest.TempPathFactory, site: Site) -> Iterator[Server]:
     """A corral whose web_fetch may reach 127.0.0.1, with small limits so the big and slow pages trip them."""
     srv = start_server(tmp_path_factory.mktemp("corral-web"), {
         "CORRAL_WEBFETCH_ALLOW": "127.0.0.1", "CORRAL_WEBFETCH_MAX_BYTES": str(MAX_BYTES),
@@ -140,9 +101,9 @@ def web(tmp_path_factory: pytest.TempPathFactory, site: _Site) -> Iterator[Serve
 
 
 @pytest.fixture(scope="module")
-def crawl(web: Server, site: _Site) -> list[dict]:
+def crawl(web: Server, site: Site) -> list[dict]:
     """Crawl the site from its home page through POST /api/index (a Celery job), keeping the events."""
-    body = {"url": _url(site, "/"), "crawl": True, "max_pages": 20, "max_depth": 2}
+    body = {"url": site.url("/"), "crawl": True, "max_pages": 20, "max_depth": 2}
     with httpx.stream("POST", f"{web.url}/api/index", json=body, timeout=60) as response:
         assert response.status_code == 200
         return [json.loads(line) for line in response.iter_lines() if line.strip()]
@@ -154,13 +115,13 @@ def _search(srv: Server, query: str, **extra: object) -> list[dict]:
     return response.json()["results"]
 
 
-def test_crawl_indexes_the_site_and_obeys_robots_and_limits(crawl: list[dict], site: _Site) -> None:
+def test_crawl_indexes_the_site_and_obeys_robots_and_limits(crawl: list[dict], site: Site) -> None:
     indexed = {e["url"] for e in crawl if e["status"] == "indexed"}
-    assert indexed == {_url(site, p) for p in ("/", "/bread", "/alpacas", "/rust", "/tea")}  # /moved → /tea
+    assert indexed == {site.url(p) for p in ("/", "/bread", "/alpacas", "/rust", "/tea")}  # /moved → /tea
     skipped = {e["url"]: e["reason"] for e in crawl if e["status"] == "skipped"}
-    assert "robots.txt" in skipped[_url(site, "/private/diary")]
-    assert "larger than the 1 MiB" in skipped[_url(site, "/big")]
-    assert "sent nothing for 2s" in skipped[_url(site, "/slow")]
+    assert "robots.txt" in skipped[site.url("/private/diary")]
+    assert "larger than the 1 MiB" in skipped[site.url("/big")]
+    assert "sent nothing for 2s" in skipped[site.url("/slow")]
     assert crawl[-1] == {"status": "success", "indexed": 5, "skipped": 3}
     assert "/private/diary" not in site.hits
 
@@ -171,10 +132,10 @@ def test_crawl_indexes_the_site_and_obeys_robots_and_limits(crawl: list[dict], s
     ("borrow checker references", "/rust"),
     ("green tea steeping temperature", "/tea"),
 ])
-def test_web_search_ranks_the_right_page_first(crawl: list[dict], web: Server, site: _Site, query: str,
+def test_web_search_ranks_the_right_page_first(crawl: list[dict], web: Server, site: Site, query: str,
                                                 path: str) -> None:
     results = _search(web, query)
-    assert results and results[0]["url"] == _url(site, path)
+    assert results and results[0]["url"] == site.url(path)
     assert set(results[0]) == {"title", "url", "content"}
     assert results[0]["title"] == PAGES[path].split("<title>")[1].split("</title>")[0]
 
@@ -187,16 +148,16 @@ def test_web_search_content_is_the_relevant_passage_and_max_results_holds(crawl:
     assert _search(web, "zeppelin") == []
 
 
-def test_web_fetch_returns_title_markdown_and_absolute_links(web: Server, site: _Site) -> None:
+def test_web_fetch_returns_title_markdown_and_absolute_links(web: Server, site: Site) -> None:
     for path in ("/api/web_fetch", "/api/experimental/web_fetch"):
-        response = httpx.post(f"{web.url}{path}", json={"url": _url(site, "/bread")}, timeout=30)
+        response = httpx.post(f"{web.url}{path}", json={"url": site.url("/bread")}, timeout=30)
         assert response.status_code == 200, response.text
         page = response.json()
         assert page["title"] == "Baking sourdough bread"
         assert page["content"].startswith("# Sourdough bread")
-        assert f"[alpacas]({_url(site, '/alpacas')})" in page["content"]
-        assert page["links"] == [_url(site, "/"), _url(site, "/alpacas")]
-    redirected = httpx.post(f"{web.url}/api/web_fetch", json={"url": _url(site, "/moved")}, timeout=30).json()
+        assert f"[alpacas]({site.url('/alpacas')})" in page["content"]
+        assert page["links"] == [site.url("/"), site.url("/alpacas")]
+    redirected = httpx.post(f"{web.url}/api/web_fetch", json={"url": site.url("/moved")}, timeout=30).json()
     assert redirected["title"] == "Brewing green tea"
 
 
@@ -204,8 +165,8 @@ def test_web_fetch_returns_title_markdown_and_absolute_links(web: Server, site: 
     ("/big", 413, "larger than the 1 MiB web_fetch limit"),
     ("/slow", 504, "sent nothing for 2s"),
 ])
-def test_web_fetch_limits_are_clear_errors(web: Server, site: _Site, path: str, status: int, message: str) -> None:
-    response = httpx.post(f"{web.url}/api/web_fetch", json={"url": _url(site, path)}, timeout=30)
+def test_web_fetch_limits_are_clear_errors(web: Server, site: Site, path: str, status: int, message: str) -> None:
+    response = httpx.post(f"{web.url}/api/web_fetch", json={"url": site.url(path)}, timeout=30)
     assert response.status_code == status and message in response.json()["error"]
 
 
@@ -215,10 +176,10 @@ def test_non_http_schemes_are_refused(web: Server) -> None:
         assert response.status_code == 403 and "only http and https" in response.json()["error"]
 
 
-def test_without_the_allow_list_loopback_is_refused_with_a_reason(server: Server, site: _Site) -> None:
+def test_without_the_allow_list_loopback_is_refused_with_a_reason(server: Server, site: Site) -> None:
     _wait_for_websearch(server)
-    port, before = site.server_address[1], len(site.hits)
-    for url, why in ((_url(site, "/bread"), "127.0.0.1 is a loopback address"),
+    port, before = site.port, len(site.hits)
+    for url, why in ((site.url("/bread"), "127.0.0.1 is a loopback address"),
                      (f"http://localhost:{port}/bread", "localhost is a loopback name"),
                      (f"http://2130706433:{port}/bread", "127.0.0.1 is a loopback address"),
                      (f"http://0177.0.0.1:{port}/bread", "127.0.0.1 is a loopback address"),
@@ -231,12 +192,12 @@ def test_without_the_allow_list_loopback_is_refused_with_a_reason(server: Server
     assert len(site.hits) == before  # nothing reached the site
 
 
-def test_corral_index_add(web: Server, site: _Site) -> None:
-    out = web.corral("index", "add", _url(site, "/notes/hedgehogs"), timeout=60)
+def test_corral_index_add(web: Server, site: Site) -> None:
+    out = web.corral("index", "add", site.url("/notes/hedgehogs"), timeout=60)
     assert out.returncode == 0, out.stderr
-    assert f"indexed {_url(site, '/notes/hedgehogs')}  (Hedgehog notes)" in out.stdout
+    assert f"indexed {site.url('/notes/hedgehogs')}  (Hedgehog notes)" in out.stdout
     assert "1 page indexed" in out.stdout
-    assert _search(web, "hedgehogs hibernate")[0]["url"] == _url(site, "/notes/hedgehogs")
+    assert _search(web, "hedgehogs hibernate")[0]["url"] == site.url("/notes/hedgehogs")
     refused = web.corral("index", "add", "file:///etc/passwd", timeout=60)
     assert refused.returncode == 1 and "only http and https" in refused.stderr
 
@@ -249,7 +210,7 @@ def _mcp(srv: Server, messages: list[dict]) -> list[dict]:
     return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
 
 
-def test_mcp_server_lists_and_calls_both_tools(crawl: list[dict], web: Server, site: _Site) -> None:
+def test_mcp_server_lists_and_calls_both_tools(crawl: list[dict], web: Server, site: Site) -> None:
     answers = _mcp(web, [
         {"jsonrpc": "2.0", "id": 1, "method": "initialize",
          "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}},
@@ -258,7 +219,7 @@ def test_mcp_server_lists_and_calls_both_tools(crawl: list[dict], web: Server, s
         {"jsonrpc": "2.0", "id": 3, "method": "tools/call",
          "params": {"name": "web_search", "arguments": {"query": "alpaca fleece", "max_results": 1}}},
         {"jsonrpc": "2.0", "id": 4, "method": "tools/call",
-         "params": {"name": "web_fetch", "arguments": {"url": _url(site, "/rust")}}},
+         "params": {"name": "web_fetch", "arguments": {"url": site.url("/rust")}}},
         {"jsonrpc": "2.0", "id": 5, "method": "tools/call",
          "params": {"name": "web_fetch", "arguments": {"url": "file:///etc/passwd"}}},
         {"jsonrpc": "2.0", "id": 6, "method": "nope"},
@@ -272,19 +233,19 @@ def test_mcp_server_lists_and_calls_both_tools(crawl: list[dict], web: Server, s
     assert tools["web_fetch"]["inputSchema"]["required"] == ["url"]
     search = by_id[3]["result"]
     assert search["isError"] is False
-    assert json.loads(search["content"][0]["text"])["results"][0]["url"] == _url(site, "/alpacas")
+    assert json.loads(search["content"][0]["text"])["results"][0]["url"] == site.url("/alpacas")
     fetch = by_id[4]["result"]
     assert fetch["isError"] is False and fetch["structuredContent"]["title"] == "The Rust borrow checker"
     assert by_id[5]["result"]["isError"] is True and "only http and https" in by_id[5]["result"]["content"][0]["text"]
     assert by_id[6]["error"]["code"] == -32601
 
 
-def test_chat_tool_functions_call_the_server(crawl: list[dict], web: Server, site: _Site,
+def test_chat_tool_functions_call_the_server(crawl: list[dict], web: Server, site: Site,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     from corral_cli.commands.web import WEB_TOOLS, web_fetch, web_search
 
     monkeypatch.setenv("OLLAMA_HOST", web.host)
     monkeypatch.delenv("OLLAMA_API_KEY", raising=False)
-    assert web_search("sourdough starter", max_results=1)["results"][0]["url"] == _url(site, "/bread")
-    assert web_fetch(_url(site, "/tea"))["title"] == "Brewing green tea"
+    assert web_search("sourdough starter", max_results=1)["results"][0]["url"] == site.url("/bread")
+    assert web_fetch(site.url("/tea"))["title"] == "Brewing green tea"
     assert [t["function"]["name"] for t in WEB_TOOLS] == ["web_search", "web_fetch"]

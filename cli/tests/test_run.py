@@ -69,27 +69,27 @@ def test_piped_stdin_comes_before_the_prompt(model, capsys, monkeypatch):
     assert capsys.readouterr().err == ""
 
 
-def test_thinking_models_think_by_default_and_show_it(server, capsys, monkeypatch):
+@pytest.fixture
+def thinker(server, monkeypatch):
+    """A thinking model that thinks "Adding." and answers "4" to a piped question."""
     monkeypatch.setattr("sys.stdin", io.StringIO("2+2?"))
     server.on("POST", "/api/show", httpx.Response(200, json={"capabilities": ["completion", "thinking"]}))
     server.on("POST", "/api/generate", server.ndjson(
         {"response": "", "thinking": "Adding.", "done": False}, {"response": "4", "done": False}, FINAL))
+    return server
 
-    assert main(["run", "q"], client=server.client()) == 0
 
-    assert server.sent("POST", "/api/generate")[0].json()["think"] is True
+def test_thinking_models_think_by_default_and_show_it(thinker, capsys):
+    assert main(["run", "q"], client=thinker.client()) == 0
+
+    assert thinker.sent("POST", "/api/generate")[0].json()["think"] is True
     assert capsys.readouterr().out == "Thinking...\nAdding.\n...done thinking.\n\n4\n\n"
 
 
-def test_hidden_thinking(server, capsys, monkeypatch):
-    monkeypatch.setattr("sys.stdin", io.StringIO("2+2?"))
-    server.on("POST", "/api/show", httpx.Response(200, json={"capabilities": ["completion", "thinking"]}))
-    server.on("POST", "/api/generate", server.ndjson(
-        {"response": "", "thinking": "Adding.", "done": False}, {"response": "4", "done": False}, FINAL))
+def test_hidden_thinking(thinker, capsys):
+    assert main(["run", "q", "--hidethinking", "--think=high"], client=thinker.client()) == 0
 
-    assert main(["run", "q", "--hidethinking", "--think=high"], client=server.client()) == 0
-
-    assert server.sent("POST", "/api/generate")[0].json()["think"] == "high"
+    assert thinker.sent("POST", "/api/generate")[0].json()["think"] == "high"
     assert capsys.readouterr().out == "4\n\n"
 
 

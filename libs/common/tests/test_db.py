@@ -12,6 +12,7 @@ from sqlalchemy import Engine, create_engine, inspect, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from corral_common.db import make_engine, migrate, normalise_url, sessions
+from corral_common.testing.threads import run_together
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 LOCK = "corral_common_test_migrate"
@@ -166,19 +167,10 @@ def _wait_for_lock_waiter(held) -> None:  # noqa: ANN001 - a Connection inside a
 
 def _migrate_concurrently(engines: list, alembic_dir: Path) -> list[BaseException]:
     """Run migrate on every engine at once; the exceptions raised, if any."""
-    errors: list[BaseException] = []
-
     def run(engine) -> None:  # noqa: ANN001 - an Engine
         try:
             migrate(engine, alembic_dir, LOCK)
-        except BaseException as exc:  # noqa: BLE001 - reported to the test
-            errors.append(exc)
         finally:
             engine.dispose()
 
-    threads = [threading.Thread(target=run, args=(e,)) for e in engines]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return errors
+    return run_together(run, [(e,) for e in engines])

@@ -46,6 +46,9 @@ def turn_data(prompt, response="", system=""):
 
 # ------------------------------------------------------------------------------------ model templates
 
+# Ollama's ChatML template, copied on purpose although cli/corral_cli/bundled.py ships the same text:
+# these expectations pin the engine against the template as Ollama publishes it, so they must not move
+# when a bundled model's template does, and libs/ tests do not import the command (the top floor).
 CHATML = """{{- if .Messages }}{{- range $i, $_ := .Messages }}{{- $last := eq (len (slice $.Messages $i)) 1 -}}<|im_start|>{{ .Role }}
 {{ .Content }}{{ if not $last }}<|im_end|>
 {{ end }}{{- if and (ne .Role "assistant") $last }}<|im_end|>

@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from starlette.testclient import TestClient
 
 from corral_auth.limits import Limits
+from corral_auth.main import create_app
 from corral_auth.runtime import AuthRuntime, build_runtime
 from corral_auth.settings import AuthSettings
 
@@ -55,6 +57,13 @@ def runtime(settings: AuthSettings) -> Iterator[AuthRuntime]:
     rt = build_runtime(settings)
     yield rt
     rt.close()
+
+
+@pytest.fixture
+def http(settings: AuthSettings) -> Iterator[TestClient]:
+    """The auth app over HTTP, on the test's own database."""
+    with TestClient(create_app(settings)) as client:
+        yield client
 
 
 class Device:

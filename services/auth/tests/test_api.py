@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from starlette.testclient import TestClient
 
-from corral_auth.main import create_app
-from corral_auth.runtime import build_runtime
 from corral_auth.signatures import api_message
 
 
 @pytest.fixture
-def admin_key(settings) -> str:
-    runtime = build_runtime(settings)
-    try:
-        return runtime.accounts.bootstrap("root").key
-    finally:
-        runtime.close()
-
-
-@pytest.fixture
-def http(settings, admin_key) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as client:
-        yield client
+def admin_key(http) -> str:
+    """The first admin's key, bootstrapped in the running app's database."""
+    return http.app.state.auth.accounts.bootstrap("root").key
 
 
 def _bearer(key: str) -> dict[str, str]:

@@ -3,44 +3,30 @@
 from __future__ import annotations
 
 import secrets
-import socket
 from collections.abc import Iterator
 
 import pytest
 import redis
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
+
+from corral_common.testing.backends import port_open, postgres_schema
 
 from corral_auth.limits import Limits, RedisRateLimiter
 from corral_auth.replay import RedisReplayCache
 from corral_auth.runtime import build_runtime
 
-POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 REDIS = "redis://127.0.0.1:6379/11"
 
-
-def _up(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
-needs_postgres = pytest.mark.skipif(not _up(5432), reason="Postgres is not running on 127.0.0.1:5432")
-needs_redis = pytest.mark.skipif(not _up(6379), reason="Redis is not running on 127.0.0.1:6379")
+needs_postgres = pytest.mark.skipif(not port_open("127.0.0.1", 5432),
+                                    reason="Postgres is not running on 127.0.0.1:5432")
+needs_redis = pytest.mark.skipif(not port_open("127.0.0.1", 6379), reason="Redis is not running on 127.0.0.1:6379")
 
 
 @pytest.fixture
 def pg_schema() -> Iterator[str]:
     """A throwaway schema, so runs never see each other's tables."""
-    schema = f"auth_test_{secrets.token_hex(4)}"
-    engine = create_engine(POSTGRES)
-    with engine.begin() as db:
-        db.execute(text(f'CREATE SCHEMA "{schema}"'))
-    yield f"{POSTGRES}?options=-csearch_path%3D{schema}"
-    with engine.begin() as db:
-        db.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    engine.dispose()
+    with postgres_schema("auth_test") as url:
+        yield url
 
 
 @needs_postgres

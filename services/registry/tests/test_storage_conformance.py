@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import httpx
 import pytest
 
 from corral_common.testing.backends import moto_server
+from corral_common.testing.threads import run_together
 from corral_registry.storage import InvalidKey, InvalidOffset, PathNotFound, StorageDriver
 from corral_registry.storage.filesystem import FilesystemDriver
 from corral_registry.storage.memory import MemoryDriver
@@ -182,11 +182,7 @@ def test_concurrent_writers_to_one_key_leave_one_whole_version(driver: StorageDr
                 writer.write(data[start:start + 50_000])
             writer.commit()
 
-    threads = [threading.Thread(target=write, args=(v,)) for v in versions]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    assert run_together(write, [(v,) for v in versions]) == []
     assert driver.get_content("race") in versions
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 
 import pytest
 
@@ -14,40 +13,24 @@ from corral_common.names import ModelName
 from corral_common.schemas import CopyRequest, CreateRequest, DeleteRequest, NamedRequest, ShowRequest
 from corral_common.testing.ggufwriter import small_model
 from corral_registry import service
-from corral_registry.create import execute_create, plan_create
+from corral_registry.create import plan_create
 from corral_registry.store import ModelStore
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> ModelStore:
-    return ModelStore(tmp_path / "models")
-
-
-def _put_blob(store: ModelStore, data: bytes) -> Digest:
-    digest = Digest.of_bytes(data)
-
-    async def chunks():
-        yield data
-
-    asyncio.run(store.write_blob(digest, chunks()))
-    return digest
+from corral_registry.testing import create_events, put_blob
 
 
 def _create(store: ModelStore, **fields) -> list[str]:
-    events: list[dict] = []
-    plan = plan_create(store, CreateRequest.model_validate(fields))
-    execute_create(store, plan, lambda event: events.append(event.wire()))
-    return [e["status"] for e in events]
+    """The statuses one create request reports."""
+    return [e["status"] for e in create_events(store, **fields)]
 
 
 def _model(store: ModelStore, name: str = "tiny", **extra) -> Digest:
-    digest = _put_blob(store, small_model().build())
+    digest = put_blob(store, small_model().build())
     _create(store, model=name, files={"tiny.gguf": str(digest)}, **extra)
     return digest
 
 
 def test_create_writes_ollama_layout(store: ModelStore) -> None:
-    digest = _put_blob(store, small_model().build())
+    digest = put_blob(store, small_model().build())
     statuses = _create(store, model="tiny", files={"tiny.gguf": str(digest)}, template="{{ .Prompt }}",
                        system="Be brief.", parameters={"temperature": 0.5, "stop": ["</s>"]},
                        license="MIT", messages=[{"role": "user", "content": "hi"}])
@@ -140,10 +123,10 @@ def test_create_from_missing_model_is_404(store: ModelStore) -> None:
 
 
 def test_non_gguf_upload_is_rejected(store: ModelStore) -> None:
-    digest = _put_blob(store, b"hello world, not a model")
+    digest = put_blob(store, b"hello world, not a model")
     with pytest.raises(BadRequest, match="supplied file was not in GGUF format"):
         _create(store, model="x", files={"m.gguf": str(digest)})
-    truncated = _put_blob(store, small_model().build()[:200])
+    truncated = put_blob(store, small_model().build()[:200])
     with pytest.raises(BadRequest, match="GGUF"):
         _create(store, model="x", files={"m.gguf": str(truncated)})
     assert service.list_models(store) == {"models": []}

@@ -15,11 +15,11 @@ import pytest
 import uvicorn
 
 from corral_common.digest import Digest
-from corral_common.errors import (AppError, BadGateway, BadRequest, Forbidden, InsufficientStorage,
-                                  NotFound, Unauthorized)
+from corral_common.errors import BadGateway, BadRequest, Forbidden, InsufficientStorage, NotFound, Unauthorized
 from corral_common.internal import TransferRequest
 from corral_common.jobs import JobReporter
 from corral_common.names import ModelName
+from corral_common.testing.threads import run_together
 from corral_registry import media_types
 from corral_registry.main import create_app
 from corral_registry.manifest import Layer, Manifest
@@ -241,15 +241,21 @@ def test_stalled_downloads_are_abandoned_and_retried(tmp_path: Path, fake: FakeR
     assert len(fake.requests("GET", digest_of(weights))) == 2
 
 
+def _leave_partial(store: ModelStore, digest: str, size: int, completed: int) -> Path:
+    """A zero-filled partial download of digest with one part's state, as an interrupted pull leaves it."""
+    partial = store.root / "blobs" / f"sha256-{digest[7:]}-partial"
+    partial.write_bytes(b"\0" * completed)
+    partial.with_name(partial.name + "-0").write_text(json.dumps({"N": 0, "Offset": 0, "Size": size,
+                                                                  "Completed": completed}))
+    return partial
+
+
 def test_a_corrupt_partial_file_is_detected_and_discarded(tmp_path: Path, fake: FakeRegistry) -> None:
     weights = blob(100_000, 7)
     digest = digest_of(weights)
     fake.add_model("team/m", "v1", [weights])
     store = store_at(tmp_path / "b")
-    partial = store.root / "blobs" / f"sha256-{digest[7:]}-partial"
-    partial.write_bytes(b"\0" * 50_000)
-    partial.with_name(partial.name + "-0").write_text(json.dumps({"N": 0, "Offset": 0, "Size": 100_000,
-                                                                  "Completed": 50_000}))
+    partial = _leave_partial(store, digest, size=100_000, completed=50_000)
     with pytest.raises(DigestMismatch, match="digest mismatch, file must be downloaded again"):
         pull(store, f"{fake.host}/team/m:v1", replace(FAST, part_min=1 << 20))
     assert not partial.exists()
@@ -262,10 +268,7 @@ def test_partial_state_larger_than_the_blob_starts_over(tmp_path: Path, fake: Fa
     digest = digest_of(weights)
     fake.add_model("team/m", "v1", [weights])
     store = store_at(tmp_path / "b")
-    partial = store.root / "blobs" / f"sha256-{digest[7:]}-partial"
-    partial.write_bytes(b"\0" * 20_000)
-    partial.with_name(partial.name + "-0").write_text(json.dumps({"N": 0, "Offset": 0, "Size": 20_000,
-                                                                  "Completed": 20_000}))
+    _leave_partial(store, digest, size=20_000, completed=20_000)
     pull(store, f"{fake.host}/team/m:v1")
     assert store.blob_path(Digest.parse(digest)).read_bytes() == weights
 
@@ -358,21 +361,13 @@ def test_concurrent_pulls_download_each_blob_once(tmp_path: Path, fake: FakeRegi
     fake.add_model("team/m", "v1", layers)
     fake.add_model("team/m", "v2", layers)  # another tag sharing the blobs
     fake.behaviour.bytes_per_second = 600_000
-    root, errors = tmp_path / "models", []
+    root = tmp_path / "models"
     settings = replace(FAST, part_min=1 << 20)
 
     def run(tag: str) -> None:
-        try:
-            pull(store_at(root), f"{fake.host}/team/m:{tag}", settings)
-        except AppError as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+        pull(store_at(root), f"{fake.host}/team/m:{tag}", settings)
 
-    threads = [threading.Thread(target=run, args=(tag,)) for tag in ("v1", "v2", "v1")]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
+    assert run_together(run, [("v1",), ("v2",), ("v1",)]) == []
     for data in layers:
         assert len(fake.requests("GET", digest_of(data))) == 1
         assert store_at(root).blob_path(Digest.parse(digest_of(data))).read_bytes() == data

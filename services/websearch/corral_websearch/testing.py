@@ -65,6 +65,20 @@ def send(handler: BaseHTTPRequestHandler, body: str | bytes, status: int = 200,
     handler.wfile.write(data)
 
 
+def send_unbounded(handler: BaseHTTPRequestHandler, chunk: bytes, times: int,
+                   content_type: str = "text/html") -> None:
+    """Write chunk times over with no declared length, then close: only counting the bytes can stop it."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", content_type)
+    handler.send_header("Connection", "close")
+    handler.end_headers()
+    try:
+        for _ in range(times):
+            handler.wfile.write(chunk)
+    except OSError:
+        pass  # the client stopped reading, as a capped fetch does
+
+
 class Site:
     """A small website on a loopback address, in a thread."""
 

@@ -12,8 +12,7 @@ import pytest
 from corral_common.errors import AppError, BadGateway, PayloadTooLarge, UnsupportedMediaType
 from corral_websearch.extract import readable
 from corral_websearch.net.fetcher import FetchTimeout
-from corral_websearch.testing import Site, make_fetcher, send
-
+from corral_websearch.testing import Site, make_fetcher, send, send_unbounded
 
 KIB = 1024
 LIMITS = {"max_bytes": 64 * KIB, "read_timeout": 0.5, "total_timeout": 1.5}
@@ -32,15 +31,7 @@ def _fails(site: Site, path: str, kind: type[AppError], **limits: float) -> AppE
 
 def _endless(handler) -> None:  # type: ignore[no-untyped-def]
     """A body with no declared length that never ends (a "1 GB" download)."""
-    handler.send_response(200)
-    handler.send_header("Content-Type", "text/html")
-    handler.send_header("Connection", "close")
-    handler.end_headers()
-    try:
-        for _ in range(1024):
-            handler.wfile.write(b"<p>" + b"x" * 16 * KIB + b"</p>")
-    except OSError:
-        pass
+    send_unbounded(handler, b"<p>" + b"x" * 16 * KIB + b"</p>", 1024)
 
 
 def _trickle(handler) -> None:  # type: ignore[no-untyped-def]

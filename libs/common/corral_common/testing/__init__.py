@@ -1,6 +1,7 @@
 """Test helpers that need no service, importable by every test folder.
 
 ``ggufwriter`` builds GGUF files, ``jobstore_contract`` is the contract every ``JobStore`` keeps,
-``backends`` reaches the Postgres and S3 servers a test may run against. Nothing in production
+``backends`` reaches the Postgres and S3 servers a test may run against, ``threads``
+runs one call from several threads at once. Nothing in production
 imports this package.
 """
