@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from corral_common.env import current_env, env_str
 from corral_common.net import is_loopback_address
 
+from corral_api.anthropic.errors import error_body
 from corral_api.clients import CLIENT_STATE, UNAVAILABLE, AuthClient, Denial, json_answer
 
 INFERENCE, MODELS_READ, MODELS_WRITE, WEB, ADMIN = "inference", "models:read", "models:write", "web", "admin"
@@ -115,10 +116,12 @@ _OPENAI_TYPES = {401: ("authentication_error", "invalid_api_key"), 403: ("permis
 
 
 def denial_response(path: str, denial: Denial) -> Response:
-    """Ollama's ``{"error": "..."}`` on /api, OpenAI's error object on /v1."""
-    if path.startswith("/v1/"):
+    """Ollama's ``{"error": "..."}`` on /api, Anthropic's error object on /v1/messages, OpenAI's on /v1."""
+    if path.startswith("/v1/messages"):
+        body: Any = error_body(denial.status, denial.message)
+    elif path.startswith("/v1/"):
         kind, code = _OPENAI_TYPES.get(denial.status, ("api_error", None))
-        body: Any = {"error": {"message": denial.message, "type": kind, "param": None, "code": code}}
+        body = {"error": {"message": denial.message, "type": kind, "param": None, "code": code}}
     else:
         body = {"error": denial.message}
     return json_answer(denial.status, body, denial.headers)

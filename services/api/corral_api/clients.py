@@ -23,7 +23,8 @@ from pydantic import BaseModel, ValidationError
 from corral_common.digest import Digest
 from corral_common.errors import AppError, BadGateway, from_status
 from corral_common.internal import (CompletionEvent, CompletionRequest, EmbedInputs, EmbedOutput, LoadRequest,
-                                    LoadResult, ProgressEvent, ResolvedModel, TransferRequest, UnloadRequest)
+                                    LoadResult, ProgressEvent, ResolvedModel, TokenizeOutput, TokenizeRequest,
+                                    TransferRequest, UnloadRequest)
 from corral_common.jsonio import go_dumps
 from corral_common.logs import REQUEST_ID_HEADER
 from corral_common.schemas import CopyRequest, CreateRequest, ShowRequest
@@ -211,6 +212,10 @@ class InferenceClient(_Client):
     async def embed(self, req: EmbedInputs, request_id: str) -> EmbedOutput:
         """Raw vectors for each input."""
         return self.http.parsed(EmbedOutput, await self.http.json("POST", "/run/embed", request_id, req))
+
+    async def tokenize(self, req: TokenizeRequest, request_id: str) -> TokenizeOutput:
+        """A rendered prompt's tokens, from the model loaded as a completion would load it."""
+        return self.http.parsed(TokenizeOutput, await self.http.json("POST", "/run/tokenize", request_id, req))
 
     async def ps(self, request_id: str) -> dict[str, Any]:
         """The loaded runners (``{"models": [...]}``)."""

@@ -16,7 +16,7 @@ from corral_common.net import is_loopback_host
 from corral_api.auth import AuthGate, GatewayAuthSettings
 from corral_api.clients import AuthClient, InferenceClient, RegistryClient, WebsearchClient
 from corral_api.guards import EdgeGuard
-from corral_api.routes import keys, native, openai, registry, web
+from corral_api.routes import anthropic, keys, native, openai, registry, web
 from corral_api.settings import ApiSettings
 
 
@@ -55,6 +55,7 @@ def create_app(settings: ApiSettings | None = None, auth: GatewayAuthSettings | 
     app.include_router(native.router)
     app.include_router(web.router)
     app.include_router(openai.router)
+    app.include_router(anthropic.router)
     app.include_router(registry.router)
     app.include_router(keys.router)
     app.add_middleware(AuthGate, settings=auth)

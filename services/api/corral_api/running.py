@@ -9,7 +9,7 @@ from typing import Any
 
 from corral_common.durations import InvalidDuration, parse_keep_alive
 from corral_common.errors import AppError, BadRequest, NotFound
-from corral_common.internal import CompletionEvent, CompletionRequest, LoadRequest, ResolvedModel
+from corral_common.internal import CompletionEvent, CompletionRequest, LoadRequest, ResolvedModel, TokenizeRequest
 from corral_common.jsonio import utc_now
 from corral_common.names import parse_name
 from corral_common.options import validate_options
@@ -235,9 +235,19 @@ def _message(content: str, thinking: str = "", tool_calls: list | None = None) -
     return message
 
 
-async def chat(call: Call, req: ChatRequest) -> AsyncIterator[dict[str, Any]]:
-    """POST /api/chat as a stream of response chunks."""
+def _chat_prompt(req: ChatRequest, model: ResolvedModel, tools: list | None) -> tuple[str, list[str]]:
+    """The rendered chat prompt and its images (thinking on by default for models that can think)."""
+    think = req.think if req.think is not None else (model.can("thinking") or None)
+    messages, images = place_markers(_chat_messages(req, model))
+    return prompts.render(model, messages, tools=tools, think=think), images
+
+
+async def chat(call: Call, req: ChatRequest, relax_think: bool = False) -> AsyncIterator[dict[str, Any]]:
+    """POST /api/chat as a stream of response chunks; ``relax_think`` drops ``think`` for models that cannot
+    think instead of refusing (Ollama's Anthropic layer)."""
     model = await _runnable(call, req, "chat", BadRequest("model is required"))
+    if relax_think and not model.can("thinking"):
+        req = req.model_copy(update={"think": None})
     tools, fmt, collector = _tool_setup(req, model)
     check_think(req.think, model, req.model)
     check_images([i for m in req.messages for i in (m.images or [])], model)
@@ -247,13 +257,23 @@ async def chat(call: Call, req: ChatRequest) -> AsyncIterator[dict[str, Any]]:
     if not req.messages:
         yield _done(chunk, await _lifecycle(call, model, options, keep_alive))
         return
-    think = req.think if req.think is not None else (model.can("thinking") or None)
-    messages, images = place_markers(_chat_messages(req, model))
-    text = prompts.render(model, messages, tools=tools, think=think)
+    text, images = _chat_prompt(req, model, tools)
     body = _completion(req, model, options, keep_alive, text, images, fmt)
     shaper = _shaper(req.think, model, collector, text)
     async for out in _streamed(call, body, shaper, chunk, lambda event: _done(chunk, event.done_reason)):
         yield out
+
+
+async def chat_tokens(call: Call, req: ChatRequest) -> int:
+    """How many tokens a chat request's prompt renders to (the whole prompt, as if nothing were cached)."""
+    model = await _runnable(call, req, "chat", BadRequest("model is required"))
+    if not model.can("thinking"):
+        req = req.model_copy(update={"think": None})
+    tools, _, _ = _tool_setup(req, model)
+    text, _ = _chat_prompt(req, model, tools)
+    body = TokenizeRequest(model=model.engine_model(), options=merged_options(model, req.options),
+                           keep_alive_ns=keep_alive_ns(req.keep_alive), text=text)
+    return len((await call.inference.tokenize(body, call.request_id)).tokens)
 
 
 def _chat_chunk(model: str) -> ChunkMaker:

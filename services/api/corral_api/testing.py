@@ -11,7 +11,8 @@ from typing import Any
 from starlette.testclient import TestClient
 
 from corral_common.errors import AppError, NotFound
-from corral_common.internal import CompletionEvent, CompletionRequest, ProgressEvent, ResolvedModel, TransferRequest
+from corral_common.internal import (CompletionEvent, CompletionRequest, ProgressEvent, ResolvedModel, TokenizeOutput,
+                                    TokenizeRequest, TransferRequest)
 from corral_common.schemas import ShowRequest
 
 from corral_api.main import create_app
@@ -63,6 +64,7 @@ class FakeInference:
         self.fail_after = fail_after
         self.events = events or HELLO
         self.requests: list[CompletionRequest] = []
+        self.tokenized: list[TokenizeRequest] = []
 
     async def complete(self, req: CompletionRequest, request_id: str) -> AsyncIterator[CompletionEvent]:
         self.requests.append(req)
@@ -70,6 +72,11 @@ class FakeInference:
             if i == self.fail_after:
                 raise AppError("runner crashed")
             yield event
+
+    async def tokenize(self, req: TokenizeRequest, request_id: str) -> TokenizeOutput:
+        """One token per character of the rendered prompt."""
+        self.tokenized.append(req)
+        return TokenizeOutput(tokens=[ord(c) for c in req.text])
 
     async def close(self) -> None:
         pass

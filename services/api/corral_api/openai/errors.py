@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
 from typing import Any
-
-from fastapi import Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
 
 from corral_common.errors import AppError
 from corral_common.http import GoJSONResponse
+
+from corral_api.compat import error_route
 
 _TYPES = {400: "invalid_request_error", 404: "not_found_error"}
 
@@ -31,18 +28,5 @@ def error_response(exc: AppError) -> OpenAIJSONResponse:
     return OpenAIJSONResponse(error_object(exc.status, exc.message), status_code=exc.status)
 
 
-class OpenAIRoute(APIRoute):
-    """Routes whose typed errors leave as OpenAI error objects (the native /api shape stays untouched)."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def handle(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except AppError as exc:
-                return error_response(exc)
-            except RequestValidationError as exc:
-                return error_response(AppError(str(exc.errors()[0].get("msg", exc)), 400))
-
-        return handle
+# Routes whose typed errors leave as OpenAI error objects (the native /api shape stays untouched).
+OpenAIRoute = error_route(error_response)

@@ -9,11 +9,11 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import AsyncIterator
-from contextlib import aclosing
 from typing import Any
 
 from corral_common.errors import AppError
 
+from corral_api.compat import translated
 from corral_api.openai.responses import tool_calls
 from corral_api.openai.schemas import ResponsesRequest
 
@@ -194,14 +194,6 @@ class ResponsesStream:
         return self._event("response.failed", response=self._object(
             "failed", error={"code": code, "message": exc.message}))
 
-    async def events(self, chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+    def events(self, chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
         """Translate a whole native stream; an error before the first event keeps its HTTP status."""
-        async with aclosing(chunks):
-            try:
-                async for chunk in chunks:
-                    for event in self.translate(chunk):
-                        yield event
-            except AppError as exc:
-                if not self.started:
-                    raise
-                yield self.failed(exc)
+        return translated(chunks, self)

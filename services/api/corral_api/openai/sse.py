@@ -3,7 +3,7 @@ names each event (``event: <type>``) and has no ``[DONE]``."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from typing import Any
 
@@ -55,6 +55,8 @@ async def named_body(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[byt
             yield named_event(obj)
 
 
-async def named_stream_or_error(events: AsyncIterator[dict[str, Any]], request: Request | None = None) -> Response:
-    """A Responses API stream, started once the first event is known (early errors keep their status)."""
-    return await http.stream_or_error(events, request, SSE_CONTENT_TYPE, named_body, error_response)
+async def named_stream_or_error(events: AsyncIterator[dict[str, Any]], request: Request | None = None,
+                                error: Callable[[AppError], Response] = error_response) -> Response:
+    """A stream of named events (Responses, Anthropic), started once the first event is known, so early errors
+    keep their status (in ``error``'s shape)."""
+    return await http.stream_or_error(events, request, SSE_CONTENT_TYPE, named_body, error)
