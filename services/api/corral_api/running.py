@@ -269,7 +269,7 @@ async def chat_tokens(call: Call, req: ChatRequest) -> int:
     model = await _runnable(call, req, "chat", BadRequest("model is required"))
     if not model.can("thinking"):
         req = req.model_copy(update={"think": None})
-    tools, _, _ = _tool_setup(req, model)
+    tools = None if req.tool_choice == "none" else (req.tools or None)  # counted even where chat would refuse them
     text, _ = _chat_prompt(req, model, tools)
     body = TokenizeRequest(model=model.engine_model(), options=merged_options(model, req.options),
                            keep_alive_ns=keep_alive_ns(req.keep_alive), text=text)

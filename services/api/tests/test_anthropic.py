@@ -118,6 +118,12 @@ def test_thinking_maps_to_think(thinking, think) -> None:
     assert native(thinking=thinking).think is think
 
 
+@pytest.mark.parametrize("effort, think", [("low", "low"), ("xhigh", "high"), ("max", "max"), ("odd", None)])
+def test_output_config_effort_is_the_think_level(effort, think) -> None:
+    assert native(output_config={"effort": effort}).think == think
+    assert native(output_config={"effort": effort}, thinking={"type": "disabled"}).think is False
+
+
 def test_count_tokens_body_needs_no_max_tokens() -> None:
     req = translate.chat_request(CountTokensRequest.model_validate({"model": "m", "messages": USER}))
     assert req.messages[0].content == "hi" and not req.options

@@ -23,6 +23,7 @@ class CountTokensRequest(WireModel):
     tools: list[dict[str, Any]] | None = Field(default=None, description='[{"name", "description"?, "input_schema"}]')
     tool_choice: dict[str, Any] | None = Field(default=None, description='{"type": "auto"|"any"|"tool"|"none"}')
     thinking: dict[str, Any] | None = Field(default=None, description='{"type": "enabled", "budget_tokens": N}')
+    output_config: dict[str, Any] | None = Field(default=None, description='{"effort": "low"|"medium"|"high"|...}')
 
 
 class MessagesRequest(CountTokensRequest):

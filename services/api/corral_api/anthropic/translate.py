@@ -20,6 +20,7 @@ from corral_api.openai.translate import tool_fields
 
 CHOICES = {"auto": "auto", "any": "required", "none": "none"}
 THINKING = {"enabled": True, "disabled": False}
+EFFORTS = ("low", "medium", "high", "max")
 
 
 def system_messages(system: str | list[Any] | None) -> list[Message]:
@@ -155,9 +156,15 @@ def native_choice(choice: dict[str, Any] | None) -> str | dict[str, Any] | None:
     return CHOICES[kind]
 
 
-def native_think(thinking: dict[str, Any] | None) -> bool | None:
-    """``{"type": "enabled"}`` → think, ``{"type": "disabled"}`` → no thinking; the budget is not enforced."""
-    return THINKING.get(str((thinking or {}).get("type")))
+def native_think(thinking: dict[str, Any] | None, output_config: dict[str, Any] | None) -> bool | str | None:
+    """``{"type": "enabled"}`` → think, ``{"type": "disabled"}`` → no thinking (the budget is not enforced);
+    without either, ``output_config.effort`` is the think level (``xhigh`` → high)."""
+    think = THINKING.get(str((thinking or {}).get("type")))
+    if think is not None:
+        return think
+    effort = str((output_config or {}).get("effort") or "").strip().lower()
+    effort = "high" if effort == "xhigh" else effort
+    return effort if effort in EFFORTS else None
 
 
 def check(req: CountTokensRequest) -> None:
@@ -181,7 +188,8 @@ def chat_request(req: CountTokensRequest) -> ChatRequest:
     check(req)
     tools = [native_tool(t) for t in req.tools or []] or None
     fields: dict[str, Any] = {"model": req.model, "messages": native_messages(req), "stream": False,
-                              "think": native_think(req.thinking), **tool_fields(tools, native_choice(req.tool_choice))}
+                              "think": native_think(req.thinking, req.output_config),
+                              **tool_fields(tools, native_choice(req.tool_choice))}
     if isinstance(req, MessagesRequest):
         fields.update(stream=req.stream, options=_options(req))
     return ChatRequest.model_validate(fields)
