@@ -30,6 +30,16 @@ def model(template: str = "{{ .Prompt }}", **fields: Any) -> ResolvedModel:
     return ResolvedModel.model_validate({**base, **fields})
 
 
+def native_chunk(content: str = "", thinking: str = "", calls: list | None = None, **final: Any) -> dict[str, Any]:
+    """A native chat chunk as ``running.chat`` yields it; any ``final`` field (done_reason, counts) makes it the last."""
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if thinking:
+        message["thinking"] = thinking
+    if calls:
+        message["tool_calls"] = calls
+    return {"model": "m", "message": message, "done": bool(final), **final}
+
+
 class FakeRegistry:
     """Knows one model (by its short name, with or without the tag); anything else is Ollama's 404."""
 

@@ -19,6 +19,7 @@ from corral_api.anthropic.stream import MessagesStream, stop_reason
 from corral_api.auth import INFERENCE, denial_response, route_rule
 from corral_api.clients import Denial
 from corral_api.testing import FakeInference, gateway, model
+from corral_api.testing import native_chunk as chunk
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\nfake").decode()
 WEATHER = {"name": "get_weather", "description": "The weather",
@@ -163,15 +164,6 @@ def test_bad_base64_image_is_refused() -> None:
 
 
 # --- the event converter ---------------------------------------------------------------------------
-
-def chunk(content: str = "", thinking: str = "", calls: list | None = None, **final: Any) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": content}
-    if thinking:
-        message["thinking"] = thinking
-    if calls:
-        message["tool_calls"] = calls
-    return {"model": "m", "message": message, "done": bool(final), **final}
-
 
 CALL = {"id": "call_abc12345", "function": {"index": 0, "name": "get_weather", "arguments": {"city": "Paris"}}}
 

@@ -16,6 +16,7 @@ from corral_api.openai import responses_api
 from corral_api.openai.responses_stream import ResponsesStream
 from corral_api.openai.schemas import ResponsesRequest
 from corral_api.testing import FakeInference, gateway, model
+from corral_api.testing import native_chunk as chunk
 
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\nfake").decode()
@@ -124,15 +125,6 @@ def test_compressed_bodies_are_refused_with_415() -> None:
 
 def stream(**body: Any) -> ResponsesStream:
     return ResponsesStream(ResponsesRequest.model_validate({"model": "m", "input": "x", **body}))
-
-
-def chunk(content: str = "", thinking: str = "", calls: list | None = None, **final: Any) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": content}
-    if thinking:
-        message["thinking"] = thinking
-    if calls:
-        message["tool_calls"] = calls
-    return {"model": "m", "message": message, "done": bool(final), **final}
 
 
 def test_thinking_then_text_events_in_order_with_rising_sequence_numbers() -> None:
