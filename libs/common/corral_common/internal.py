@@ -64,6 +64,8 @@ class EmbedInputs(LoadRequest):
     """Texts to embed with one model (the gateway has applied Ollama's input rules already)."""
 
     inputs: list[str] = Field(default_factory=list)
+    tokens: list[list[int]] = Field(default_factory=list, description="token-id inputs (instead of texts), "
+                                                                     "detokenized with the model's vocabulary")
     truncate: bool = True
     embedding: bool = True
 
@@ -109,6 +111,8 @@ class CompletionEvent(InternalModel):
     done_reason: str = Field(default="", description='"stop", "length", "cancel" (client left), "load", "unload"')
     context: list[int] | None = Field(default=None, description="prompt + generated tokens ([]: image prompt)")
     prompt_eval_count: int = Field(default=0, description="prompt tokens evaluated (not taken from the cache)")
+    cached_tokens: int = Field(default=0, description="prompt tokens reused from the cache: the whole prompt is "
+                                                   "prompt_eval_count + cached_tokens (not an Ollama metric)")
     prompt_eval_duration: int = 0
     eval_count: int = 0
     eval_duration: int = 0

@@ -121,6 +121,7 @@ class Generation:
             done=True, done_reason=reason,
             context=[] if self.image_positions else self.tokens + self.generated,  # image positions are no tokens
             prompt_eval_count=len(self.tokens) - self.cached + self.image_positions,
+            cached_tokens=self.cached,
             prompt_eval_duration=first - self.started, eval_count=len(self.generated), eval_duration=ended - first,
             truncated_tokens=self.dropped))
 
