@@ -133,8 +133,9 @@ def _done(chunk: ChunkMaker, reason: str | None) -> dict[str, Any]:
 
 
 async def _streamed(call: Call, body: CompletionRequest, shaper: OutputShaper, chunk: ChunkMaker,
-                    final: Callable[[CompletionEvent], dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
-    """Inference events as response chunks: shaped text as it comes, what the shaper held back, the final chunk."""
+                    final: Callable[[CompletionEvent], dict[str, Any]], cached: bool) -> AsyncIterator[dict[str, Any]]:
+    """Inference events as response chunks: shaped text as it comes, what the shaper held back, the final chunk
+    (with ``cached``, it also says how many prompt tokens came from the cache)."""
     async with aclosing(call.inference.complete(body, call.request_id)) as events:
         async for event in events:
             if not event.done:
@@ -145,11 +146,13 @@ async def _streamed(call: Call, body: CompletionRequest, shaper: OutputShaper, c
             thought, content, calls = shaper.finish()
             if thought or content or calls:
                 yield chunk(content, thought, calls)
-            yield with_metrics(final(event), event.metrics())
+            done = with_metrics(final(event), event.metrics())
+            yield {**done, "cached_tokens": event.cached_tokens} if cached else done
 
 
-async def generate(call: Call, req: GenerateRequest) -> AsyncIterator[dict[str, Any]]:
-    """POST /api/generate as a stream of response chunks."""
+async def generate(call: Call, req: GenerateRequest, cached: bool = False) -> AsyncIterator[dict[str, Any]]:
+    """POST /api/generate as a stream of response chunks; ``cached`` adds ``cached_tokens`` to the final chunk
+    (for the compat layers' usage; never on /api)."""
     if req.raw and (req.template or req.system or req.context):
         raise BadRequest("raw mode does not support template, system, or context")
     model = await _runnable(call, req, "generate", NotFound("model '' not found"))
@@ -172,7 +175,7 @@ async def generate(call: Call, req: GenerateRequest) -> AsyncIterator[dict[str, 
         done = _done(chunk, event.done_reason)
         return {**done, "context": event.context} if not req.raw and event.context is not None else done
 
-    async for out in _streamed(call, body, _shaper(req.think, model, None, text), chunk, final):
+    async for out in _streamed(call, body, _shaper(req.think, model, None, text), chunk, final, cached):
         yield out
 
 
@@ -242,9 +245,10 @@ def _chat_prompt(req: ChatRequest, model: ResolvedModel, tools: list | None) -> 
     return prompts.render(model, messages, tools=tools, think=think), images
 
 
-async def chat(call: Call, req: ChatRequest, relax_think: bool = False) -> AsyncIterator[dict[str, Any]]:
+async def chat(call: Call, req: ChatRequest, relax_think: bool = False,
+               cached: bool = False) -> AsyncIterator[dict[str, Any]]:
     """POST /api/chat as a stream of response chunks; ``relax_think`` drops ``think`` for models that cannot
-    think instead of refusing (Ollama's Anthropic layer)."""
+    think instead of refusing (Ollama's Anthropic layer); ``cached`` adds ``cached_tokens`` to the final chunk."""
     model = await _runnable(call, req, "chat", BadRequest("model is required"))
     if relax_think and not model.can("thinking"):
         req = req.model_copy(update={"think": None})
@@ -260,7 +264,7 @@ async def chat(call: Call, req: ChatRequest, relax_think: bool = False) -> Async
     text, images = _chat_prompt(req, model, tools)
     body = _completion(req, model, options, keep_alive, text, images, fmt)
     shaper = _shaper(req.think, model, collector, text)
-    async for out in _streamed(call, body, shaper, chunk, lambda event: _done(chunk, event.done_reason)):
+    async for out in _streamed(call, body, shaper, chunk, lambda event: _done(chunk, event.done_reason), cached):
         yield out
 
 
