@@ -1,4 +1,9 @@
-"""Help texts of the interactive session and the environment variables each command documents."""
+"""Help texts of the interactive session (the environment variables are in corral_cli.env_table)."""
+
+from corral_cli.env_table import CLIENT_ENV, RUN_ENV, SERVE_ENV
+
+__all__ = ["CLIENT_ENV", "RUN_ENV", "SERVE_ENV", "USAGE", "USAGE_PARAMETERS", "USAGE_SET", "USAGE_SHORTCUTS",
+           "USAGE_SHOW"]  # the env tuples stay importable from here for the command modules
 
 USAGE = """Available Commands:
   /set            Set session variables
@@ -69,27 +74,3 @@ USAGE_PARAMETERS = """Available Parameters:
   /set parameter stop <string> <string> ...   Set the stop parameters
 
 """
-
-ENV_DOCS = {
-    "OLLAMA_DEBUG": "Show additional debug information (e.g. OLLAMA_DEBUG=1)",
-    "OLLAMA_HOST": "IP Address for the corral server (default 127.0.0.1:11434)",
-    "OLLAMA_CONTEXT_LENGTH": "Context length to use unless otherwise specified (default: 4k/32k/256k based on VRAM)",
-    "OLLAMA_KEEP_ALIVE": 'The duration that models stay loaded in memory (default "5m")',
-    "OLLAMA_MAX_LOADED_MODELS": "Maximum number of loaded models per GPU",
-    "OLLAMA_MODELS": "The path to the models directory",
-    "OLLAMA_NUM_PARALLEL": "Maximum number of parallel requests",
-    "OLLAMA_ORIGINS": "A comma separated list of allowed origins",
-    "OLLAMA_NOHISTORY": "Do not preserve readline history",
-    "OLLAMA_API_KEY": "Sent to the server as 'Authorization: Bearer <key>' when set",
-}
-SERVE_ENV = ("OLLAMA_DEBUG", "OLLAMA_HOST", "OLLAMA_CONTEXT_LENGTH", "OLLAMA_KEEP_ALIVE",
-             "OLLAMA_MAX_LOADED_MODELS", "OLLAMA_MODELS", "OLLAMA_NUM_PARALLEL", "OLLAMA_ORIGINS")
-RUN_ENV = ("OLLAMA_HOST", "OLLAMA_API_KEY", "OLLAMA_NOHISTORY")
-CLIENT_ENV = ("OLLAMA_HOST", "OLLAMA_API_KEY")
-
-
-def env_epilog(names: tuple[str, ...]) -> str:
-    """An ``Environment Variables:`` section as Ollama appends to a command's help."""
-    if not names:
-        return ""
-    return "Environment Variables:\n" + "".join(f"      {name:<27}   {ENV_DOCS[name]}\n" for name in names)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from corral_cli.client import Client, client_version
+from corral_cli.cobra_help import find_unknown_command, render_help
 from corral_cli.commands.auth import add_auth_commands
 from corral_cli.commands.create import create_model
 from corral_cli.commands.models import copy_model, list_models, list_running, remove_models, stop_model
@@ -16,8 +17,8 @@ from corral_cli.commands.run import run_model
 from corral_cli.commands.show import show_model
 from corral_cli.commands.transfer import pull_for_run, register as register_transfer
 from corral_cli.commands.web import add_web_commands
+from corral_cli.env_table import CLIENT_ENV, PRUNE_ENV, REGISTRY_ENV, RUN_ENV, SERVE_ENV
 from corral_cli.errors import CliError
-from corral_cli.help_texts import CLIENT_ENV, RUN_ENV, SERVE_ENV, env_epilog
 
 Handler = Callable[[Client, argparse.Namespace], int]
 
@@ -27,32 +28,22 @@ class UsageError(CliError):
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse that reports mistakes as ``Error: ...`` (exit 1) like Ollama's cobra commands."""
+    """argparse that reports mistakes as ``Error: ...`` (exit 1) and prints help like Ollama's cobra commands."""
 
     def __init__(self, **kwargs: object) -> None:
-        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.commands: dict[str, argparse.ArgumentParser] = {}  # subcommand parsers, for `corral help X`
+        self.aliases: tuple[str, ...] = ()
+        self.env_names: tuple[str, ...] = ()  # the Environment Variables section (corral_cli.env_table)
+        self.use = ""  # cobra's Use after the command name, when the positionals do not say it
+
+    def format_help(self) -> str:
+        """Description, Usage, Aliases, Available Commands, Flags, Environment Variables."""
+        return render_help(self)
 
     def error(self, message: str) -> NoReturn:
         """Raise instead of printing usage and exiting 2."""
         raise UsageError(message)
-
-
-ROOT_HELP = """Large language model runner
-
-Usage:
-  corral [flags]
-  corral [command]
-
-Available Commands:
-{commands}
-Flags:
-  -h, --help      help for corral
-  -v, --version   Show version information
-
-Use "corral [command] --help" for more information about a command.
-"""
 
 
 def _add_create(sub: argparse._SubParsersAction) -> None:
@@ -73,22 +64,21 @@ def _add_show(sub: argparse._SubParsersAction) -> None:
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
     parser = _command(sub, "run", "Run a model", partial(run_model, pull=pull_for_run), RUN_ENV)
+    parser.use = "MODEL [PROMPT]"  # without a prompt (on a terminal) a chat starts; piped stdin goes before it
     parser.add_argument("model", metavar="MODEL")
-    parser.add_argument("prompt", metavar="PROMPT", nargs="*", default=[],
-                        help="Prompt; without one (and on a terminal) an interactive chat starts. "
-                             "Piped stdin is put before it")
+    parser.add_argument("prompt", metavar="PROMPT", nargs="*", default=[])
     parser.add_argument("--keepalive", help="Duration to keep a model loaded (e.g. 5m)")
     parser.add_argument("--verbose", action="store_true", help="Show timings for response")
     parser.add_argument("--insecure", action="store_true", help="Use an insecure registry")
     parser.add_argument("--nowordwrap", action="store_true",
                         help="Don't wrap words to the next line automatically")
     parser.add_argument("--format", help="Response format (e.g. json)")
-    parser.add_argument("--think", metavar="[=VALUE]",
-                        help="Enable thinking mode: true/false or high/medium/low/max for supported models "
-                             "(--think alone means true)")
+    parser.add_argument("--think", nargs="?", const="true",
+                        help="Enable thinking mode: true/false or high/medium/low/max for supported models")
     parser.add_argument("--hidethinking", action="store_true", help="Hide thinking output (if provided)")
     parser.add_argument("--truncate", action=argparse.BooleanOptionalAction, default=None,
-                        help="For embedding models: truncate inputs exceeding context length (default: true)")
+                        help="For embedding models: truncate inputs exceeding context length (default: true). "
+                             "Set --no-truncate to error instead")
     parser.add_argument("--dimensions", type=int, default=0,
                         help="Truncate output embeddings to specified dimension (embedding models only)")
 
@@ -109,14 +99,15 @@ def _add_simple(sub: argparse._SubParsersAction) -> None:
 
 def _command(sub: argparse._SubParsersAction, name: str, summary: str, handler: Handler | None,
              env: tuple[str, ...], aliases: list[str] | None = None) -> argparse.ArgumentParser:
-    parser = sub.add_parser(name, aliases=aliases or [], help=summary, description=summary, epilog=env_epilog(env))
+    parser = sub.add_parser(name, aliases=aliases or [], help=summary, description=summary)
+    parser.aliases, parser.env_names = tuple(aliases or ()), env
     parser.set_defaults(handler=handler, command=name)
     return parser
 
 
 def build_parser() -> Parser:
     """The whole ``corral`` argument tree."""
-    parser = Parser(prog="corral", add_help=True)
+    parser = Parser(prog="corral", add_help=True, description="Large language model runner")
     parser.add_argument("-v", "--version", action="store_true", help="Show version information")
     sub = parser.add_subparsers(title="Available Commands", metavar="COMMAND")
     serve = _command(sub, "serve", "Start corral", None, SERVE_ENV, aliases=["start"])
@@ -130,20 +121,22 @@ def build_parser() -> Parser:
     add_web_commands(sub, _command)
     register_transfer(sub, _command)
     help_parser = _command(sub, "help", "Help about any command", None, ())
+    help_parser.description = ("Help provides help for any command in the application.\n"
+                               "Simply type corral help [path to command] for full details.")
+    help_parser.use = "[command]"
     help_parser.add_argument("topic", metavar="COMMAND", nargs="?")
-    parser.format_help = lambda: _root_help(sub)  # type: ignore[method-assign]
     parser.commands = dict(sub.choices)
+    parser.commands["registry"].env_names = REGISTRY_ENV  # transfer.register passes none
+    parser.commands["prune"].env_names = PRUNE_ENV
     return parser
 
 
-def _root_help(sub: argparse._SubParsersAction) -> str:
-    lines = [f"  {action.dest:<11} {action.help}" for action in sub._choices_actions]
-    return ROOT_HELP.format(commands="\n".join(lines) + "\n")
-
-
 def parse_args(parser: Parser, argv: list[str]) -> argparse.Namespace:
-    """Parse like cobra: bare ``--think`` means true, run's prompt words may follow its flags."""
-    argv = ["--think=true" if arg == "--think" else arg for arg in argv]
+    """Parse like cobra: unknown commands named, bare ``--think`` means true, run's prompt may follow flags."""
+    unknown = find_unknown_command(parser, argv)
+    if unknown:
+        raise UsageError(unknown)
+    argv = ["--think=true" if arg == "--think" else arg for arg in argv]  # never takes the next word
     args, extra = parser.parse_known_args(argv)
     if extra and getattr(args, "command", None) == "run" and not any(a.startswith("-") for a in extra):
         args.prompt = [*args.prompt, *extra]
