@@ -9,6 +9,7 @@ A field added to a path is added here once.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -49,6 +50,28 @@ class LoadRequest(InternalModel):
     embedding: bool = False
 
 
+class ToolFunction(InternalModel):
+    """A function a forced call may name: its name and its parameters' JSON schema."""
+
+    name: str
+    parameters: dict[str, Any] = Field(default_factory=dict, description="JSON schema; empty: any object")
+
+
+class ForcedCall(InternalModel):
+    """The output is one call to one of ``functions``, as compact JSON (``tool_choice`` required or named).
+
+    The gateway ends the prompt with ``prefix()`` so the model spends no tokens on the call's constant start;
+    the inference service's grammar covers the rest."""
+
+    functions: list[ToolFunction] = Field(min_length=1)
+
+    def prefix(self) -> str:
+        """The call's constant start: through ``"arguments":`` when one function is forced, else ``{"name":``."""
+        if len(self.functions) == 1:
+            return '{"name":' + json.dumps(self.functions[0].name) + ',"arguments":'
+        return '{"name":'
+
+
 class CompletionRequest(LoadRequest):
     prompt: str = ""
     context: list[int] = Field(default_factory=list)
@@ -58,6 +81,8 @@ class CompletionRequest(LoadRequest):
     truncate: bool = Field(default=True, description="false: a prompt longer than the context is a 400")
     images: list[str] = Field(default_factory=list, description="base64 images, in the order of the prompt's "
                                                                 "[img-N] markers")
+    forced_call: ForcedCall | None = Field(default=None, description="the prompt ends with its prefix(); the output "
+                                                                      "is the rest of the call (format is empty)")
 
 
 class EmbedInputs(LoadRequest):

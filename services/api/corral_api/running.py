@@ -9,7 +9,8 @@ from typing import Any
 
 from corral_common.durations import InvalidDuration, parse_keep_alive
 from corral_common.errors import AppError, BadRequest, NotFound
-from corral_common.internal import CompletionEvent, CompletionRequest, LoadRequest, ResolvedModel, TokenizeRequest
+from corral_common.internal import (CompletionEvent, CompletionRequest, ForcedCall, LoadRequest, ResolvedModel,
+                                    TokenizeRequest)
 from corral_common.jsonio import utc_now
 from corral_common.names import parse_name
 from corral_common.options import validate_options
@@ -20,7 +21,7 @@ from corral_api.images import place_markers
 from corral_api.clients import InferenceClient, RegistryClient
 from corral_api.shaping import OutputShaper
 from corral_api.thinking import ThinkingSplitter
-from corral_api.toolcalls import ToolCallCollector, family_of, forced_format
+from corral_api.toolcalls import ToolCallCollector, family_of, forced_call
 
 THINK_LEVELS = ("high", "medium", "low", "max")
 ChunkMaker = Callable[[str, str, list], dict[str, Any]]  # (content, thinking, tool calls) -> a response chunk
@@ -201,13 +202,22 @@ def _chat_messages(req: ChatRequest, model: ResolvedModel) -> list[dict[str, Any
     return messages
 
 
-def _tool_setup(req: ChatRequest, model: ResolvedModel) -> tuple[list | None, Any, ToolCallCollector | None]:
-    """Tools for the prompt, the format that forces a call (tool_choice), and the output collector."""
+@dataclass
+class ToolSetup:
+    """A chat's tools: those for the prompt, the call ``tool_choice`` forces (if any) and the output collector."""
+
+    tools: list | None = None
+    forced: ForcedCall | None = None
+    collector: ToolCallCollector | None = None
+
+
+def _tool_setup(req: ChatRequest, model: ResolvedModel) -> ToolSetup:
+    """Tools for the prompt, the call that tool_choice forces, and the output collector."""
     tools = None if req.tool_choice == "none" else (req.tools or None)
     if not tools:
-        return None, req.format, None
+        return ToolSetup()
     try:
-        forced = forced_format(tools, req.tool_choice)
+        forced = forced_call(tools, req.tool_choice)
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
     if forced is None and req.tool_choice not in (None, "auto"):
@@ -216,15 +226,16 @@ def _tool_setup(req: ChatRequest, model: ResolvedModel) -> tuple[list | None, An
         raise BadRequest(f"{model.name} does not support tools")
     if forced is not None and req.format not in (None, ""):
         raise BadRequest("format cannot be combined with a forced tool_choice")
-    family = "json" if forced else family_of(model.template or model.chat_template or "")
-    return tools, (forced if forced is not None else req.format), ToolCallCollector(family, forced=forced is not None)
+    if forced is not None:
+        return ToolSetup(tools, forced, ToolCallCollector.for_forced(forced))
+    return ToolSetup(tools, None, ToolCallCollector(family_of(model.template or model.chat_template or "")))
 
 
 def _shaper(req_think: Any, model: ResolvedModel, collector: ToolCallCollector | None,
             prompt: str) -> OutputShaper:
-    """Thinking is split for models that can think (inside already if the prompt opened the tag);
-    it is kept unless ``think`` is false."""
-    thinks = model.can("thinking")
+    """Thinking is split for models that can think (inside already if the prompt opened the tag), never in a
+    forced call; it is kept unless ``think`` is false."""
+    thinks = model.can("thinking") and not (collector and collector.forced)
     splitter = ThinkingSplitter(inside=prompt.rstrip().endswith("<think>")) if thinks else None
     return OutputShaper(splitter, keep_thinking=thinks and req_think is not False, tools=collector)
 
@@ -238,11 +249,15 @@ def _message(content: str, thinking: str = "", tool_calls: list | None = None) -
     return message
 
 
-def _chat_prompt(req: ChatRequest, model: ResolvedModel, tools: list | None) -> tuple[str, list[str]]:
-    """The rendered chat prompt and its images (thinking on by default for models that can think)."""
+def _chat_prompt(req: ChatRequest, model: ResolvedModel, tools: list | None,
+                 forced: ForcedCall | None = None) -> tuple[str, list[str]]:
+    """The rendered chat prompt and its images (thinking on by default for models that can think); a forced call
+    opens no think block and the prompt ends with the call's constant start."""
     think = req.think if req.think is not None else (model.can("thinking") or None)
     messages, images = place_markers(_chat_messages(req, model))
-    return prompts.render(model, messages, tools=tools, think=think), images
+    if forced is None:
+        return prompts.render(model, messages, tools=tools, think=think), images
+    return prompts.render(model, messages, tools=tools, think=False) + forced.prefix(), images
 
 
 async def chat(call: Call, req: ChatRequest, relax_think: bool = False,
@@ -252,7 +267,7 @@ async def chat(call: Call, req: ChatRequest, relax_think: bool = False,
     model = await _runnable(call, req, "chat", BadRequest("model is required"))
     if relax_think and not model.can("thinking"):
         req = req.model_copy(update={"think": None})
-    tools, fmt, collector = _tool_setup(req, model)
+    setup = _tool_setup(req, model)
     check_think(req.think, model, req.model)
     check_images([i for m in req.messages for i in (m.images or [])], model)
     keep_alive = keep_alive_ns(req.keep_alive)
@@ -261,9 +276,10 @@ async def chat(call: Call, req: ChatRequest, relax_think: bool = False,
     if not req.messages:
         yield _done(chunk, await _lifecycle(call, model, options, keep_alive))
         return
-    text, images = _chat_prompt(req, model, tools)
-    body = _completion(req, model, options, keep_alive, text, images, fmt)
-    shaper = _shaper(req.think, model, collector, text)
+    text, images = _chat_prompt(req, model, setup.tools, setup.forced)
+    body = _completion(req, model, options, keep_alive, text, images, None if setup.forced else req.format)
+    body.forced_call = setup.forced
+    shaper = _shaper(req.think, model, setup.collector, text)
     async for out in _streamed(call, body, shaper, chunk, lambda event: _done(chunk, event.done_reason), cached):
         yield out
 

@@ -13,6 +13,7 @@ import secrets
 import string
 from typing import Any
 
+from corral_common.internal import ForcedCall, ToolFunction
 from corral_common.text import partial_suffix
 
 _ID_CHARS = string.ascii_lowercase + string.digits
@@ -90,6 +91,13 @@ class ToolCallCollector:
         self.holding = forced
         self.started = False
 
+    @classmethod
+    def for_forced(cls, call: ForcedCall) -> ToolCallCollector:
+        """A collector for a forced call, holding the prefix the prompt ended with (the model never wrote it)."""
+        collector = cls("json", forced=True)
+        collector.held = call.prefix()
+        return collector
+
     def feed(self, text: str) -> str:
         """Content that is safe to emit now."""
         if self.holding:
@@ -118,9 +126,9 @@ class ToolCallCollector:
         return ("", calls) if calls else (self.held, [])
 
 
-def forced_format(tools: list[dict[str, Any]], choice: Any) -> dict[str, Any] | None:
-    """A JSON schema that makes any model emit a valid call: ``required`` (any tool) or a named one."""
-    functions = [t.get("function", {}) for t in tools if isinstance(t, dict)]
+def forced_call(tools: list[dict[str, Any]], choice: Any) -> ForcedCall | None:
+    """The call a ``tool_choice`` forces: ``required`` (any of the tools) or a named one; None when not forced."""
+    functions = [t["function"] for t in tools if isinstance(t, dict) and isinstance(t.get("function"), dict)]
     if isinstance(choice, dict):
         wanted = (choice.get("function") or {}).get("name") or choice.get("name")
         functions = [f for f in functions if f.get("name") == wanted]
@@ -128,7 +136,7 @@ def forced_format(tools: list[dict[str, Any]], choice: Any) -> dict[str, Any] | 
             raise ValueError(f'tool_choice names "{wanted}", which is not among the tools')
     elif choice != "required":
         return None
-    options = [{"type": "object", "required": ["name", "arguments"],
-                "properties": {"name": {"const": f.get("name", "")},
-                               "arguments": f.get("parameters") or {"type": "object"}}} for f in functions]
-    return options[0] if len(options) == 1 else {"anyOf": options}
+    if not functions:
+        raise ValueError('tool_choice "required" needs at least one function among the tools')
+    return ForcedCall(functions=[ToolFunction(name=f.get("name") or "", parameters=f.get("parameters") or {})
+                                 for f in functions])

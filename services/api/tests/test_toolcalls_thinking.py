@@ -1,4 +1,4 @@
-"""Tool-call parsing per family, forced-call schemas, and the thinking splitter."""
+"""Tool-call parsing per family, forced calls, and the thinking splitter."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from corral_api.shaping import OutputShaper
 from corral_api.thinking import ThinkingSplitter
-from corral_api.toolcalls import ToolCallCollector, family_of, forced_format, parse_calls
+from corral_api.toolcalls import ToolCallCollector, family_of, forced_call, parse_calls
 
 
 def _stream(collector: ToolCallCollector, pieces: list[str]) -> tuple[str, list]:
@@ -60,15 +60,27 @@ def test_json_that_is_not_a_call_is_released_as_content() -> None:
     assert content == "<tool_call>not json" and calls == []
 
 
-def test_forced_formats() -> None:
+def test_forced_calls() -> None:
     tools = [{"type": "function", "function": {"name": "a", "parameters": {"type": "object"}}},
              {"type": "function", "function": {"name": "b"}}]
-    assert forced_format(tools, "auto") is None and forced_format(tools, None) is None
-    assert len(forced_format(tools, "required")["anyOf"]) == 2
-    named = forced_format(tools, {"type": "function", "function": {"name": "b"}})
-    assert named["properties"]["name"] == {"const": "b"}
+    assert forced_call(tools, "auto") is None and forced_call(tools, None) is None
+    required = forced_call(tools, "required")
+    assert [f.name for f in required.functions] == ["a", "b"] and required.prefix() == '{"name":'
+    named = forced_call(tools, {"type": "function", "function": {"name": "b"}})
+    assert [f.name for f in named.functions] == ["b"] and named.prefix() == '{"name":"b","arguments":'
     with pytest.raises(ValueError, match="not among the tools"):
-        forced_format(tools, {"type": "function", "function": {"name": "zzz"}})
+        forced_call(tools, {"type": "function", "function": {"name": "zzz"}})
+    with pytest.raises(ValueError, match="at least one function"):
+        forced_call([{"type": "web_search"}], "required")
+
+
+def test_forced_collector_completes_the_prefilled_call() -> None:
+    forced = forced_call([{"type": "function", "function": {"name": "get_weather"}}], "required")
+    content, calls = _stream(ToolCallCollector.for_forced(forced), ['{"city":', '"Paris"}}'])
+    assert content == "" and calls[0]["function"] == {"index": 0, "name": "get_weather",
+                                                       "arguments": {"city": "Paris"}}
+    content, calls = _stream(ToolCallCollector.for_forced(forced), ['{"city":"Par'])
+    assert calls == [] and content == '{"name":"get_weather","arguments":{"city":"Par'
 
 
 def test_family_detection() -> None:
