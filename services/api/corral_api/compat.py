@@ -58,3 +58,10 @@ async def translated(chunks: AsyncIterator[dict[str, Any]], converter: Converter
             if not converter.started:
                 raise
             yield converter.failed(exc)
+
+
+def prompt_tokens(final: dict[str, Any]) -> tuple[int, int]:
+    """The whole prompt and the part of it reused from the cache, from a native final chunk made with
+    ``cached=True``: compat usage counts the whole prompt, native ``prompt_eval_count`` only what was evaluated."""
+    cached = final.get("cached_tokens", 0)
+    return final.get("prompt_eval_count", 0) + cached, cached

@@ -128,11 +128,6 @@ def test_messages_must_not_be_empty_and_need_content() -> None:
     rejects("invalid message content type: <nil>", messages=[{"role": "user", "content": None}])
 
 
-def test_n_above_one_is_refused() -> None:
-    rejects("n > 1 is not supported", n=2)
-    assert chat(n=1).model == "m"
-
-
 def test_tool_calls_and_tool_results_translate() -> None:
     messages = [{"role": "user", "content": "weather?"},
                 {"role": "assistant", "content": None, "tool_calls": [
@@ -189,22 +184,20 @@ def test_user_is_accepted_and_ignored() -> None:
 
 
 def test_completion_request() -> None:
-    native = translate.generate_request(TextCompletionRequest.model_validate(
+    [native] = translate.generate_requests(TextCompletionRequest.model_validate(
         {"model": "m", "prompt": "Once", "suffix": "end", "max_tokens": 4, "logprobs": 2, "stop": "x"}))
     assert (native.prompt, native.suffix, native.logprobs, native.top_logprobs) == ("Once", "end", True, 2)
     assert native.options == {"temperature": 1.0, "top_p": 1.0, "num_predict": 4, "stop": ["x"]}
-    with pytest.raises(BadRequest, match="prompt must be a string"):
-        translate.generate_request(TextCompletionRequest.model_validate({"model": "m", "prompt": ["a", "b"]}))
 
 
-@pytest.mark.parametrize(("given", "expected"), [("", [""]), ("a", ["a"]), (["a", "b"], ["a", "b"])])
+@pytest.mark.parametrize(("given", "expected"), [("", [""]), ("a", ["a"]), (["a", "b"], ["a", "b"]),
+                                                 ([1, 2, 3], [[1, 2, 3]]), ([[1, 2], [3]], [[1, 2], [3]])])
 def test_embedding_inputs(given: Any, expected: list[str]) -> None:
     assert translate.embedding_inputs(given) == expected
 
 
 @pytest.mark.parametrize(("given", "message"), [
-    (None, "invalid input"), ([], "invalid input"), ([1, 2, 3], "token inputs are not supported yet"),
-    ([[1, 2], [3]], "token inputs are not supported yet"), ([1, "a"], "invalid input type"),
+    (None, "invalid input"), ([], "invalid input"), ([[1, 2], []], "invalid input type"), ([1, "a"], "invalid input type"),
     ({"a": 1}, "invalid input type"),
 ])
 def test_embedding_inputs_refused(given: Any, message: str) -> None:
@@ -213,8 +206,9 @@ def test_embedding_inputs_refused(given: Any, message: str) -> None:
 
 
 def test_embedding_request_checks_encoding_format() -> None:
-    native = translate.embed_request(EmbeddingRequest.model_validate({"model": "m", "input": "x", "dimensions": 8}))
-    assert (native.input, native.dimensions) == (["x"], 8)
+    native, tokens = translate.embed_request(EmbeddingRequest.model_validate({"model": "m", "input": "x",
+                                                                             "dimensions": 8}))
+    assert (native.input, native.dimensions, tokens) == (["x"], 8, [])
     with pytest.raises(BadRequest, match=r"Invalid value for 'encoding_format' = hex\. Supported values: "):
         translate.embed_request(EmbeddingRequest.model_validate({"model": "m", "input": "x",
                                                                  "encoding_format": "hex"}))
@@ -377,7 +371,8 @@ def test_chat_stream_over_sse() -> None:
     payloads = [json.loads(e) for e in events(response.text)[:-1]]
     assert [p["choices"][0]["delta"] for p in payloads[:3]] == [{"role": "assistant", "content": "Hel"},
                                                                  {"content": "lo"}, {}]
-    assert payloads[3]["usage"] == {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
+    assert payloads[3]["usage"] == {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7,
+                                    "prompt_tokens_details": {"cached_tokens": 0}}
     assert inference.requests[0].options["temperature"] == 0 and inference.requests[0].options["top_p"] == 1.0
 
 

@@ -14,7 +14,7 @@ from corral_api.running import Call
 
 def _native(call: Call, req: MessagesRequest) -> AsyncIterator[dict[str, Any]]:
     """The native chat; ``thinking`` is dropped for models that cannot think, as Ollama's layer does."""
-    return running.chat(call, translate.chat_request(req), relax_think=True)
+    return running.chat(call, translate.chat_request(req), relax_think=True, cached=True)
 
 
 def messages_stream(call: Call, req: MessagesRequest) -> AsyncIterator[dict[str, Any]]:

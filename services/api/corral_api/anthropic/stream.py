@@ -17,7 +17,7 @@ from typing import Any
 from corral_common.errors import AppError
 
 from corral_api.anthropic.errors import error_body
-from corral_api.compat import translated
+from corral_api.compat import prompt_tokens, translated
 
 # Native done_reason → stop_reason; a tool call makes it "tool_use" (Ollama's mapStopReason).
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "": None}
@@ -37,8 +37,8 @@ def stop_reason(done_reason: str | None, called: bool) -> str | None:
 
 
 def usage(final: dict[str, Any]) -> dict[str, int]:
-    """Anthropic usage from a native final chunk."""
-    return {"input_tokens": final.get("prompt_eval_count", 0), "output_tokens": final.get("eval_count", 0)}
+    """Anthropic usage from a native final chunk: ``input_tokens`` is the whole prompt, cached part included."""
+    return {"input_tokens": prompt_tokens(final)[0], "output_tokens": final.get("eval_count", 0)}
 
 
 def _empty_block(kind: str) -> dict[str, Any]:
@@ -60,9 +60,12 @@ class MessagesStream:
                 "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 0, "output_tokens": 0},
                 **extra}
 
-    def _start(self) -> list[dict[str, Any]]:
+    def _start(self, chunk: dict[str, Any]) -> list[dict[str, Any]]:
+        """message_start: the prompt's size is known only when the first chunk is already the last."""
         self.started = True
-        return [{"type": "message_start", "message": self._object()}, {"type": "ping"}]
+        counts = {"input_tokens": usage(chunk)["input_tokens"], "output_tokens": 0} if chunk.get("done") else None
+        message = self._object(usage=counts) if counts else self._object()
+        return [{"type": "message_start", "message": message}, {"type": "ping"}]
 
     def _begin(self, block: dict[str, Any], shown: dict[str, Any]) -> dict[str, Any]:
         self.blocks.append(block)
@@ -104,7 +107,7 @@ class MessagesStream:
 
     def translate(self, chunk: dict[str, Any]) -> list[dict[str, Any]]:
         """The events for one native chat chunk (the first starts the message, the last ends it)."""
-        events = [] if self.started else self._start()
+        events = [] if self.started else self._start(chunk)
         message = chunk.get("message", {})
         if message.get("thinking"):
             events += self._delta("thinking", message["thinking"])

@@ -14,6 +14,8 @@ from typing import Any
 
 from corral_common.names import InvalidName, ModelName
 
+from corral_api.compat import prompt_tokens
+
 FINGERPRINT = "fp_ollama"
 _RFC3339 = re.compile(r"^(?P<base>[^.]+?)(?:\.(?P<fraction>\d+))?(?P<zone>Z|[+-]\d\d:\d\d)$")
 
@@ -23,10 +25,15 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{random.randrange(999)}"
 
 
-def usage(final: dict[str, Any]) -> dict[str, int]:
-    """Token counts of a native final chunk."""
-    prompt, completion = final.get("prompt_eval_count", 0), final.get("eval_count", 0)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+def usage(final: dict[str, Any]) -> dict[str, Any]:
+    """Token counts of a native final chunk: the whole prompt, with the part reused from the cache when the
+    chunk says it (``cached_tokens``)."""
+    (prompt, cached), completion = prompt_tokens(final), final.get("eval_count", 0)
+    counts: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion,
+                              "total_tokens": prompt + completion}
+    if "cached_tokens" in final:
+        counts["prompt_tokens_details"] = {"cached_tokens": cached}
+    return counts
 
 
 def finish_reason(done_reason: str | None, tool_calls: bool) -> str | None:
@@ -81,8 +88,8 @@ class NativeStream:
 class ChatStream(NativeStream):
     """Native chat chunks → ``chat.completion.chunk`` objects: role once, a finish chunk, optional usage."""
 
-    def __init__(self, ident: str, created: int, include_usage: bool) -> None:
-        self.ident, self.created, self.include_usage = ident, created, include_usage
+    def __init__(self, ident: str, created: int, include_usage: bool, index: int = 0) -> None:
+        self.ident, self.created, self.include_usage, self.index = ident, created, include_usage, index
         self.role_sent = False
         self.tool_calls_sent = False
 
@@ -95,7 +102,7 @@ class ChatStream(NativeStream):
             delta = {"role": "assistant", **delta}
             self.role_sent = True
         self.tool_calls_sent = self.tool_calls_sent or "tool_calls" in delta
-        choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": None}
+        choice: dict[str, Any] = {"index": self.index, "delta": delta, "finish_reason": None}
         if logprobs:
             choice["logprobs"] = {"content": logprobs}
         return self._chunk(model, [choice])
@@ -125,7 +132,7 @@ class ChatStream(NativeStream):
         if chunk.get("done"):
             model = chunk.get("model", "")
             reason = finish_reason(chunk.get("done_reason") or "stop", self.tool_calls_sent)
-            out.append(self._chunk(model, [{"index": 0, "delta": {}, "finish_reason": reason}]))
+            out.append(self._chunk(model, [{"index": self.index, "delta": {}, "finish_reason": reason}]))
             if self.include_usage:
                 out.append({**self._chunk(model, []), "usage": usage(chunk)})
         return out
@@ -142,8 +149,9 @@ def legacy_logprobs(items: list[dict[str, Any]], offset: int) -> dict[str, Any]:
             "text_offset": offsets}
 
 
-def _text_choice(text: str, done_reason: str | None, logprobs: dict[str, Any] | None) -> dict[str, Any]:
-    choice: dict[str, Any] = {"text": text, "index": 0, "finish_reason": done_reason or None}
+def _text_choice(text: str, done_reason: str | None, logprobs: dict[str, Any] | None,
+                 index: int = 0) -> dict[str, Any]:
+    choice: dict[str, Any] = {"text": text, "index": index, "finish_reason": done_reason or None}
     if logprobs:
         choice["logprobs"] = logprobs
     return choice
@@ -161,8 +169,8 @@ def completion(ident: str, created: int, native: dict[str, Any], echo: str) -> d
 class CompletionStream(NativeStream):
     """Native generate chunks → ``text_completion`` chunks; with usage, every chunk carries zero usage."""
 
-    def __init__(self, ident: str, created: int, include_usage: bool, echo: str) -> None:
-        self.ident, self.created, self.include_usage = ident, created, include_usage
+    def __init__(self, ident: str, created: int, include_usage: bool, echo: str, index: int = 0) -> None:
+        self.ident, self.created, self.include_usage, self.index = ident, created, include_usage, index
         self.pending_echo, self.offset = echo, 0
 
     def _chunk(self, model: str, choices: list[dict[str, Any]], counts: dict[str, int] | None) -> dict[str, Any]:
@@ -178,7 +186,8 @@ class CompletionStream(NativeStream):
         self.offset += len(echo) + len(response)
         zero = usage({}) if self.include_usage else None
         model = native.get("model", "")
-        out = [self._chunk(model, [_text_choice(echo + response, native.get("done_reason"), logprobs)], zero)]
+        choice = _text_choice(echo + response, native.get("done_reason"), logprobs, self.index)
+        out = [self._chunk(model, [choice], zero)]
         if native.get("done") and self.include_usage:
             out.append(self._chunk(model, [], usage(native)))
         return out

@@ -13,7 +13,7 @@ from typing import Any
 
 from corral_common.errors import AppError
 
-from corral_api.compat import translated
+from corral_api.compat import prompt_tokens, translated
 from corral_api.openai.responses import tool_calls
 from corral_api.openai.schemas import ResponsesRequest
 
@@ -24,10 +24,10 @@ def new_id(prefix: str) -> str:
 
 
 def usage(final: dict[str, Any]) -> dict[str, Any]:
-    """Responses usage from a native final chunk."""
-    prompt, completion = final.get("prompt_eval_count", 0), final.get("eval_count", 0)
+    """Responses usage from a native final chunk: the whole prompt, and the part reused from the cache."""
+    (prompt, cached), completion = prompt_tokens(final), final.get("eval_count", 0)
     return {"input_tokens": prompt, "output_tokens": completion, "total_tokens": prompt + completion,
-            "input_tokens_details": {"cached_tokens": 0}, "output_tokens_details": {"reasoning_tokens": 0}}
+            "input_tokens_details": {"cached_tokens": cached}, "output_tokens_details": {"reasoning_tokens": 0}}
 
 
 def echo(req: ResponsesRequest) -> dict[str, Any]:

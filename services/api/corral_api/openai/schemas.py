@@ -55,7 +55,7 @@ class Sampling(WireModel):
     top_p: float | None = None
     frequency_penalty: float | None = None
     presence_penalty: float | None = None
-    n: int | None = None
+    n: int | None = Field(default=None, description="choices per prompt, generated in parallel (at most 8)")
     user: str | None = Field(default=None, description="accepted and ignored")
     num_ctx: int | None = Field(default=None, description="corral extra: the context window")
     options: dict[str, Any] | None = Field(default=None, description="corral extra: native options merged in")
@@ -78,7 +78,8 @@ class ChatCompletionRequest(Sampling):
 
 
 class TextCompletionRequest(Sampling):
-    prompt: Any = Field(default="", description="a string (lists of prompts and token ids are refused)")
+    prompt: Any = Field(default="", description="a string or an array of strings (one choice each; token ids "
+                                                "are refused)")
     suffix: str = ""
     echo: bool = False
     logprobs: int | None = Field(default=None, description="how many top alternatives per token")

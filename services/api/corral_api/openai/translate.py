@@ -8,10 +8,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 from corral_common.errors import BadRequest
 from corral_common.schemas import ChatRequest, EmbedRequest, GenerateRequest, Message
+
+NativeRequest = TypeVar("NativeRequest", ChatRequest, GenerateRequest)
 
 from corral_api.openai.schemas import (ChatCompletionRequest, ChatMessage, EmbeddingRequest, ResponseFormat, Sampling,
                                        TextCompletionRequest, ToolCall)
@@ -19,6 +21,7 @@ from corral_api.openai.schemas import (ChatCompletionRequest, ChatMessage, Embed
 IMAGE_PREFIXES = ("data:;base64,", "data:image/jpeg;base64,", "data:image/jpg;base64,",
                   "data:image/png;base64,", "data:image/webp;base64,")
 ENCODINGS = ("float", "base64")
+MAX_CHOICES = 8  # n sequences run at once, each in a slot of its own
 # OpenAI's effort scale reaches past Ollama's at both ends; clamp to the nearest level (openai.go).
 EFFORTS: dict[str, bool | str] = {"none": False, "minimal": "low", "low": "low", "medium": "medium",
                                   "high": "high", "max": "max", "xhigh": "max", "ultra": "max"}
@@ -34,13 +37,23 @@ def go_type(value: Any) -> str:
     return "<nil>"
 
 
-def check_n(n: int | None) -> None:
-    """Only one choice per request is generated."""
-    if n is None or n == 1:
-        return
-    if n > 1:
-        raise BadRequest("n > 1 is not supported")
-    raise BadRequest(f"{n} is less than the minimum of 1 - 'n'")
+def choice_count(n: int | None) -> int:
+    """How many choices to generate per prompt: ``n``, 1 when absent, at most ``MAX_CHOICES``."""
+    if n is None:
+        return 1
+    if n < 1:
+        raise BadRequest(f"{n} is less than the minimum of 1 - 'n'")
+    if n > MAX_CHOICES:
+        raise BadRequest(f"{n} is greater than the maximum of {MAX_CHOICES} - 'n'")
+    return n
+
+
+def copies(native: NativeRequest, n: int) -> list[NativeRequest]:
+    """``n`` copies of a native request; with a seed, copy i samples with seed + i so the choices differ."""
+    seed = (native.options or {}).get("seed")
+    if seed is None:
+        return [native] * n
+    return [native.model_copy(update={"options": {**native.options, "seed": seed + i}}) for i in range(n)]
 
 
 def stop_list(stop: Any) -> list[str] | None:
@@ -209,9 +222,13 @@ def tool_fields(tools: list[dict[str, Any]] | None, choice: str | dict[str, Any]
                      if isinstance(choice, dict) else f'tool_choice "{choice}" is not supported yet')
 
 
+def chat_requests(req: ChatCompletionRequest) -> list[ChatRequest]:
+    """POST /v1/chat/completions as ``n`` native chat requests, one per choice."""
+    return copies(chat_request(req), choice_count(req.n))
+
+
 def chat_request(req: ChatCompletionRequest) -> ChatRequest:
-    """POST /v1/chat/completions as a native chat request."""
-    check_n(req.n)
+    """POST /v1/chat/completions as a native chat request (one choice)."""
     if not req.messages:
         raise BadRequest("[] is too short - 'messages'")
     max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
@@ -222,14 +239,28 @@ def chat_request(req: ChatCompletionRequest) -> ChatRequest:
         "logprobs": bool(req.logprobs), "top_logprobs": req.top_logprobs or 0, **native_tools(req)})
 
 
-def generate_request(req: TextCompletionRequest) -> GenerateRequest:
-    """POST /v1/completions as a native generate request (``logprobs: n`` → logprobs with n alternatives)."""
-    check_n(req.n)
-    if not isinstance(req.prompt, str):
-        raise BadRequest("prompt must be a string (lists of prompts and token ids are not supported yet)")
+def prompts(value: Any) -> list[str]:
+    """``prompt`` as a list of prompts: a string is one, a list of strings is one each (token ids are refused)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return value
+    if _is_tokens(value) or (isinstance(value, list) and value and all(_is_tokens(v) for v in value)):
+        raise BadRequest("token-id prompts are not supported: send the prompt as text")
+    raise BadRequest("prompt must be a string or a non-empty array of strings")
+
+
+def generate_requests(req: TextCompletionRequest) -> list[GenerateRequest]:
+    """POST /v1/completions as native generate requests: ``n`` per prompt, in OpenAI's choice order."""
+    n = choice_count(req.n)
+    return [copy for prompt in prompts(req.prompt) for copy in copies(generate_request(req, prompt), n)]
+
+
+def generate_request(req: TextCompletionRequest, prompt: str) -> GenerateRequest:
+    """One prompt of POST /v1/completions as a native generate request (``logprobs: n`` → n alternatives)."""
     top = req.logprobs or 0
     return GenerateRequest.model_validate({
-        "model": req.model, "prompt": req.prompt, "suffix": req.suffix, "stream": req.stream,
+        "model": req.model, "prompt": prompt, "suffix": req.suffix, "stream": req.stream,
         "options": sampling_options(req, req.max_tokens), "logprobs": top > 0, "top_logprobs": max(top, 0)})
 
 
@@ -238,25 +269,31 @@ def _is_tokens(value: Any) -> bool:
         isinstance(v, int) and not isinstance(v, bool) for v in value)
 
 
-def embedding_inputs(value: Any) -> list[str]:
-    """``input`` as strings: ``""`` is one empty input, nothing is a 400, token ids are not decoded (yet)."""
+def embedding_inputs(value: Any) -> list[str] | list[list[int]]:
+    """``input`` as strings or as token-id lists: ``""`` is one empty input, one id list is one input,
+    nothing is a 400."""
     if value == "":
         return [""]
     if value is None or value == []:
         raise BadRequest("invalid input")
     if isinstance(value, str):
         return [value]
-    if _is_tokens(value) or (isinstance(value, list) and all(_is_tokens(v) for v in value)):
-        raise BadRequest("token inputs are not supported yet")
+    if _is_tokens(value):
+        return [value]
+    if isinstance(value, list) and all(_is_tokens(v) for v in value):
+        return value
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return value
     raise BadRequest("invalid input type")
 
 
-def embed_request(req: EmbeddingRequest) -> EmbedRequest:
-    """POST /v1/embeddings as a native embed request."""
+def embed_request(req: EmbeddingRequest) -> tuple[EmbedRequest, list[list[int]]]:
+    """POST /v1/embeddings as a native embed request, and its token-id inputs (then the request has no text)."""
     if req.encoding_format and req.encoding_format.lower() not in ENCODINGS:
         raise BadRequest(f"Invalid value for 'encoding_format' = {req.encoding_format}. "
                          "Supported values: ['float', 'base64'].")
-    return EmbedRequest.model_validate({"model": req.model, "input": embedding_inputs(req.input),
-                                        "dimensions": req.dimensions})
+    inputs = embedding_inputs(req.input)
+    tokens = inputs if isinstance(inputs[0], list) else []
+    native = EmbedRequest.model_validate({"model": req.model, "input": None if tokens else inputs,
+                                          "dimensions": req.dimensions})
+    return native, tokens
