@@ -130,13 +130,13 @@ def test_invalid_requests_raise_bad_request(sdk: openai.OpenAI) -> None:
         sdk.chat.completions.create(model=MODEL, messages=[])
     assert caught.value.body == {"message": "[] is too short - 'messages'", "type": "invalid_request_error",
                                  "param": None, "code": None}
-    with pytest.raises(openai.BadRequestError, match="n > 1 is not supported"):
-        sdk.chat.completions.create(model=MODEL, messages=ASK, n=2)
+    with pytest.raises(openai.BadRequestError, match="9 is greater than the maximum of 8 - 'n'"):
+        sdk.chat.completions.create(model=MODEL, messages=ASK, n=9)
     with pytest.raises(openai.BadRequestError, match="image URLs are not currently supported"):
         sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": [
             {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}])
-    with pytest.raises(openai.BadRequestError, match="token inputs are not supported yet"):
-        sdk.embeddings.create(model=MODEL, input=[1, 2, 3], encoding_format="float")
+    with pytest.raises(openai.BadRequestError, match="token id 1000000 is not in the model's vocabulary"):
+        sdk.embeddings.create(model=MODEL, input=[1, 2, 1000000], encoding_format="float")
 
 
 def test_unknown_model_raises_not_found(sdk: openai.OpenAI) -> None:
