@@ -6,6 +6,7 @@ import json
 
 import httpx
 import ollama
+import openai
 import pytest
 from pydantic import BaseModel
 
@@ -40,6 +41,29 @@ def test_format_schema_streamed_joins_to_valid_json(client: ollama.Client) -> No
     chunks = client.chat(MODEL, messages=[{"role": "user", "content": "Invent a pet."}], stream=True,
                          format=Pet.model_json_schema(), options={"temperature": 0, "num_predict": 80})
     Pet.model_validate_json("".join(c.message.content for c in chunks))
+
+
+ZETA_ALPHA = {"type": "object", "required": ["zeta", "alpha"],
+              "properties": {"zeta": {"type": "string"}, "alpha": {"type": "integer"}}}
+ZETA_ASK = [{"role": "user", "content": "Reply in JSON with a word and a number."}]
+
+
+def _first_key(text: str) -> str:
+    """The first key of a JSON object's text, read even when the text was cut off."""
+    return json.JSONDecoder().raw_decode(text.lstrip()[1:].lstrip())[0]
+
+
+def test_schema_keys_come_in_the_schemas_order_native(client: ollama.Client) -> None:
+    response = client.chat(MODEL, messages=ZETA_ASK, format=ZETA_ALPHA, options={"temperature": 0, "num_predict": 40})
+    assert _first_key(response.message.content) == "zeta"
+
+
+def test_schema_keys_come_in_the_schemas_order_v1(server) -> None:
+    sdk = openai.OpenAI(base_url=server.url + "/v1", api_key="corral", max_retries=0)
+    result = sdk.chat.completions.create(model=MODEL, messages=ZETA_ASK, temperature=0, max_tokens=40,
+                                         response_format={"type": "json_schema", "json_schema": {
+                                             "name": "pair", "schema": ZETA_ALPHA}})
+    assert _first_key(result.choices[0].message.content) == "zeta"
 
 
 @pytest.mark.parametrize("fmt, message", [("xml", 'invalid format: "xml"'), (5, "invalid format: 5"),

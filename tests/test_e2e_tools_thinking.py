@@ -1,4 +1,5 @@
-"""Tool calling and thinking on a real model: tools reach the template, forced calls are always valid."""
+"""Tool calling and thinking on a real model: tools reach the template, forced calls are always valid, end in a
+few tokens and come out as ``tool_calls`` on a model that thinks (openai SDK and raw /api/chat)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import ollama
+import openai
 import pytest
 
 pytestmark = pytest.mark.e2e
@@ -19,6 +21,7 @@ TIME = {"type": "function", "function": {
     "name": "get_time", "description": "Current time in a timezone",
     "parameters": {"type": "object", "required": ["timezone"], "properties": {"timezone": {"type": "string"}}}}}
 ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
+NAMED = {"type": "function", "function": {"name": "get_weather"}}
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +108,53 @@ def test_generate_splits_thinking_too(server, tool_model: str) -> None:
     assert result["thinking"] and list(result)[:4] == ["model", "created_at", "response", "thinking"]
     hidden = httpx.post(f"{server.url}/api/generate", json={**body, "think": False}, timeout=120).json()
     assert "thinking" not in hidden and hidden["response"]
+
+
+@pytest.fixture
+def sdk(server) -> openai.OpenAI:
+    """The official OpenAI client pointed at the session server's /v1."""
+    return openai.OpenAI(base_url=server.url + "/v1", api_key="corral", max_retries=0)
+
+
+def _only_call(choice) -> tuple[str, dict]:
+    """The one tool call of a /v1 choice, its arguments parsed."""
+    assert choice.finish_reason == "tool_calls", choice
+    assert not choice.message.content and not getattr(choice.message, "reasoning", None)
+    [call] = choice.message.tool_calls
+    return call.function.name, json.loads(call.function.arguments)
+
+
+@pytest.mark.parametrize("thinks", [False, True])
+def test_a_named_call_fits_in_32_tokens(sdk: openai.OpenAI, tool_model: str, thinks: bool) -> None:
+    result = sdk.chat.completions.create(model=tool_model if thinks else "smollm2:135m", messages=ASK,
+                                         tools=[WEATHER, TIME], tool_choice=NAMED, max_tokens=32, temperature=0)
+    name, arguments = _only_call(result.choices[0])
+    assert name == "get_weather" and isinstance(arguments["city"], str)
+    assert result.usage.completion_tokens <= 32
+
+
+def test_required_calls_one_of_two_tools_on_a_thinking_model(sdk: openai.OpenAI, tool_model: str) -> None:
+    result = sdk.chat.completions.create(model=tool_model, messages=ASK, tools=[WEATHER, TIME],
+                                         tool_choice="required", max_tokens=48, temperature=0)
+    name, arguments = _only_call(result.choices[0])
+    assert (name, list(arguments)) in (("get_weather", ["city"]), ("get_time", ["timezone"]))
+
+
+def test_required_streamed_over_v1_is_a_tool_call_not_reasoning(sdk: openai.OpenAI, tool_model: str) -> None:
+    chunks = list(sdk.chat.completions.create(model=tool_model, messages=ASK, tools=[WEATHER], stream=True,
+                                              tool_choice="required", max_tokens=32, temperature=0))
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    assert not any(getattr(d, "reasoning", None) for d in deltas)
+    calls = [call for d in deltas for call in (d.tool_calls or [])]
+    assert [c.function.name for c in calls] == ["get_weather"]
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
+def test_native_forced_call_with_think_unset_is_in_tool_calls(server, tool_model: str) -> None:
+    result = _chat(server, model=tool_model, messages=ASK, tools=[WEATHER, TIME], tool_choice="required",
+                   options={"temperature": 0, "num_predict": 32}).json()
+    message = result["message"]
+    assert result["done_reason"] == "stop" and "thinking" not in message and message["content"] == ""
+    [call] = message["tool_calls"]
+    assert call["function"]["name"] in ("get_weather", "get_time")
+    assert isinstance(call["function"]["arguments"], dict)
