@@ -55,7 +55,7 @@ def test_functions_without_parameters_take_any_object() -> None:
     assert rules["root"] == '( arguments-0 ) "}"' and "object" in rules["arguments-0"]
 
 
-def test_a_forced_call_wins_over_no_format() -> None:
+def test_no_format_and_no_forced_call_is_no_grammar() -> None:
     assert grammar_for(None) is None and grammar_for("") is None
 
 
