@@ -140,9 +140,8 @@ class SchedulerCollector(Collector):
         waiting = (scheduler.pending if scheduler else 0) + sum(occupancy(r).waiting for r in runners)
         yield _gauge("corral_inference_queue_depth", "Requests waiting for a model load, a runner or a free slot.",
                      waiting)
-        if scheduler is not None:
-            yield _gauge("corral_inference_queue_capacity", "Requests that may wait before new ones are refused "
-                         "(OLLAMA_MAX_QUEUE).", scheduler.settings.max_queue)
+        yield _gauge("corral_inference_queue_capacity", "Requests that may wait before new ones are refused "
+                     "(OLLAMA_MAX_QUEUE).", scheduler.settings.max_queue if scheduler else 0)
 
 
 def _gauge(name: str, doc: str, value: Any) -> GaugeMetricFamily:
