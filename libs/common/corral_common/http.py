@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from corral_common.errors import AppError, ClientClosed
 from corral_common.jsonio import go_dumps
 from corral_common.logs import REQUEST_ID_HEADER, get_logger
+from corral_common.metrics import install_metrics
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 NDJSON_CONTENT_TYPE = "application/x-ndjson"
@@ -172,6 +173,7 @@ def service_app(title: str, lifespan=None) -> FastAPI:
     app = FastAPI(title=title, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     install_error_handler(app)
     app.add_middleware(RequestContextMiddleware)
+    install_metrics(app, title.removeprefix("corral "))
 
     @app.get("/health")
     async def health() -> dict[str, str]:

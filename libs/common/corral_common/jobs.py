@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -230,18 +231,45 @@ class _Follow:
         self.queued_at = self.changed_at = time.monotonic()
 
 
+class JobObserver(Protocol):
+    """Told when a caller starts following a job and how it ended (metrics)."""
+
+    def started(self, kind: str) -> None:
+        """A caller began following a job of this kind."""
+
+    def finished(self, kind: str, outcome: str, seconds: float) -> None:
+        """It ended: ``success``, ``failed`` or ``cancelled`` (the caller left), after ``seconds``."""
+
+
 class JobRunner:
     """Sends, shares and follows jobs of one service's worker."""
 
     def __init__(self, celery: Celery, store: JobStore | None = None, timing: JobTiming = JobTiming(),
-                 worker: str = "registry") -> None:
-        self.celery, self.timing, self.worker = celery, timing, worker
+                 worker: str = "registry", observer: JobObserver | None = None) -> None:
+        self.celery, self.timing, self.worker, self.observer = celery, timing, worker, observer
         self.store: JobStore = store if store is not None else MemoryJobStore()
         self._lock = asyncio.Lock()
 
     async def run(self, kind: str, task_name: str, request: Mapping[str, Any],
                   key: str | None = None) -> AsyncIterator[dict[str, Any]]:
         """Start the job (or, with a ``key``, join the one running for it) and yield its events until it ends."""
+        started, outcome = time.monotonic(), "cancelled"
+        if self.observer is not None:
+            self.observer.started(kind)
+        try:
+            async with aclosing(self._run(kind, task_name, request, key)) as events:
+                async for event in events:
+                    yield event
+            outcome = "success"
+        except AppError:
+            outcome = "failed"
+            raise
+        finally:
+            if self.observer is not None:
+                self.observer.finished(kind, outcome, time.monotonic() - started)
+
+    async def _run(self, kind: str, task_name: str, request: Mapping[str, Any],
+                   key: str | None) -> AsyncIterator[dict[str, Any]]:
         args = dict(request)
         async with self._lock:
             job_id, task_id = await asyncio.to_thread(self._attach, kind, task_name, args, key)

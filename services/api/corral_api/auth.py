@@ -24,6 +24,7 @@ from corral_common.net import is_loopback_address
 
 from corral_api.anthropic.errors import error_body
 from corral_api.clients import CLIENT_STATE, UNAVAILABLE, AuthClient, Denial, json_answer
+from corral_api.metrics import count_refusal
 
 INFERENCE, MODELS_READ, MODELS_WRITE, WEB, ADMIN = "inference", "models:read", "models:write", "web", "admin"
 EXEMPT = "exempt"  # no credential needed: Ollama's liveness endpoints
@@ -39,7 +40,7 @@ _EXACT = {
     "/api/web_search": WEB, "/api/web_fetch": WEB,
     "/api/experimental/web_search": WEB, "/api/experimental/web_fetch": WEB,
     "/api/me": SELF, "/api/signout": SELF, "/api/signin": SELF, "/api/signin/approve": SELF,
-    "/api/keys": SELF, "/api/grants": SELF, "/token": SELF, "/.well-known/jwks.json": SELF,
+    "/api/keys": SELF, "/api/grants": SELF, "/metrics": ADMIN, "/token": SELF, "/.well-known/jwks.json": SELF,
 }
 _PREFIXES = (("/v1/", INFERENCE), ("/api/blobs/", MODELS_WRITE), ("/api/keys/", SELF), ("/api/grants/", SELF),
              ("/v2/", REGISTRY))
@@ -145,6 +146,7 @@ class AuthGate:
             return
         verdict = await self._verify(scope, client, rule)
         if isinstance(verdict, Denial):
+            count_refusal(scope, verdict)
             await denial_response(scope["path"], verdict)(scope, receive, send)
             return
         scope["state"]["principal"] = verdict

@@ -11,12 +11,14 @@ from starlette.exceptions import HTTPException
 
 from corral_common.http import RequestContextMiddleware, install_error_handler
 from corral_common.logs import configure_logging
+from corral_common.metrics import install_metrics
 from corral_common.net import is_loopback_host
 
 from corral_api.auth import AuthGate, GatewayAuthSettings
 from corral_api.clients import AuthClient, InferenceClient, RegistryClient, WebsearchClient
 from corral_api.guards import EdgeGuard
-from corral_api.routes import anthropic, keys, native, openai, registry, web
+from corral_api.metrics import install_gateway_metrics, watch_lazy_services
+from corral_api.routes import anthropic, keys, metrics, native, openai, registry, web
 from corral_api.settings import ApiSettings
 
 
@@ -45,6 +47,8 @@ def create_app(settings: ApiSettings | None = None, auth: GatewayAuthSettings | 
         app.state.inference = InferenceClient(settings.inference_url)
         app.state.websearch = WebsearchClient(settings.websearch_url)
         app.state.auth = AuthClient(auth.auth_url)
+        if app.state.metrics is not None:
+            watch_lazy_services(app)
         yield
         for client in (app.state.auth, app.state.registry, app.state.inference, app.state.websearch):
             await client.close()
@@ -61,4 +65,8 @@ def create_app(settings: ApiSettings | None = None, auth: GatewayAuthSettings | 
     app.add_middleware(AuthGate, settings=auth)
     app.add_middleware(EdgeGuard, origins=settings.origins, loopback=is_loopback_host(settings.listen.host))
     app.add_middleware(RequestContextMiddleware)
+    if install_metrics(app, "api", route=False) is not None:
+        install_gateway_metrics(app, {"registry": settings.registry_url, "inference": settings.inference_url,
+                                      "websearch": settings.websearch_url, "auth": auth.auth_url})
+        app.include_router(metrics.router)
     return app

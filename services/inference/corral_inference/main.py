@@ -11,6 +11,7 @@ from corral_common.http import service_app
 from corral_common.logs import configure_logging
 
 from corral_inference.engine import LoadSpec
+from corral_inference.metrics import install_inference_metrics
 from corral_inference.routes import run
 from corral_inference.scheduler import EngineFactory, Scheduler
 from corral_inference.settings import InferenceSettings
@@ -42,10 +43,12 @@ def create_app(settings: InferenceSettings | None = None, factory: EngineFactory
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging("inference", settings.debug)
         app.state.settings = settings
-        app.state.scheduler = Scheduler(settings, factory or llama_factory(settings))
+        app.state.scheduler = Scheduler(settings, factory or llama_factory(settings),
+                                        metrics=app.state.inference_metrics)
         yield
         await app.state.scheduler.close()
 
     app = service_app("corral inference", lifespan)
+    install_inference_metrics(app)
     app.include_router(run.router)
     return app

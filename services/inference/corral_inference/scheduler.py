@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from corral_common.durations import FOREVER_NS
 from corral_common.errors import ServiceUnavailable
@@ -20,6 +20,9 @@ from corral_common.logs import get_logger
 
 from corral_inference.engine import Engine, LoadSpec
 from corral_inference.settings import InferenceSettings
+
+if TYPE_CHECKING:
+    from corral_inference.metrics import InferenceMetrics
 
 log = get_logger("corral.inference.scheduler")
 
@@ -82,8 +85,8 @@ class Scheduler:
     """The set of loaded runners, keyed by model blob, adapters and mode."""
 
     def __init__(self, settings: InferenceSettings, factory: EngineFactory,
-                 memory_available: Callable[[], int] | None = None) -> None:
-        self.settings, self.factory = settings, factory
+                 memory_available: Callable[[], int] | None = None, metrics: InferenceMetrics | None = None) -> None:
+        self.settings, self.factory, self.metrics = settings, factory, metrics
         self.memory_available = memory_available or available_memory
         self.runners: dict[tuple, Runner] = {}
         self.changed = asyncio.Condition()
@@ -190,6 +193,8 @@ class Scheduler:
                 runner.size = await runner.call(runner.engine.size_bytes)
                 runner.size_vram = await runner.call(runner.engine.vram_bytes)
                 runner.load_duration_ns = time.perf_counter_ns() - started
+                if self.metrics is not None:
+                    self.metrics.model_loaded(runner.ref.name, runner.load_duration_ns)
                 log.info("model loaded", model=runner.ref.name, seconds=round(runner.load_duration_ns / 1e9, 2))
 
     async def _make_room(self, needed: int) -> bool:

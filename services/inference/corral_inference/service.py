@@ -6,10 +6,10 @@ import asyncio
 import base64
 import binascii
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import replace
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from corral_common.internal import (CompletionEvent, CompletionRequest, EmbedInp
                                     LoadResult, TokenizeOutput, TokenizeRequest)
 from corral_common.store_paths import blob_path
 
-from corral_inference.engine import CompletionJob, Engine, LoadSpec, Sampling
+from corral_inference.engine import CompletionJob, Emit, Engine, LoadSpec, Sampling
 from corral_inference.scheduler import ModelRef, Scheduler
 from corral_inference.settings import InferenceSettings
 from corral_inference.structured import grammar_for
@@ -90,10 +90,14 @@ async def load(scheduler: Scheduler, settings: InferenceSettings, req: LoadReque
         return LoadResult(load_duration=runner.load_duration_ns, total_duration=time.perf_counter_ns() - started)
 
 
-async def _events(engine: Engine, job: CompletionJob) -> AsyncIterator[CompletionEvent]:
-    """Relay the engine's events (sent from its thread); leaving early cancels generation at the next token."""
+async def _events(engine: Engine, job: CompletionJob,
+                  observe: Callable[[Emit], Emit] | None = None) -> AsyncIterator[CompletionEvent]:
+    """Relay the engine's events (sent from its thread); leaving early cancels generation at the next token.
+
+    ``observe`` wraps the engine-side callback (metrics see the final event even when the caller left)."""
     loop, queue = asyncio.get_running_loop(), asyncio.Queue()
-    engine.submit(job, lambda event: loop.call_soon_threadsafe(queue.put_nowait, event))
+    emit: Emit = lambda event: loop.call_soon_threadsafe(queue.put_nowait, event)  # noqa: E731
+    engine.submit(job, observe(emit) if observe is not None else emit)
     try:
         while True:
             event = await queue.get()
@@ -129,7 +133,8 @@ async def complete(scheduler: Scheduler, settings: InferenceSettings,
     spec = load_spec(settings, req)
     async with scheduler.lease(model_ref(req), spec, req.keep_alive_ns, exclusive=spec.embedding) as runner:
         load_ns = time.perf_counter_ns() - started
-        async with aclosing(_events(runner.engine, job)) as events:
+        observe = partial(scheduler.metrics.observed, req.model.name, started) if scheduler.metrics else None
+        async with aclosing(_events(runner.engine, job, observe)) as events:
             async for event in events:
                 if event.done:
                     event = event.model_copy(update={"load_duration": load_ns,
@@ -154,5 +159,7 @@ async def embed(scheduler: Scheduler, settings: InferenceSettings, req: EmbedInp
     async with scheduler.lease(model_ref(req), load_spec(settings, req), req.keep_alive_ns) as runner:
         texts = await runner.call(_texts, runner.engine, req)
         vectors, count = await runner.call(runner.engine.embed, texts, req.truncate) if texts else ([], 0)
+        if scheduler.metrics is not None:
+            scheduler.metrics.embedded(req.model.name, count)
         return EmbedOutput(embeddings=vectors, prompt_eval_count=count, load_duration=runner.load_duration_ns,
                            total_duration=time.perf_counter_ns() - started)

@@ -15,6 +15,7 @@ from corral_common.tasks import make_celery
 
 from corral_registry.db import Database
 from corral_registry.db.jobs import DbJobStore
+from corral_registry.metrics import RegistryMetrics, install_registry_metrics
 from corral_registry.routes import store as store_routes
 from corral_registry.settings import RegistrySettings
 from corral_registry.store import ModelStore
@@ -23,12 +24,14 @@ from corral_registry.transfer.remote import HostPolicy
 log = get_logger("corral.registry")
 
 
-def build_registry(settings: RegistrySettings):
-    """The /v2 registry over the configured storage and database, indexed from what storage holds."""
+def build_registry(settings: RegistrySettings, meter: RegistryMetrics | None = None):
+    """The /v2 registry over the configured storage (its failures counted) and database, indexed from what
+    storage holds."""
     from corral_registry.storage.factory import make_driver
     from corral_registry.v2.service import Registry
 
-    registry = Registry(make_driver(settings.storage), Database(settings.registry_database_url()),
+    driver = make_driver(settings.storage)
+    registry = Registry(meter.metered(driver) if meter else driver, Database(settings.registry_database_url()),
                         settings.layout_host, settings.storage.redirect)
     log.info("registry storage indexed", driver=registry.driver.name, tags=registry.reconcile())
     return registry
@@ -69,7 +72,9 @@ def _start_jobs(app: FastAPI, settings: RegistrySettings) -> None:
     app.state.store = ModelStore(settings.models_dir)
     app.state.celery = make_celery("corral-registry", settings.celery_queue())
     app.state.db = Database(settings.service_database_url())
-    app.state.jobs = JobRunner(app.state.celery, DbJobStore(app.state.db), settings.job_timing(), worker="registry")
+    meter = app.state.registry_metrics
+    app.state.jobs = JobRunner(app.state.celery, DbJobStore(app.state.db), settings.job_timing(), worker="registry",
+                               observer=meter.jobs if meter else None)
     app.state.policy = HostPolicy(settings.transfer.allow_hosts, settings.transfer.allow_loopback)
 
 
@@ -84,7 +89,7 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
         if settings.serve_store:
             await asyncio.to_thread(_start_jobs, app, settings)
         if settings.serve_v2:
-            app.state.registry = await asyncio.to_thread(build_registry, settings)
+            app.state.registry = await asyncio.to_thread(build_registry, settings, app.state.registry_metrics)
             _start_token_auth(app, settings)
         worker = await asyncio.to_thread(_start_inline_worker, settings) if settings.serve_store else None
         yield
@@ -97,6 +102,7 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
             await _stop_token_auth(app)
 
     app = service_app("corral registry", lifespan)
+    install_registry_metrics(app)
     if settings.serve_store:
         app.include_router(store_routes.router)
     if settings.serve_v2:

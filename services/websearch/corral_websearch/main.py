@@ -12,6 +12,7 @@ from corral_common.jobs import JobRunner
 from corral_common.logs import configure_logging
 
 from corral_websearch.components import build_fetcher, build_provider, open_index
+from corral_websearch.metrics import WebsearchMetrics
 from corral_websearch.net.resolver import Resolver
 from corral_websearch.routes import web as web_routes
 from corral_websearch.service import WebService
@@ -28,13 +29,15 @@ def create_app(settings: WebsearchSettings | None = None, resolver: Resolver | N
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging("websearch", settings.debug)
         index = open_index(settings)
+        meter = app.state.websearch_metrics
         jobs = JobRunner(make_websearch_celery(settings.celery_queue()), timing=settings.job_timing(),
-                         worker="websearch") if with_queue else None
+                         worker="websearch", observer=meter.jobs if meter else None) if with_queue else None
         app.state.service = WebService(settings, build_fetcher(settings, resolver), index,
-                                       build_provider(settings, index), jobs)
+                                       build_provider(settings, index), jobs, meter)
         yield
         await app.state.service.close()
 
     app = service_app("corral websearch", lifespan)
+    app.state.websearch_metrics = WebsearchMetrics(app.state.metrics) if app.state.metrics is not None else None
     app.include_router(web_routes.router)
     return app

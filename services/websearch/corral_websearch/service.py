@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import nullcontext
 from typing import Any
 
 from corral_common.errors import BadGateway, BadRequest, ServiceUnavailable
@@ -13,6 +14,7 @@ from corral_common.jobs import JobRunner
 from corral_websearch.cache import TTLCache
 from corral_websearch.extract import extract, readable
 from corral_websearch.index import Document, SearchIndex
+from corral_websearch.metrics import WebsearchMetrics
 from corral_websearch.net.fetcher import SafeFetcher
 from corral_websearch.providers import SearchProvider
 from corral_websearch.schemas import IndexRequest, WebFetchRequest, WebSearchRequest
@@ -26,8 +28,10 @@ class WebService:
     """web_search, web_fetch and index jobs over the configured provider, fetcher and index."""
 
     def __init__(self, settings: WebsearchSettings, fetcher: SafeFetcher, index: SearchIndex,
-                 provider: SearchProvider, jobs: JobRunner | None = None) -> None:
+                 provider: SearchProvider, jobs: JobRunner | None = None,
+                 meter: WebsearchMetrics | None = None) -> None:
         self.settings = settings
+        self.meter = meter
         self.fetcher = fetcher
         self.index = index
         self.provider = provider
@@ -36,6 +40,15 @@ class WebService:
 
     async def search(self, req: WebSearchRequest) -> dict[str, Any]:
         """``{"results": [{"title", "url", "content"}]}`` for a query, best first."""
+        with self.meter.counted("search") if self.meter else nullcontext():
+            return await self._search(req)
+
+    async def fetch(self, req: WebFetchRequest) -> dict[str, Any]:
+        """``{"title", "content", "links"}`` of one page; the page is also added to the index."""
+        with self.meter.counted("fetch") if self.meter else nullcontext():
+            return await self._fetch(req)
+
+    async def _search(self, req: WebSearchRequest) -> dict[str, Any]:
         query = req.query.strip()
         if not query:
             raise BadRequest("query is required")
@@ -47,8 +60,7 @@ class WebService:
             self.cache.put(key, cached)
         return cached
 
-    async def fetch(self, req: WebFetchRequest) -> dict[str, Any]:
-        """``{"title", "content", "links"}`` of one page; the page is also added to the index."""
+    async def _fetch(self, req: WebFetchRequest) -> dict[str, Any]:
         if not req.url.strip():
             raise BadRequest("url is required")
         target = self.fetcher.policy.check_url(req.url)
