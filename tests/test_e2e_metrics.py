@@ -7,15 +7,13 @@ with prometheus-client's own parser.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import ollama
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from serverproc import Server, stop_server
-from test_e2e_registry import _start_registry
+from serverproc import Server
+from test_e2e_registry import registry  # noqa: F401 - the module's own `corral registry` on loopback
 
 pytestmark = pytest.mark.e2e
 MODEL = "smollm2:135m"
@@ -44,15 +42,6 @@ class Delta:
 
     def __call__(self, name: str, **labels: str) -> float:
         return _value(self.after, name, **labels) - _value(self.before, name, **labels)
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    process, host = _start_registry(tmp_path_factory.mktemp("metrics-registry"))
-    try:
-        yield host
-    finally:
-        stop_server(process)
 
 
 def _model_requests(client: ollama.Client) -> dict[str, int]:
