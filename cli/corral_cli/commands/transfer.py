@@ -11,13 +11,6 @@ from corral_cli.client import Client, ServerError
 from corral_cli.errors import CliError
 from corral_cli.progress import Bar, Progress, Spinner
 
-REGISTRY_EPILOG = """Environment Variables:
-      CORRAL_REGISTRY_HOST          Address to listen on (default 127.0.0.1:5000)
-      CORRAL_REGISTRY_DATA          Where blobs and manifests are stored (default ~/.corral/registry)
-      CORRAL_DATABASE_URL           Metadata database (default SQLite in CORRAL_REGISTRY_DATA)
-      CORRAL_S3_BUCKET              Store in this S3 bucket instead (with CORRAL_S3_ENDPOINT_URL, AWS_*)
-"""
-
 
 def show_transfer_progress(chunks: Iterable[dict[str, Any]], progress: Progress, verb: str) -> None:
     """A spinner per status line and a bar per layer digest, as ``ollama pull``/``push`` draw them."""
@@ -126,7 +119,6 @@ def register(sub: argparse._SubParsersAction, command: Command) -> None:
         parser.add_argument("model", metavar="MODEL")
         parser.add_argument("--insecure", action="store_true", help="Use an insecure registry")
     parser = command(sub, "registry", "Start a private model registry", run_registry, ())
-    parser.epilog = REGISTRY_EPILOG
     parser.set_defaults(local=True)
     parser = command(sub, "prune", "Delete blobs no model references", prune, ())
     parser.add_argument("--dry-run", action="store_true", help="Only list what would be deleted")
