@@ -27,8 +27,9 @@ def main(argv: list[str] | None = None) -> None:
     """Run the service's app until SIGTERM/SIGINT, accepting on the inherited socket."""
     args = parse_args(argv)
     sock = socket.socket(fileno=args.fd)  # family and type are read from the descriptor itself
+    # log_config=None: uvicorn's records go through the service's own log setup (JSON lines stay JSON)
     config = uvicorn.Config(f"{args.module}:create_app", factory=True, access_log=False, log_level="warning",
-                            timeout_graceful_shutdown=5)
+                            log_config=None, timeout_graceful_shutdown=5)
     uvicorn.Server(config).run(sockets=[sock])
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from corral_common.env import current_env, env_bool, env_str, parse_ollama_host
-from corral_common.logs import configure_logging
+from corral_common.logs import LogFormatError, configure_logging, log_format
 from corral_common.net import is_loopback_host
 
 log = structlog.get_logger("corral.serve")
@@ -127,9 +127,11 @@ def plan_children(environ: dict[str, str]) -> list[Child]:
     gateway = public_socket(listen.host, listen.port)  # before the internal ports, which take any free one
     registry_v2 = _embedded_registry_socket(environ)
     socks = {name: listening_socket() for name in INTERNAL_SERVICES}
-    env = dict(environ, PYTHONUNBUFFERED="1")
+    env = dict(environ, PYTHONUNBUFFERED="1", CORRAL_LOG_FORMAT=log_format(environ))  # one format for all
     env.update({f"CORRAL_{name.upper()}_URL": f"http://127.0.0.1:{port_of(sock)}" for name, sock in socks.items()})
     lazy = env_bool(environ, "CORRAL_LAZY_SERVICES", default=True)
+    if lazy:  # the gateway's /readyz must not start them by probing
+        env.setdefault("CORRAL_READYZ_SKIP", ",".join(LAZY_SERVICES))
     services = {name: Child(name, _launch(module, socks[name]), env, socks[name], lazy and name in LAZY_SERVICES)
                 for name, module in INTERNAL_SERVICES.items()}
     services["websearch"].wakes = ("websearch-worker",)
@@ -258,11 +260,11 @@ def wait_until_up(base_url: str, timeout: float = 60.0) -> bool:
 def serve() -> int:
     """Run the embedded default in the foreground until SIGINT/SIGTERM."""
     environ = dict(current_env())
-    configure_logging("serve", env_bool(environ, "OLLAMA_DEBUG"))
     listen = parse_ollama_host(env_str(environ, "OLLAMA_HOST"))
     try:
+        configure_logging("serve", env_bool(environ, "OLLAMA_DEBUG"), log_format(environ))
         supervisor = Supervisor(plan_children(environ))
-    except ListenError as exc:
+    except (ListenError, LogFormatError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1
     signal.signal(signal.SIGINT, supervisor.stop)

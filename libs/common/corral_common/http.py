@@ -9,14 +9,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing, suppress
 from typing import Any, TypeVar
 
-import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from corral_common.errors import AppError, ClientClosed
 from corral_common.jsonio import go_dumps
-from corral_common.logs import REQUEST_ID_HEADER, get_logger
+from corral_common import tracing
+from corral_common.health import Readiness
+from corral_common.logs import REQUEST_ID_HEADER, get_logger, request_context
 from corral_common.metrics import install_metrics
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
@@ -24,6 +25,7 @@ NDJSON_CONTENT_TYPE = "application/x-ndjson"
 DISCONNECT_POLL_SECONDS = 0.1
 T = TypeVar("T")
 log = get_logger("corral.http")
+NO_FRAMEWORK_SPANS: Any = {"tracing": False}  # RequestContextMiddleware makes each request's span (tracing.py)
 
 
 class GoJSONResponse(JSONResponse):
@@ -124,7 +126,7 @@ async def until_disconnected(request: Request, work: Awaitable[T]) -> T:
 
 
 class RequestContextMiddleware:
-    """Bind a request id (taken from the caller or made here) and log one line per request."""
+    """Bind a request id (taken from the caller or made here), continue its trace, log one line per request."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -145,13 +147,22 @@ class RequestContextMiddleware:
                 message.setdefault("headers", []).append((REQUEST_ID_HEADER.encode(), request_id.encode()))
             await send(message)
 
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
+        with request_context(request_id) as notes, \
+                tracing.server_span(f"{scope['method']} {scope['path']}", headers, request_id=request_id) as span:
             try:
                 await self.app(scope, receive, send_wrapper)
             finally:
-                log.info("request", method=scope["method"], path=scope["path"],
-                         status=status_holder["status"],
-                         duration_ms=round((time.perf_counter() - started) * 1000, 1))
+                _access_line(scope, notes, status_holder["status"], time.perf_counter() - started, span)
+
+
+def _access_line(scope: Scope, notes: dict[str, Any], status: int, seconds: float, span: Any) -> None:
+    """The request's one access-log line (and its span's name and status, when tracing)."""
+    route = getattr(scope.get("route"), "path", None) or scope["path"]
+    if span is not None:
+        span.update_name(f"{scope['method']} {route}")
+        span.set_attributes({"http.route": route, "http.response.status_code": status})
+    log.info("request", method=scope["method"], route=route, path=scope["path"], status=status,
+             duration_ms=round(seconds * 1000, 1), model=notes.get("model"))
 
 
 def request_id_of(request: Request) -> str:
@@ -168,15 +179,30 @@ def from_state(name: str) -> Callable[[Request], Any]:
     return dependency
 
 
-def service_app(title: str, lifespan=None) -> FastAPI:
-    """A service app with the shared error handler, request-id middleware and ``GET /health``."""
-    app = FastAPI(title=title, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
-    install_error_handler(app)
-    app.add_middleware(RequestContextMiddleware)
-    install_metrics(app, title.removeprefix("corral "))
+def install_health(app: FastAPI) -> Readiness:
+    """``GET /healthz`` (the process answers; ``/health`` too) and ``GET /readyz`` (its dependencies answer:
+    503 naming each one that is down). The lifespan adds checks to the returned ``app.state.readiness``."""
+    app.state.readiness = Readiness()
 
+    @app.get("/healthz")
     @app.get("/health")
-    async def health() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    @app.get("/readyz")
+    async def readyz(request: Request) -> GoJSONResponse:
+        report = await request.app.state.readiness.report()
+        return GoJSONResponse(report.body(), status_code=200 if report.ready else 503)
+
+    return app.state.readiness
+
+
+def service_app(title: str, lifespan=None) -> FastAPI:
+    """A service app with the shared error handler, request-id middleware, ``/healthz`` and ``/readyz``."""
+    app = FastAPI(title=title, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None,
+                  telemetry=NO_FRAMEWORK_SPANS)
+    install_error_handler(app)
+    app.add_middleware(RequestContextMiddleware)
+    install_health(app)
+    install_metrics(app, title.removeprefix("corral "))
     return app

@@ -21,16 +21,19 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import structlog
 from celery import Celery, Task
 from celery.result import AsyncResult
 
+from corral_common import tracing
 from corral_common.errors import AppError, InternalError, ServiceUnavailable, from_status
 from corral_common.internal import ProgressEvent
-from corral_common.logs import get_logger
+from corral_common.logs import get_logger, request_context
 
 log = get_logger("corral.jobs")
 PROGRESS_STATE = "PROGRESS"
 TERMINAL = ("SUCCESS", "FAILURE", "REVOKED")
+JOB_REQUEST_ID = "request_id"  # the task header that carries the queuing request's id into the worker's log lines
 Publish = Callable[[dict[str, Any]], None]
 Event = ProgressEvent | Mapping[str, Any]  # a progress line, or a service's own event already in wire form
 
@@ -128,8 +131,10 @@ def run_job(task: Task, body: Callable[[JobReporter], None], heartbeat: float = 
     """Run a job's body in a Celery task; an exception becomes the job's typed error, never a task failure."""
     reporter = JobReporter(task_publisher(task), heartbeat=heartbeat)
     error: AppError | None = None
+    carrier = _task_headers(task)
     try:
-        body(reporter)
+        with tracing.job_span(task.name, carrier), request_context(carrier.get("request_id", "")):
+            body(reporter)
     except AppError as exc:
         error = exc
     except Exception as exc:  # noqa: BLE001 - reported to the caller as a 500, logged with its traceback
@@ -140,6 +145,25 @@ def run_job(task: Task, body: Callable[[JobReporter], None], heartbeat: float = 
     if error is not None:
         log.info("job failed", task=task.name, status=error.status, error=error.message)
     return reporter.result(error)
+
+
+def _task_headers(task: Task) -> dict[str, Any]:
+    """The headers a job was sent with: its trace context and the request id of the call that queued it."""
+    request = task.request
+    headers = dict(getattr(request, "headers", None) or {})
+    for name in (tracing.TRACEPARENT, tracing.TRACESTATE, JOB_REQUEST_ID):
+        if getattr(request, name, None):  # Celery puts a message's custom headers on the task's request too
+            headers.setdefault(name, getattr(request, name))
+    return headers
+
+
+def _job_headers(task_name: str) -> dict[str, str]:
+    """What travels with a job besides its arguments: the trace context and the caller's request id."""
+    headers = tracing.job_headers(task_name)
+    request_id = structlog.contextvars.get_contextvars().get("request_id")
+    if request_id:
+        headers[JOB_REQUEST_ID] = request_id
+    return headers
 
 
 # --- single flight ------------------------------------------------------------------------------------
@@ -310,7 +334,8 @@ class JobRunner:
 
     def _send(self, task_name: str, task_id: str, job_id: str, request: dict[str, Any]) -> None:
         try:
-            self.celery.send_task(task_name, kwargs={"request": request}, task_id=task_id)
+            self.celery.send_task(task_name, kwargs={"request": request}, task_id=task_id,
+                                  headers=_job_headers(task_name))
         except Exception as exc:  # broker down: say so instead of hanging
             self.store.finish(job_id, "failed", str(exc))
             raise ServiceUnavailable(f"task queue unavailable: {exc}") from None

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, Literal, TextIO
 
 import structlog
@@ -91,6 +92,7 @@ def _route_stdlib(shared: list[Any], fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
+    logging.captureWarnings(True)  # Python warnings (celery's, say) become records too, not bare stderr text
 
 
 def _add_service(service: str):
@@ -127,3 +129,22 @@ def note_request(**fields: Any) -> None:
         notes.update(fields)
     structlog.contextvars.bind_contextvars(**fields)
     tracing.annotate(**fields)
+
+
+@dataclass(frozen=True)
+class Telemetry:
+    """How a process logs and traces: CORRAL_LOG_FORMAT and OTEL_EXPORTER_OTLP_ENDPOINT, read at construction."""
+
+    log_format: str = ""  # json | console; empty: console on a terminal, JSON otherwise
+    otlp_endpoint: str = ""  # empty: tracing off
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> "Telemetry":
+        """The variables of ``environ`` (an invalid log format raises LogFormatError)."""
+        return cls(log_format(environ), tracing.otlp_endpoint(environ))
+
+
+def configure_telemetry(service: str, debug: bool, telemetry: Telemetry) -> None:
+    """Set up a process's logging (OLLAMA_DEBUG adds debug lines) and, when an endpoint is set, its tracing."""
+    configure_logging(service, debug, telemetry.log_format)
+    tracing.configure_tracing(service, telemetry.otlp_endpoint)

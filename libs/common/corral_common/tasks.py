@@ -15,7 +15,7 @@ from typing import Any, Protocol, TypeVar
 from celery import Celery
 
 from corral_common.env import corral_home, env_str
-from corral_common.logs import configure_logging
+from corral_common.logs import Telemetry, configure_telemetry
 
 CREATE_MODEL_TASK = "corral.registry.create_model"
 PULL_MODEL_TASK = "corral.registry.pull_model"
@@ -77,6 +77,7 @@ def make_celery(name: str, queue: QueueSettings) -> Celery:
 
 class _Settings(Protocol):
     debug: bool
+    telemetry: Telemetry
 
 
 def cli_app(load: Callable[[], S], build: Callable[[S], Celery], process: str) -> Callable[[str], Celery]:
@@ -89,7 +90,7 @@ def cli_app(load: Callable[[], S], build: Callable[[S], Celery], process: str) -
     @lru_cache(maxsize=1)
     def built() -> Celery:
         settings = load()
-        configure_logging(process, settings.debug)
+        configure_telemetry(process, settings.debug, settings.telemetry)
         return build(settings)
 
     def attribute(name: str) -> Celery:

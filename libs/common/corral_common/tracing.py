@@ -14,13 +14,14 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from corral_common import logs
 from corral_common.env import env_str
 
 TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
 ENDPOINT_ENV = "OTEL_EXPORTER_OTLP_ENDPOINT"
 _passed: ContextVar[dict[str, str] | None] = ContextVar("corral_trace_headers", default=None)
+# The request's (or job's) own span: frameworks may open spans of their own beneath it (FastAPI does)
+_request_span: ContextVar[Any] = ContextVar("corral_request_span", default=None)
 
 
 @dataclass
@@ -100,7 +101,11 @@ def _continued(name: str, incoming: dict[str, str], kind: str, attributes: Mappi
 
     with _state.tracer.start_as_current_span(name, context=extract(incoming), kind=getattr(trace.SpanKind, kind),
                                              attributes=dict(attributes)) as span:
-        yield span
+        token = _request_span.set(span)
+        try:
+            yield span
+        finally:
+            _request_span.reset(token)
 
 
 def server_span(name: str, headers: Mapping[str, str], **attributes: Any):
@@ -109,12 +114,12 @@ def server_span(name: str, headers: Mapping[str, str], **attributes: Any):
 
 
 def annotate(**attributes: Any) -> None:
-    """Set attributes (e.g. the model) on the current span, when tracing is on."""
+    """Set attributes (e.g. the model) on the current request's or job's span, when tracing is on."""
     if _state.tracer is None:
         return
     from opentelemetry import trace
 
-    trace.get_current_span().set_attributes({k: v for k, v in attributes.items() if v is not None})
+    (_request_span.get() or trace.get_current_span()).set_attributes({k: v for k, v in attributes.items() if v is not None})
 
 
 class ClientSpan:
@@ -159,21 +164,3 @@ def job_span(task_name: str, carrier: Mapping[str, Any]):
     """A worker's span for one job, continuing the trace its task headers carry."""
     return _continued(f"job {task_name}", _trace_headers(carrier), "CONSUMER", {"messaging.destination": task_name})
 
-
-@dataclass(frozen=True)
-class Telemetry:
-    """How a process logs and traces: CORRAL_LOG_FORMAT and OTEL_EXPORTER_OTLP_ENDPOINT, read at construction."""
-
-    log_format: str = ""  # json | console; empty: console on a terminal, JSON otherwise
-    otlp_endpoint: str = ""  # empty: tracing off
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> "Telemetry":
-        """The variables of ``environ`` (an invalid log format raises LogFormatError)."""
-        return cls(logs.log_format(environ), otlp_endpoint(environ))
-
-
-def configure_telemetry(service: str, debug: bool, telemetry: Telemetry) -> None:
-    """Set up a process's logging (OLLAMA_DEBUG adds debug lines) and, when an endpoint is set, its tracing."""
-    logs.configure_logging(service, debug, telemetry.log_format)
-    configure_tracing(service, telemetry.otlp_endpoint)

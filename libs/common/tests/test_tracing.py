@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from corral_common import tracing
+from corral_common.logs import Telemetry
 from corral_common.http import service_app
 
 CALLER = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -102,6 +103,6 @@ def test_job_headers_off_pass_the_callers_context(monkeypatch: pytest.MonkeyPatc
 
 
 def test_telemetry_from_env() -> None:
-    telemetry = tracing.Telemetry.from_env({"CORRAL_LOG_FORMAT": "json", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"})
-    assert telemetry == tracing.Telemetry("json", "http://c:4318")
+    telemetry = Telemetry.from_env({"CORRAL_LOG_FORMAT": "json", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"})
+    assert telemetry == Telemetry("json", "http://c:4318")
     assert tracing._traces_url("http://c:4318/") == "http://c:4318/v1/traces"

@@ -27,12 +27,12 @@ from corral_api.clients import CLIENT_STATE, UNAVAILABLE, AuthClient, Denial, js
 from corral_api.metrics import count_refusal
 
 INFERENCE, MODELS_READ, MODELS_WRITE, WEB, ADMIN = "inference", "models:read", "models:write", "web", "admin"
-EXEMPT = "exempt"  # no credential needed: Ollama's liveness endpoints
+EXEMPT = "exempt"  # no credential needed: Ollama's liveness endpoints and the probes of orchestrators
 SELF = "self"  # the auth service authenticates these itself
 REGISTRY = "registry"  # /v2 carries registry tokens (JWTs), which the registry verifies
 
 _EXACT = {
-    "/": EXEMPT, "/api/version": EXEMPT,
+    "/": EXEMPT, "/api/version": EXEMPT, "/healthz": EXEMPT, "/health": EXEMPT, "/readyz": EXEMPT,
     "/api/generate": INFERENCE, "/api/chat": INFERENCE, "/api/embed": INFERENCE, "/api/embeddings": INFERENCE,
     "/api/tags": MODELS_READ, "/api/show": MODELS_READ, "/api/ps": MODELS_READ,
     "/api/pull": MODELS_WRITE, "/api/push": MODELS_WRITE, "/api/create": MODELS_WRITE,

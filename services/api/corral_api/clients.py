@@ -22,11 +22,13 @@ from pydantic import BaseModel, ValidationError
 
 from corral_common.digest import Digest
 from corral_common.errors import AppError, BadGateway, from_status
+from corral_common.health import Probe, http_probe
 from corral_common.internal import (CompletionEvent, CompletionRequest, EmbedInputs, EmbedOutput, LoadRequest,
                                     LoadResult, ProgressEvent, ResolvedModel, TokenizeOutput, TokenizeRequest,
                                     TransferRequest, UnloadRequest)
 from corral_common.jsonio import go_dumps
-from corral_common.logs import REQUEST_ID_HEADER
+from corral_common import tracing
+from corral_common.logs import REQUEST_ID_HEADER, note_request
 from corral_common.schemas import CopyRequest, CreateRequest, ShowRequest
 
 _TIMEOUT = httpx.Timeout(connect=5.0, read=None, write=None, pool=None)
@@ -71,7 +73,20 @@ class _Http:
     async def raw(self, method: str, path: str, headers: dict[str, str], content: Any = None,
                   params: Any = None) -> httpx.Response:
         """One request answered as it came: its status and any transport error are the caller's business."""
-        return await self.client.request(method, path, content=content, headers=headers, params=params)
+        span = self.span(method, path)
+        error: BaseException | None = None
+        try:
+            return await self.client.request(method, path, content=content, headers={**headers, **span.headers},
+                                             params=params)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            span.end(error)
+
+    def span(self, method: str, path: str) -> tracing.ClientSpan:
+        """The trace span of one call (off: just the caller's ``traceparent`` passed on)."""
+        return tracing.client_span(f"{self.service} {method}", **{"peer.service": self.service, "url.path": path})
 
     async def call(self, method: str, path: str, request_id: str, content: Any = None) -> httpx.Response:
         """One request; non-2xx answers become typed errors."""
@@ -90,10 +105,13 @@ class _Http:
 
     async def lines(self, path: str, request_id: str, content: bytes) -> AsyncIterator[dict[str, Any]]:
         """POST and iterate NDJSON lines; an error line (or status) raises a typed error."""
-        request = self.client.build_request("POST", path, content=content, headers=self.headers(request_id))
+        span = self.span("POST", path)
+        request = self.client.build_request("POST", path, content=content,
+                                            headers={**self.headers(request_id), **span.headers})
         try:
             response = await self.client.send(request, stream=True)
         except httpx.TransportError as exc:
+            span.end(exc)
             raise BadGateway(f"{self.service} service unavailable: {exc}") from None
         try:
             if response.status_code >= 400:
@@ -105,6 +123,7 @@ class _Http:
             raise BadGateway(f"{self.service} service stopped answering: {exc}") from None
         finally:
             await response.aclose()
+            span.end()
 
     async def events(self, shape: type[Shape], path: str, request_id: str,
                      content: bytes) -> AsyncIterator[Shape]:
@@ -133,6 +152,10 @@ class _Client:
     def __init__(self, base_url: str) -> None:
         self.http = _Http(base_url, self.service, self.timeout)
 
+    def readiness_probe(self) -> Probe:
+        """A probe of the service's ``/healthz``, for the gateway's ``/readyz``."""
+        return http_probe(self.http.client)
+
     async def close(self) -> None:
         """Close the connection pool."""
         await self.http.close()
@@ -144,7 +167,8 @@ class RegistryClient(_Client):
     service = "registry"
 
     async def resolve(self, name: str, request_id: str) -> ResolvedModel:
-        """Everything needed to run ``name`` (404 when it is not stored)."""
+        """Everything needed to run ``name`` (404 when it is not stored); the request's log lines name it."""
+        note_request(model=name)
         return self.http.parsed(ResolvedModel, await self.http.json("POST", "/store/resolve", request_id,
                                                                      {"model": name}))
 

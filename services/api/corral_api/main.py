@@ -9,14 +9,17 @@ from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse
 from starlette.exceptions import HTTPException
 
-from corral_common.http import RequestContextMiddleware, install_error_handler
-from corral_common.logs import configure_logging
+from corral_common import tracing
+from corral_common.http import (NO_FRAMEWORK_SPANS, RequestContextMiddleware, install_error_handler,
+                                install_health)
+from corral_common.logs import configure_telemetry
 from corral_common.metrics import install_metrics
 from corral_common.net import is_loopback_host
 
 from corral_api.auth import AuthGate, GatewayAuthSettings
 from corral_api.clients import AuthClient, InferenceClient, RegistryClient, WebsearchClient
 from corral_api.guards import EdgeGuard
+from corral_api.health import SERVICES, register_checks
 from corral_api.metrics import install_gateway_metrics, watch_lazy_services
 from corral_api.routes import anthropic, keys, metrics, native, openai, registry, web
 from corral_api.settings import ApiSettings
@@ -42,20 +45,25 @@ def create_app(settings: ApiSettings | None = None, auth: GatewayAuthSettings | 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configure_logging("api", settings.debug)
+        configure_telemetry("api", settings.debug, settings.telemetry)
         app.state.registry = RegistryClient(settings.registry_url)
         app.state.inference = InferenceClient(settings.inference_url)
         app.state.websearch = WebsearchClient(settings.websearch_url)
         app.state.auth = AuthClient(auth.auth_url)
         if app.state.metrics is not None:
             watch_lazy_services(app)
+        clients = {name: getattr(app.state, name) for name in SERVICES}
+        register_checks(app.state.readiness, clients, settings.ready_skip)
         yield
+        tracing.shutdown()
         for client in (app.state.auth, app.state.registry, app.state.inference, app.state.websearch):
             await client.close()
 
-    app = FastAPI(title="corral", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="corral", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None,
+                  telemetry=NO_FRAMEWORK_SPANS)
     install_error_handler(app)
     _install_plain_errors(app)
+    install_health(app)
     app.include_router(native.router)
     app.include_router(web.router)
     app.include_router(openai.router)

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from corral_common.env import HostPort, current_env, env_bool, env_str, parse_ollama_host
+from corral_common.logs import Telemetry
 
 DEFAULT_ORIGINS = tuple(
     f"{scheme}://{host}{port}"
@@ -26,6 +27,8 @@ class ApiSettings:
     websearch_url: str = DEFAULT_WEBSEARCH_URL
     origins: tuple[str, ...] = DEFAULT_ORIGINS
     debug: bool = False
+    telemetry: Telemetry = Telemetry()
+    ready_skip: tuple[str, ...] = ()  # services /readyz leaves out (serve's lazy ones: probing would start them)
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -39,5 +42,6 @@ class ApiSettings:
             registry_url=env_str(env, "CORRAL_REGISTRY_URL", "http://127.0.0.1:11436"),
             websearch_url=env_str(env, "CORRAL_WEBSEARCH_URL", DEFAULT_WEBSEARCH_URL),
             origins=DEFAULT_ORIGINS + extra,
-            debug=env_bool(env, "OLLAMA_DEBUG"),
+            debug=env_bool(env, "OLLAMA_DEBUG"), telemetry=Telemetry.from_env(env),
+            ready_skip=tuple(n.strip() for n in env_str(env, "CORRAL_READYZ_SKIP").split(",") if n.strip()),
         )

@@ -7,10 +7,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 
+from corral_common import tracing
 from corral_common.http import GoJSONResponse, service_app
-from corral_common.logs import configure_logging
+from corral_common.logs import configure_telemetry
 
 from corral_auth.errors import Denied
+from corral_auth.health import register_checks
 from corral_auth.routes import grants, internal, keys, signin, tokens
 from corral_auth.runtime import build_runtime
 from corral_auth.settings import AuthSettings
@@ -31,10 +33,12 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configure_logging("auth", settings.debug)
+        configure_telemetry("auth", settings.debug, settings.telemetry)
         app.state.auth = build_runtime(settings)
+        register_checks(app.state.readiness, app.state.auth)
         yield
         app.state.auth.close()
+        tracing.shutdown()
 
     app = service_app("corral auth", lifespan)
     _install_denied_handler(app)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from corral_common.env import corral_home, current_env, env_bool, env_int, env_positive, env_str
+from corral_common.logs import Telemetry
 
 from corral_auth.limits import Limits
 
@@ -33,6 +34,7 @@ class AuthSettings:
     signin_ttl_seconds: int = 600
     issuer: str = "corral"
     debug: bool = False
+    telemetry: Telemetry = Telemetry()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "AuthSettings":
@@ -53,5 +55,5 @@ class AuthSettings:
             signing_key_file=Path(key_file).expanduser() if key_file else None,
             redis_url=_redis_url(env),
             limits=limits,
-            debug=env_bool(env, "OLLAMA_DEBUG"),
+            debug=env_bool(env, "OLLAMA_DEBUG"), telemetry=Telemetry.from_env(env),
         )

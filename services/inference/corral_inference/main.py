@@ -7,11 +7,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from corral_common import tracing
 from corral_common.http import service_app
-from corral_common.logs import configure_logging
+from corral_common.logs import configure_telemetry
 
 from corral_inference.engine import LoadSpec
 from corral_inference.metrics import install_inference_metrics
+from corral_inference.health import register_checks
 from corral_inference.routes import run
 from corral_inference.scheduler import EngineFactory, Scheduler
 from corral_inference.settings import InferenceSettings
@@ -41,12 +43,14 @@ def create_app(settings: InferenceSettings | None = None, factory: EngineFactory
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configure_logging("inference", settings.debug)
+        configure_telemetry("inference", settings.debug, settings.telemetry)
         app.state.settings = settings
         app.state.scheduler = Scheduler(settings, factory or llama_factory(settings),
                                         metrics=app.state.inference_metrics)
+        register_checks(app.state.readiness, settings)
         yield
         await app.state.scheduler.close()
+        tracing.shutdown()
 
     app = service_app("corral inference", lifespan)
     install_inference_metrics(app)

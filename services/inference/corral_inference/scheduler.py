@@ -135,9 +135,11 @@ class Scheduler:
             while True:
                 runner = self.runners.get(self.key(ref, spec))
                 if runner is not None and runner.spec == spec:
+                    log.debug("scheduler reuses loaded model", model=ref.name, active=runner.active)
                     self._mark_busy(runner, keep_alive_ns)
                     break
                 if runner is not None and not self._idle(runner):
+                    log.debug("scheduler waits for busy model to reload it", model=ref.name, active=runner.active)
                     await self.changed.wait()
                     continue
                 if runner is not None:
@@ -149,6 +151,8 @@ class Scheduler:
                     await self.changed.wait()
                     continue
                 runner = Runner(ref, spec, self.settings.keep_alive_ns if keep_alive_ns is None else keep_alive_ns)
+                log.debug("scheduler loads model", model=ref.name, estimate_bytes=spec.estimate_bytes,
+                          loaded=len(self.runners), available_bytes=self.memory_available())
                 self.runners[self.key(ref, spec)] = runner
                 self._mark_busy(runner, keep_alive_ns)
                 break
@@ -215,7 +219,9 @@ class Scheduler:
         idle = [r for r in self.runners.values() if self._idle(r)]
         if not idle:
             return False
-        await self._unload(min(idle, key=lambda r: (r.keep_alive_ns, r.ref.name)))
+        victim = min(idle, key=lambda r: (r.keep_alive_ns, r.ref.name))
+        log.debug("scheduler evicts idle model", model=victim.ref.name, loaded=len(self.runners))
+        await self._unload(victim)
         return True
 
     async def _unload(self, runner: Runner) -> None:

@@ -18,6 +18,7 @@ from corral_common.errors import AppError, BadRequest
 from corral_common.gguf import GGUFFile, InvalidGGUF, read_gguf
 from corral_common.internal import (CompletionEvent, CompletionRequest, EmbedInputs, EmbedOutput, LoadRequest,
                                     LoadResult, TokenizeOutput, TokenizeRequest)
+from corral_common.logs import note_request
 from corral_common.store_paths import blob_path
 
 from corral_inference.engine import CompletionJob, Emit, Engine, LoadSpec, Sampling
@@ -78,8 +79,9 @@ def load_spec(settings: InferenceSettings, req: LoadRequest) -> LoadSpec:
 
 
 def model_ref(req: LoadRequest) -> ModelRef:
-    """The scheduler's view of the requested model."""
+    """The scheduler's view of the requested model (named on the request's log lines and span)."""
     m = req.model
+    note_request(model=m.name)
     return ModelRef(m.name, m.model_digest, m.manifest_digest, m.details)
 
 
@@ -127,7 +129,7 @@ async def complete(scheduler: Scheduler, settings: InferenceSettings,
     """Stream text pieces then a final event with Ollama's metrics (durations in ns), as wire dicts."""
     started = time.perf_counter_ns()
     images = image_bytes(req)
-    sampling = replace(Sampling.from_options(req.options), grammar=grammar_for(req.format))
+    sampling = replace(Sampling.from_options(req.options), grammar=grammar_for(req.format, req.forced_call))
     job = CompletionJob(req.prompt, list(req.context), sampling, logprobs=req.logprobs or req.top_logprobs > 0,
                         top_logprobs=req.top_logprobs, truncate=req.truncate, images=images)
     spec = load_spec(settings, req)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from corral_common.durations import parse_env_duration
 from corral_common.env import current_env, env_bool, env_int, env_str, models_dir
+from corral_common.logs import Telemetry
 
 DEFAULT_KEEP_ALIVE_NS = 5 * 60 * 1_000_000_000
 
@@ -24,6 +25,7 @@ class InferenceSettings:
     num_parallel: int = 4
     num_thread: int = 0
     debug: bool = False
+    telemetry: Telemetry = Telemetry()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "InferenceSettings":
@@ -38,5 +40,5 @@ class InferenceSettings:
             max_queue=env_int(env, "OLLAMA_MAX_QUEUE", 512),
             num_parallel=max(1, env_int(env, "OLLAMA_NUM_PARALLEL", 0) or 4),
             num_thread=env_int(env, "CORRAL_NUM_THREAD", 0),
-            debug=env_bool(env, "OLLAMA_DEBUG"),
+            debug=env_bool(env, "OLLAMA_DEBUG"), telemetry=Telemetry.from_env(env),
         )

@@ -8,14 +8,16 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from corral_common import tracing
 from corral_common.http import service_app
 from corral_common.jobs import JobRunner
-from corral_common.logs import configure_logging, get_logger
+from corral_common.logs import configure_telemetry, get_logger
 from corral_common.tasks import make_celery
 
 from corral_registry.db import Database
 from corral_registry.db.jobs import DbJobStore
 from corral_registry.metrics import RegistryMetrics, install_registry_metrics
+from corral_registry.health import register_checks
 from corral_registry.routes import store as store_routes
 from corral_registry.settings import RegistrySettings
 from corral_registry.store import ModelStore
@@ -84,7 +86,7 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configure_logging("registry", settings.debug)
+        configure_telemetry("registry", settings.debug, settings.telemetry)
         app.state.settings = settings
         if settings.serve_store:
             await asyncio.to_thread(_start_jobs, app, settings)
@@ -92,7 +94,9 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
             app.state.registry = await asyncio.to_thread(build_registry, settings, app.state.registry_metrics)
             _start_token_auth(app, settings)
         worker = await asyncio.to_thread(_start_inline_worker, settings) if settings.serve_store else None
+        register_checks(app, settings)
         yield
+        tracing.shutdown()
         if worker is not None:
             await asyncio.to_thread(worker.stop)
         if settings.serve_store:

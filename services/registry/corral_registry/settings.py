@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from corral_common.env import (HostPort, corral_home, current_env, env_bool, env_float, env_int, env_str,
                                models_dir)
 from corral_common.jobs import JobTiming
+from corral_common.logs import Telemetry
 from corral_common.tasks import QueueSettings
 
 DEFAULT_REGISTRY_HOST = "127.0.0.1:5000"
@@ -134,6 +135,7 @@ class RegistrySettings:
 
     models_dir: Path
     debug: bool = False
+    telemetry: Telemetry = Telemetry()
     home: Path = field(default_factory=lambda: Path.home() / ".corral")
     database_url: str = ""
     registry_data: Path = field(default_factory=lambda: Path.home() / ".corral" / "registry")
@@ -159,6 +161,7 @@ class RegistrySettings:
         registry_data = Path(data).expanduser() if data else home / "registry"
         return cls(
             models_dir=models_dir(env), debug=env_bool(env, "OLLAMA_DEBUG"), home=home,
+            telemetry=Telemetry.from_env(env),
             database_url=env_str(env, "CORRAL_DATABASE_URL"),
             registry_data=registry_data,
             registry_listen=parse_listen(env_str(env, "CORRAL_REGISTRY_HOST")),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from corral_common.logs import configure_logging, get_logger
+from corral_common.logs import configure_telemetry, get_logger
 
 from corral_registry.settings import RegistrySettings
 
@@ -26,7 +26,7 @@ def run(settings: RegistrySettings | None = None) -> int:
     import uvicorn
 
     settings = (settings or RegistrySettings.from_env()).standalone()
-    configure_logging("registry", settings.debug)
+    configure_telemetry("registry", settings.debug, settings.telemetry)
     listen = settings.registry_listen
     log.info("corral registry listening", address=f"{listen.host}:{listen.port}", data=str(settings.registry_data),
              storage=settings.storage.driver)

@@ -7,11 +7,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from corral_common import tracing
 from corral_common.http import service_app
 from corral_common.jobs import JobRunner
-from corral_common.logs import configure_logging
+from corral_common.logs import configure_telemetry
 
 from corral_websearch.components import build_fetcher, build_provider, open_index
+from corral_websearch.health import register_checks
 from corral_websearch.metrics import WebsearchMetrics
 from corral_websearch.net.resolver import Resolver
 from corral_websearch.routes import web as web_routes
@@ -27,15 +29,17 @@ def create_app(settings: WebsearchSettings | None = None, resolver: Resolver | N
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configure_logging("websearch", settings.debug)
+        configure_telemetry("websearch", settings.debug, settings.telemetry)
         index = open_index(settings)
         meter = app.state.websearch_metrics
         jobs = JobRunner(make_websearch_celery(settings.celery_queue()), timing=settings.job_timing(),
                          worker="websearch", observer=meter.jobs if meter else None) if with_queue else None
+        register_checks(app.state.readiness, index, jobs)
         app.state.service = WebService(settings, build_fetcher(settings, resolver), index,
                                        build_provider(settings, index), jobs, meter)
         yield
         await app.state.service.close()
+        tracing.shutdown()
 
     app = service_app("corral websearch", lifespan)
     app.state.websearch_metrics = WebsearchMetrics(app.state.metrics) if app.state.metrics is not None else None

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from corral_common.env import corral_home, current_env, env_bool, env_int, env_positive, env_str
 from corral_common.jobs import JobTiming
+from corral_common.logs import Telemetry
 from corral_common.tasks import QueueSettings
 
 PROVIDERS = ("index", "searxng", "brave")
@@ -56,6 +57,7 @@ class WebsearchSettings:
     cache_ttl: float = 600.0
     index_fetched: bool = True
     debug: bool = False
+    telemetry: Telemetry = Telemetry()
     queue: QueueSettings | None = None  # None: the embedded broker under ``home``
     job_pickup_timeout: float = 60.0
 
@@ -77,7 +79,7 @@ class WebsearchSettings:
             limits=FetchLimits.from_env(env),
             cache_ttl=env_positive(env, "CORRAL_WEBSEARCH_CACHE_TTL", 600.0, allow_zero=True),
             index_fetched=env_bool(env, "CORRAL_WEBSEARCH_INDEX_FETCHED", True),
-            debug=env_bool(env, "OLLAMA_DEBUG"),
+            debug=env_bool(env, "OLLAMA_DEBUG"), telemetry=Telemetry.from_env(env),
             queue=QueueSettings.from_env(env),
         )
 
