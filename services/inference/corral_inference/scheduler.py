@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from corral_common.durations import FOREVER_NS
 from corral_common.errors import ServiceUnavailable
@@ -21,10 +21,14 @@ from corral_common.logs import get_logger
 from corral_inference.engine import Engine, LoadSpec
 from corral_inference.settings import InferenceSettings
 
-if TYPE_CHECKING:
-    from corral_inference.metrics import InferenceMetrics
-
 log = get_logger("corral.inference.scheduler")
+
+
+class LoadObserver(Protocol):
+    """What the scheduler reports to metrics (the metrics module reads the scheduler, not the other way)."""
+
+    def model_loaded(self, name: str, load_ns: int) -> None:
+        """A model finished loading."""
 
 
 def available_memory() -> int:
@@ -85,7 +89,7 @@ class Scheduler:
     """The set of loaded runners, keyed by model blob, adapters and mode."""
 
     def __init__(self, settings: InferenceSettings, factory: EngineFactory,
-                 memory_available: Callable[[], int] | None = None, metrics: InferenceMetrics | None = None) -> None:
+                 memory_available: Callable[[], int] | None = None, metrics: LoadObserver | None = None) -> None:
         self.settings, self.factory, self.metrics = settings, factory, metrics
         self.memory_available = memory_available or available_memory
         self.runners: dict[tuple, Runner] = {}
