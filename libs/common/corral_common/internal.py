@@ -89,8 +89,6 @@ class EmbedInputs(LoadRequest):
     """Texts to embed with one model (the gateway has applied Ollama's input rules already)."""
 
     inputs: list[str] = Field(default_factory=list)
-    tokens: list[list[int]] = Field(default_factory=list, description="token-id inputs (instead of texts), "
-                                                                     "detokenized with the model's vocabulary")
     truncate: bool = True
     embedding: bool = True
 

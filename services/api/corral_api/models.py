@@ -55,25 +55,25 @@ def normalize(vector: list[float], dimensions: int | None) -> list[float]:
 
 
 async def _embed_call(call: Call, model_text: str, inputs: list[str], truncate: bool,
-                      options: dict[str, Any] | None, keep_alive: Any, tokens: list[list[int]]) -> EmbedOutput:
+                      options: dict[str, Any] | None, keep_alive: Any) -> EmbedOutput:
     """Resolve the model and have inference embed the inputs (raw vectors)."""
     model = await resolve(call, model_text, f'model "{model_text}" not found, try pulling it first')
     body = EmbedInputs(model=model.engine_model(), options=merged_options(model, options),
-                       keep_alive_ns=keep_alive_ns(keep_alive), inputs=inputs, tokens=tokens, truncate=truncate)
+                       keep_alive_ns=keep_alive_ns(keep_alive), inputs=inputs, truncate=truncate)
     return await call.inference.embed(body, call.request_id)
 
 
-async def embed(call: Call, req: EmbedRequest, tokens: list[list[int]] | None = None) -> dict[str, Any]:
-    """POST /api/embed: L2-normalised vectors; ``tokens`` (token-id inputs, /v1 only) stand in for the text."""
+async def embed(call: Call, req: EmbedRequest) -> dict[str, Any]:
+    """POST /api/embed: L2-normalised vectors."""
     if not req.model:
         raise NotFound("model '' not found")
     if req.dimensions is not None and req.dimensions < 0:
         raise BadRequest("dimensions must be a positive number")
     inputs = _inputs(req.input)
-    result = await _embed_call(call, req.model, inputs, req.truncate, req.options, req.keep_alive, tokens or [])
+    result = await _embed_call(call, req.model, inputs, req.truncate, req.options, req.keep_alive)
     out: dict[str, Any] = {"model": req.model,
                            "embeddings": [normalize(v, req.dimensions) for v in result.embeddings]}
-    if not inputs and not tokens:
+    if not inputs:
         return out
     for key in ("total_duration", "load_duration", "prompt_eval_count"):
         if getattr(result, key):
@@ -86,5 +86,5 @@ async def embeddings(call: Call, req: EmbeddingsRequest) -> dict[str, Any]:
     if not req.model:
         raise BadRequest("model is required")
     inputs = [req.prompt] if req.prompt else []
-    result = await _embed_call(call, req.model, inputs, True, req.options, req.keep_alive, [])
+    result = await _embed_call(call, req.model, inputs, True, req.options, req.keep_alive)
     return {"embedding": result.embeddings[0] if result.embeddings else []}

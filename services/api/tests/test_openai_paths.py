@@ -1,5 +1,5 @@
-"""The client paths of issue 15: token-id embedding inputs, lists of prompts, the whole prompt in usage on a
-cache hit, and ``n`` choices, driven through the gateway with fake registry and inference."""
+"""The client paths of issue 15: token-id (cl100k_base) embedding inputs, lists of prompts, the whole prompt in
+usage on a cache hit, and ``n`` choices, driven through the gateway with fake registry and inference."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 from corral_common.errors import AppError, BadRequest
 from corral_common.internal import CompletionEvent, CompletionRequest, EmbedInputs, EmbedOutput
 
-from corral_api.openai import choices, translate
+from corral_api.openai import choices, tokens, translate
 from corral_api.openai.schemas import ChatCompletionRequest, TextCompletionRequest
 from corral_api.testing import FakeInference, gateway, model
 
@@ -33,9 +33,7 @@ class EmbeddingInference(FakeInference):
 
     async def embed(self, req: EmbedInputs, request_id: str) -> EmbedOutput:
         self.embedded.append(req)
-        if any(t >= 100 for tokens in req.tokens for t in tokens):
-            raise BadRequest("token id 100 is not in the model's vocabulary (ids 0 to 99)")
-        lengths = [len(t) for t in req.inputs] or [len(t) for t in req.tokens]
+        lengths = [len(t) for t in req.inputs]
         return EmbedOutput(embeddings=[[float(n), 1.0] for n in lengths], prompt_eval_count=sum(lengths))
 
 
@@ -63,24 +61,44 @@ def _events(text: str) -> list[dict[str, Any]]:
 # --- token-id embedding inputs ---------------------------------------------------------------------------------
 
 
-def test_token_id_inputs_reach_inference_as_tokens() -> None:
+HELLO_WORLD = [9906, 1917]  # tiktoken.get_encoding("cl100k_base").encode("Hello world")
+SOMEONE_IS = [55611, 374]  # "Someone is": 55611 is past the vocabulary of most embedding models
+
+
+def test_cl100k_ids_decode_to_their_text() -> None:
+    assert tokens.decode(HELLO_WORLD) == "Hello world"
+    assert tokens.decode(SOMEONE_IS + [610, 372, 5424, 264, 17418, 13]) == "Someone is strumming a guitar."
+    assert tokens.decode([100257]) == "<|endoftext|>"  # a special token spells its own name
+
+
+@pytest.mark.parametrize("bad", [-1, 100256, 100261, 100277, 2**63])  # 100256 and 100261-100275 are holes
+def test_an_id_cl100k_lacks_is_an_unknown_token_naming_it(bad: int) -> None:
+    with pytest.raises(tokens.UnknownToken, match=rf"token id {bad} is not a cl100k_base token \(ids 0 to 100276\)"):
+        tokens.decode([9906, bad])
+
+
+def test_lists_of_ids_are_embedded_as_their_text_one_input_each() -> None:
     inference = EmbeddingInference()
-    body = {"model": "m", "input": [[1, 2, 3], [4, 5]], "encoding_format": "float"}
-    result = _client(inference).post("/v1/embeddings", json=body).json()
-    assert [d["index"] for d in result["data"]] == [0, 1] and result["usage"]["prompt_tokens"] == 5
-    assert inference.embedded[0].tokens == [[1, 2, 3], [4, 5]] and inference.embedded[0].inputs == []
+    client = _client(inference)
+    by_ids = client.post("/v1/embeddings", json={"model": "m", "input": [HELLO_WORLD, SOMEONE_IS]}).json()
+    by_text = client.post("/v1/embeddings", json={"model": "m", "input": ["Hello world", "Someone is"]}).json()
+    assert [e.inputs for e in inference.embedded] == [["Hello world", "Someone is"]] * 2
+    assert [d["index"] for d in by_ids["data"]] == [0, 1] and by_ids["data"] == by_text["data"]
+    assert by_ids["usage"] == by_text["usage"] and by_ids["usage"]["prompt_tokens"] == 21  # the text's count
 
 
 def test_one_list_of_ids_is_one_input() -> None:
     inference = EmbeddingInference()
-    result = _client(inference).post("/v1/embeddings", json={"model": "m", "input": [7, 8]}).json()
-    assert len(result["data"]) == 1 and inference.embedded[0].tokens == [[7, 8]]
+    result = _client(inference).post("/v1/embeddings", json={"model": "m", "input": HELLO_WORLD}).json()
+    assert len(result["data"]) == 1 and inference.embedded[0].inputs == ["Hello world"]
 
 
 def test_an_unknown_id_is_a_400_naming_it() -> None:
-    response = _client(EmbeddingInference()).post("/v1/embeddings", json={"model": "m", "input": [[1, 100]]})
-    assert response.status_code == 400 and "100" in response.json()["error"]["message"]
-    assert response.json()["error"]["type"] == "invalid_request_error"
+    inference = EmbeddingInference()
+    body = {"model": "m", "input": [HELLO_WORLD, [9906, 100277]]}
+    response = _client(inference).post("/v1/embeddings", json=body)
+    assert response.status_code == 400 and "token id 100277" in response.json()["error"]["message"]
+    assert response.json()["error"]["type"] == "invalid_request_error" and inference.embedded == []
 
 
 def test_native_embed_still_refuses_ids() -> None:

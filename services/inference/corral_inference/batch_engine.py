@@ -25,7 +25,7 @@ from corral_common.logs import get_logger
 
 from corral_inference.completion import ContextOverflow, Generation, common_prefix, prompt_tokens, reusable_prefix
 from corral_inference.engine import CompletionJob, Emit, LoadSpec
-from corral_inference.llama_engine import _gpu_layers, _grammar, _threads, detokenize, offloaded_bytes
+from corral_inference.llama_engine import _gpu_layers, _grammar, _threads, offloaded_bytes
 from corral_inference.metrics import Occupancy
 from corral_inference.vision import LlamaMtmd, VisionContext
 
@@ -87,10 +87,6 @@ class BatchEngine:
     def tokenize(self, text: str) -> list[int]:
         """The prompt's tokens, as ``_start`` makes them (the vocabulary is read-only, so any thread may ask)."""
         return list(self.model.tokenize(text.encode("utf-8"), add_bos=True, special=True))
-
-    def detokenize(self, tokens: list[int]) -> str:
-        """Token ids as text (the vocabulary is read-only, so any thread may ask)."""
-        return detokenize(self.model, tokens)
 
     def size_bytes(self) -> int:
         """Weights plus an f16 KV cache for every slot."""

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from corral_common.errors import AppError, BadRequest
+from corral_common.errors import AppError
 from corral_common.internal import CompletionEvent
 
 
@@ -71,20 +71,6 @@ class CompletionJob:
     images: tuple[bytes, ...] = ()
 
 
-class UnknownToken(BadRequest):
-    """A token id the model's vocabulary does not have."""
-
-    def __init__(self, token: int, n_vocab: int) -> None:
-        super().__init__(f"token id {token} is not in the model's vocabulary (ids 0 to {n_vocab - 1})")
-
-
-def check_vocabulary(tokens: list[int], n_vocab: int) -> None:
-    """Every id must name a token of the vocabulary; the first that does not is a 400."""
-    for token in tokens:
-        if not 0 <= token < n_vocab:
-            raise UnknownToken(token, n_vocab)
-
-
 # Text pieces, then one final event (``done``); or a typed error, after which nothing follows.
 Emit = Callable[[CompletionEvent | AppError], None]
 
@@ -104,9 +90,6 @@ class Engine(Protocol):
 
     def tokenize(self, text: str) -> list[int]:
         """The prompt's token ids as a completion would evaluate them (BOS added, special tokens parsed)."""
-
-    def detokenize(self, tokens: list[int]) -> str:
-        """Token ids as text with the model's vocabulary; an id outside it is an ``UnknownToken`` 400."""
 
     def size_bytes(self) -> int:
         """Approximate memory the loaded model holds."""

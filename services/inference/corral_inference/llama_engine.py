@@ -8,12 +8,11 @@ import os
 from functools import lru_cache
 
 import llama_cpp
-from llama_cpp import _internals as internals
 from llama_cpp.llama_grammar import LlamaGrammar
 
 from corral_common.errors import BadRequest, InternalError
 
-from corral_inference.engine import CompletionJob, Emit, LoadSpec, check_vocabulary
+from corral_inference.engine import CompletionJob, Emit, LoadSpec
 
 
 @lru_cache(maxsize=64)
@@ -32,12 +31,6 @@ def _gpu_layers(num_gpu: int) -> int:
     if not llama_cpp.llama_supports_gpu_offload():
         return 0
     return -1 if num_gpu < 0 else num_gpu
-
-
-def detokenize(model: internals.LlamaModel, tokens: list[int]) -> str:
-    """Token ids as text with the model's vocabulary (special tokens left out); an unknown id is a 400."""
-    check_vocabulary(tokens, model.n_vocab())
-    return model.detokenize(tokens).decode("utf-8", errors="replace")
 
 
 def offloaded_bytes(size: int, num_gpu: int) -> int:
@@ -81,10 +74,6 @@ class LlamaEngine:
     def tokenize(self, text: str) -> list[int]:
         """The text's tokens with BOS, special tokens parsed."""
         return list(self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True))
-
-    def detokenize(self, tokens: list[int]) -> str:
-        """Token ids as text, for token-id embedding inputs."""
-        return detokenize(self.llm._model, tokens)
 
     def size_bytes(self) -> int:
         """Weights plus the f16 KV cache: 2 × layers × ctx × embedding width × 2 bytes (an estimate)."""

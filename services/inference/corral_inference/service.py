@@ -150,17 +150,11 @@ async def tokenize(scheduler: Scheduler, settings: InferenceSettings, req: Token
         return TokenizeOutput(tokens=await runner.call(runner.engine.tokenize, req.text))
 
 
-def _texts(engine: Engine, req: EmbedInputs) -> list[str]:
-    """The inputs to embed: the texts, or the token-id inputs spelled out with the model's vocabulary."""
-    return req.inputs or [engine.detokenize(tokens) for tokens in req.tokens]
-
-
 async def embed(scheduler: Scheduler, settings: InferenceSettings, req: EmbedInputs) -> EmbedOutput:
     """Raw (unnormalised) vectors for each input, with token count and timings."""
     started = time.perf_counter_ns()
     async with scheduler.lease(model_ref(req), load_spec(settings, req), req.keep_alive_ns) as runner:
-        texts = await runner.call(_texts, runner.engine, req)
-        vectors, count = await runner.call(runner.engine.embed, texts, req.truncate) if texts else ([], 0)
+        vectors, count = await runner.call(runner.engine.embed, req.inputs, req.truncate) if req.inputs else ([], 0)
         if scheduler.metrics is not None:
             scheduler.metrics.embedded(req.model.name, count)
         return EmbedOutput(embeddings=vectors, prompt_eval_count=count, load_duration=runner.load_duration_ns,

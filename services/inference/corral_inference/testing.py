@@ -11,12 +11,11 @@ from corral_common.errors import AppError, InternalError
 from corral_common.internal import CompletionEvent
 
 from corral_inference.completion import Generation, prompt_tokens, reusable_prefix
-from corral_inference.engine import CompletionJob, Emit, Engine, LoadSpec, Sampling, check_vocabulary
+from corral_inference.engine import CompletionJob, Emit, Engine, LoadSpec, Sampling
 from corral_inference.vision import MARKER
 
 END = 0
 IMAGE_POSITIONS = 10
-VOCABULARY = 0x110000  # tokens are characters: one id per code point
 
 
 class FakeEngine:
@@ -49,10 +48,6 @@ class FakeEngine:
     def tokenize(self, text: str) -> list[int]:
         self.thread_ids.add(threading.get_ident())
         return [ord(c) for c in text]
-
-    def detokenize(self, tokens: list[int]) -> str:
-        check_vocabulary(tokens, VOCABULARY)
-        return "".join(map(chr, tokens))
 
     def size_bytes(self) -> int:
         self.thread_ids.add(threading.get_ident())

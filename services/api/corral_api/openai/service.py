@@ -71,7 +71,7 @@ async def retrieve_model(call: Call, name: str) -> dict[str, Any]:
 
 async def embeddings(call: Call, req: EmbeddingRequest) -> dict[str, Any]:
     """POST /v1/embeddings through the native embed (normalised, cut to ``dimensions``)."""
-    result = await models.embed(call, *translate.embed_request(req))
+    result = await models.embed(call, translate.embed_request(req))
     return responses.embedding_list(req.model, result, req.encoding_format)
 
 

@@ -15,6 +15,7 @@ from corral_common.schemas import ChatRequest, EmbedRequest, GenerateRequest, Me
 
 NativeRequest = TypeVar("NativeRequest", ChatRequest, GenerateRequest)
 
+from corral_api.openai import tokens
 from corral_api.openai.schemas import (ChatCompletionRequest, ChatMessage, EmbeddingRequest, ResponseFormat, Sampling,
                                        TextCompletionRequest, ToolCall)
 
@@ -269,9 +270,9 @@ def _is_tokens(value: Any) -> bool:
         isinstance(v, int) and not isinstance(v, bool) for v in value)
 
 
-def embedding_inputs(value: Any) -> list[str] | list[list[int]]:
-    """``input`` as strings or as token-id lists: ``""`` is one empty input, one id list is one input,
-    nothing is a 400."""
+def embedding_inputs(value: Any) -> list[str]:
+    """``input`` as texts: ``""`` is one empty input, nothing is a 400; token ids are OpenAI's (cl100k_base),
+    spelled out as text: one id list is one input, a list of id lists is one input each."""
     if value == "":
         return [""]
     if value is None or value == []:
@@ -279,21 +280,18 @@ def embedding_inputs(value: Any) -> list[str] | list[list[int]]:
     if isinstance(value, str):
         return [value]
     if _is_tokens(value):
-        return [value]
+        return [tokens.decode(value)]
     if isinstance(value, list) and all(_is_tokens(v) for v in value):
-        return value
+        return [tokens.decode(v) for v in value]
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return value
     raise BadRequest("invalid input type")
 
 
-def embed_request(req: EmbeddingRequest) -> tuple[EmbedRequest, list[list[int]]]:
-    """POST /v1/embeddings as a native embed request, and its token-id inputs (then the request has no text)."""
+def embed_request(req: EmbeddingRequest) -> EmbedRequest:
+    """POST /v1/embeddings as a native embed request (token-id inputs become the text they spell)."""
     if req.encoding_format and req.encoding_format.lower() not in ENCODINGS:
         raise BadRequest(f"Invalid value for 'encoding_format' = {req.encoding_format}. "
                          "Supported values: ['float', 'base64'].")
-    inputs = embedding_inputs(req.input)
-    tokens = inputs if isinstance(inputs[0], list) else []
-    native = EmbedRequest.model_validate({"model": req.model, "input": None if tokens else inputs,
-                                          "dimensions": req.dimensions})
-    return native, tokens
+    return EmbedRequest.model_validate({"model": req.model, "input": embedding_inputs(req.input),
+                                        "dimensions": req.dimensions})
