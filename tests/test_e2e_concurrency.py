@@ -85,21 +85,32 @@ def test_queue_limit_answers_503_with_ollamas_text(tmp_path) -> None:
 
         import_bundled(srv.url, only=(MODEL,))
         httpx.post(f"{srv.url}/api/generate", json={"model": MODEL}, timeout=60)  # load
-        body = {"model": MODEL, "prompt": "Write a long story.", "stream": False, "options": {"num_predict": 60}}
+        started = threading.Event()
         statuses: list[int] = []
         errors: list[str] = []
 
-        def call() -> None:
-            response = httpx.post(f"{srv.url}/api/generate", json=body, timeout=600)
-            statuses.append(response.status_code)
-            if response.status_code != 200:
-                errors.append(response.json()["error"])
+        def call(num_predict: int, stream: bool = False) -> None:
+            body = {"model": MODEL, "prompt": "Count from 1 to 500, one number per line.", "stream": stream,
+                    "options": {"num_predict": num_predict}}
+            with httpx.stream("POST", f"{srv.url}/api/generate", json=body, timeout=600) as response:
+                lines = []
+                for line in response.iter_lines():
+                    started.set()  # the slot is generating: it stays busy for hundreds of tokens
+                    lines.append(line)
+                statuses.append(response.status_code)
+                if response.status_code != 200:
+                    errors.append(json.loads("".join(lines))["error"])
 
-        threads = [threading.Thread(target=call) for _ in range(3)]
-        for t in threads:
-            t.start()
-            time.sleep(0.3)
-        for t in threads:
+        # The first request holds the only slot for 400 tokens; the second waits in the queue (its one
+        # place); the third, sent while both are still there, finds the queue full.
+        first = threading.Thread(target=call, args=(400, True))
+        first.start()
+        assert started.wait(120), "the first request never started generating"
+        second = threading.Thread(target=call, args=(4,))
+        second.start()
+        time.sleep(0.5)
+        call(4)
+        for t in (first, second):
             t.join(600)
         assert sorted(statuses) == [200, 200, 503]
         assert errors == ["server busy, please try again.  maximum pending requests exceeded"]

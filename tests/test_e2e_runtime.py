@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -40,7 +41,7 @@ def test_request_id_follows_the_request_across_services(server) -> None:
     assert response.status_code == 200
     time.sleep(0.5)
     lines = [line for line in _log(server).splitlines() if "trace-me-4242" in line]
-    services = {part.split("=", 1)[1] for line in lines for part in line.split() if part.startswith("service=")}
+    services = {json.loads(line)["service"] for line in lines}  # logs to a file are JSON lines
     assert {"api", "registry"} <= services, lines
 
 
