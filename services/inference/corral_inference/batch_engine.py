@@ -24,9 +24,8 @@ from corral_common.errors import AppError, BadRequest, InternalError
 from corral_common.logs import get_logger
 
 from corral_inference.completion import ContextOverflow, Generation, common_prefix, prompt_tokens, reusable_prefix
-from corral_inference.engine import CompletionJob, Emit, LoadSpec
+from corral_inference.engine import CompletionJob, Emit, LoadSpec, Occupancy
 from corral_inference.llama_engine import _gpu_layers, _grammar, _threads, offloaded_bytes
-from corral_inference.metrics import Occupancy
 from corral_inference.vision import LlamaMtmd, VisionContext
 
 log = get_logger("corral.inference.batch")
@@ -98,7 +97,7 @@ class BatchEngine:
         """Bytes offloaded to a GPU (all of it when layers are offloaded; CPU builds report 0)."""
         return offloaded_bytes(self.size_bytes(), self.spec.num_gpu)
 
-    def occupancy(self) -> Occupancy:
+    def occupancy(self, active: int) -> Occupancy:
         """Slots in use, requests waiting for one, KV cells used and held (read from any thread: a snapshot)."""
         seqs = list(self.seqs)
         return Occupancy(busy=sum(1 for slot in seqs if slot.gen is not None),

@@ -75,6 +75,21 @@ class CompletionJob:
 Emit = Callable[[CompletionEvent | AppError], None]
 
 
+@dataclass(frozen=True)
+class Occupancy:
+    """An engine's slots in use, requests waiting for one, and KV cache cells used of its capacity."""
+
+    busy: int
+    waiting: int
+    kv_used: int
+    kv_total: int
+
+    @classmethod
+    def of_leases(cls, active: int, slots: int) -> "Occupancy":
+        """What a lease count implies for an engine that keeps no queue or KV accounting of its own."""
+        return cls(min(active, slots), max(0, active - slots), 0, 0)
+
+
 class Engine(Protocol):
     """A loaded model. The scheduler calls every method but ``submit`` on the runner's own thread."""
 
@@ -96,6 +111,9 @@ class Engine(Protocol):
 
     def vram_bytes(self) -> int:
         """The part of size_bytes held in GPU memory."""
+
+    def occupancy(self, active: int) -> Occupancy:
+        """Slots busy, requests waiting, KV cells used and held; ``active`` is the scheduler's lease count."""
 
     def close(self) -> None:
         """Free the model; requests still queued end with an error."""

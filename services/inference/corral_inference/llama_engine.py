@@ -12,7 +12,7 @@ from llama_cpp.llama_grammar import LlamaGrammar
 
 from corral_common.errors import BadRequest, InternalError
 
-from corral_inference.engine import CompletionJob, Emit, LoadSpec
+from corral_inference.engine import CompletionJob, Emit, LoadSpec, Occupancy
 
 
 @lru_cache(maxsize=64)
@@ -84,6 +84,10 @@ class LlamaEngine:
     def vram_bytes(self) -> int:
         """Bytes offloaded to a GPU."""
         return offloaded_bytes(self.size_bytes(), self.spec.num_gpu)
+
+    def occupancy(self, active: int) -> Occupancy:
+        """One embedding at a time under the runner's lock: the leases say it all."""
+        return Occupancy.of_leases(active, self.slots)
 
     def close(self) -> None:
         """Free the model."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -21,7 +20,7 @@ from corral_common.internal import CompletionEvent
 from corral_common.metrics import AppMetrics
 
 if TYPE_CHECKING:
-    from corral_inference.engine import Emit
+    from corral_inference.engine import Emit, Occupancy
     from corral_inference.scheduler import Runner, Scheduler
 
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0)
@@ -29,14 +28,6 @@ TOKEN_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 
 LOAD_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0)
 
 
-@dataclass(frozen=True)
-class Occupancy:
-    """An engine's slots in use, requests waiting for one, and KV cache cells used of its capacity."""
-
-    busy: int
-    waiting: int
-    kv_used: int
-    kv_total: int
 
 
 class InferenceMetrics:
@@ -94,11 +85,7 @@ class InferenceMetrics:
 
 def occupancy(runner: Runner) -> Occupancy:
     """What an engine reports about its slots, or what the runner's lease count implies for other engines."""
-    report = getattr(runner.engine, "occupancy", None)
-    if report is not None:
-        return report()
-    slots = runner.engine.slots
-    return Occupancy(min(runner.active, slots), max(0, runner.active - slots), 0, 0)
+    return runner.engine.occupancy(runner.active)
 
 
 _MODEL_GAUGES = (("corral_inference_model_ram_bytes", "System memory a loaded model holds (weights and KV cache)."),

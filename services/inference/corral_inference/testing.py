@@ -11,7 +11,7 @@ from corral_common.errors import AppError, InternalError
 from corral_common.internal import CompletionEvent
 
 from corral_inference.completion import Generation, prompt_tokens, reusable_prefix
-from corral_inference.engine import CompletionJob, Emit, Engine, LoadSpec, Sampling
+from corral_inference.engine import CompletionJob, Emit, Engine, LoadSpec, Occupancy, Sampling
 from corral_inference.vision import MARKER
 
 END = 0
@@ -55,6 +55,9 @@ class FakeEngine:
 
     def vram_bytes(self) -> int:
         return 0
+
+    def occupancy(self, active: int) -> Occupancy:
+        return Occupancy.of_leases(active, self.slots)
 
     def close(self) -> None:
         self.thread_ids.add(threading.get_ident())
