@@ -25,6 +25,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import load
+import procs
 import servers as srv
 from throughput import log, threads_default, warm_up
 
@@ -56,14 +57,18 @@ def start(work: Path, setting: str, args: argparse.Namespace) -> srv.Server:
     return server
 
 
-def measure(server: srv.Server, level: int, rep: int, args: argparse.Namespace) -> float:
-    """Aggregate generated tokens/s of one point."""
+def measure(server: srv.Server, level: int, rep: int, args: argparse.Namespace) -> tuple[float, float]:
+    """Aggregate generated tokens/s of one point, and the server tree's CPU milliseconds per generated token.
+
+    CPU time is counted only while a process runs, so it drifts far less than wall time on a shared machine."""
     prompts = [load.prompt(f"r{rep}l{level}", i) for i in range(level)]
+    cpu_before = procs.cpu_seconds(server.process.pid)
     run = asyncio.run(load.run_level(server.url, server.model, prompts, args.tokens, args.request_timeout))
+    cpu = procs.cpu_seconds(server.process.pid) - cpu_before
     summary = run.summary()
     if summary["errors"]:
         raise RuntimeError(f"{server.name}: {summary['error_messages']}")
-    return summary["aggregate_tok_s"]
+    return summary["aggregate_tok_s"], 1000 * cpu / max(1, summary["generated_tokens"])
 
 
 def scrape(server: srv.Server) -> None:
@@ -71,9 +76,9 @@ def scrape(server: srv.Server) -> None:
     httpx.get(f"{server.url}/metrics", timeout=30, trust_env=False).raise_for_status()
 
 
-def run(args: argparse.Namespace) -> dict[tuple[str, int], list[float]]:
-    """Tokens/s per (setting, level), every repetition."""
-    results: dict[tuple[str, int], list[float]] = {}
+def run(args: argparse.Namespace) -> dict[tuple[str, int], list[tuple[float, float]]]:
+    """(tokens/s, CPU ms per token) per (setting, level), every repetition."""
+    results: dict[tuple[str, int], list[tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="corral-metrics-bench-") as tmp:
         servers: dict[str, srv.Server] = {}
         try:
@@ -83,9 +88,10 @@ def run(args: argparse.Namespace) -> dict[tuple[str, int], list[float]]:
                 order = list(SETTINGS) if rep % 2 == 0 else list(reversed(SETTINGS))
                 for level in args.levels:
                     for setting in order:
-                        rate = measure(servers[setting], level, rep, args)
-                        results.setdefault((setting, level), []).append(rate)
-                        log(f"rep {rep + 1}/{args.reps}, {level} streams, metrics {setting}: {rate:.1f} tok/s")
+                        rate, cpu_ms = measure(servers[setting], level, rep, args)
+                        results.setdefault((setting, level), []).append((rate, cpu_ms))
+                        log(f"rep {rep + 1}/{args.reps}, {level} streams, metrics {setting}: {rate:.1f} tok/s, "
+                            f"{cpu_ms:.2f} CPU ms/token")
                 scrape(servers["on"])
         finally:
             for server in servers.values():
@@ -93,12 +99,19 @@ def run(args: argparse.Namespace) -> dict[tuple[str, int], list[float]]:
     return results
 
 
-def table(results: dict[tuple[str, int], list[float]], levels: list[int]) -> str:
-    """Median tokens/s with metrics on and off, and the ratio."""
-    lines = ["| streams | metrics on tok/s | metrics off tok/s | on/off |", "|---:|---:|---:|---:|"]
+def table(results: dict[tuple[str, int], list[tuple[float, float]]], levels: list[int]) -> str:
+    """Median tokens/s with metrics on and off, the ratio of the medians and the median of paired ratios."""
+    lines = ["| streams | metrics on tok/s | metrics off tok/s | on/off of the medians | on/off per repetition, "
+             "median (min-max) | CPU ms/token on | CPU ms/token off | CPU cost of metrics |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for level in levels:
-        on, off = statistics.median(results[("on", level)]), statistics.median(results[("off", level)])
-        lines.append(f"| {level} | {on:.1f} | {off:.1f} | {on / off:.3f} |")
+        ons, offs = results[("on", level)], results[("off", level)]
+        on, off = statistics.median(r for r, _ in ons), statistics.median(r for r, _ in offs)
+        paired = [a[0] / b[0] for a, b in zip(ons, offs)]  # each repetition ran on and off back to back
+        cpu_on, cpu_off = statistics.median(c for _, c in ons), statistics.median(c for _, c in offs)
+        lines.append(f"| {level} | {on:.1f} | {off:.1f} | {on / off:.3f} | "
+                     f"{statistics.median(paired):.3f} ({min(paired):.3f}-{max(paired):.3f}) | "
+                     f"{cpu_on:.2f} | {cpu_off:.2f} | {100 * (cpu_on / cpu_off - 1):+.1f}% |")
     return "\n".join(lines)
 
 

@@ -18,6 +18,19 @@ def _stat(pid: int) -> tuple[int, int] | None:
     return int(fields[1]), int(fields[19])
 
 
+def cpu_seconds(root: int) -> float:
+    """User + system CPU time used so far by ``root`` and every process below it."""
+    total = 0
+    for pid in descendants(root):
+        try:
+            text = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2:].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime in clock ticks
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def descendants(root: int) -> dict[int, int]:
     """``root`` and every process below it (pid → start time)."""
     parents: dict[int, list[int]] = {}
