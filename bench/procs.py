@@ -18,12 +18,14 @@ def _stat(pid: int) -> tuple[int, int] | None:
     return int(fields[1]), int(fields[19])
 
 
-def cpu_seconds(root: int) -> float:
-    """User + system CPU time used so far by ``root`` and every process below it."""
+def cpu_seconds(root: int, main_threads_only: bool = False) -> float:
+    """User + system CPU time used so far by ``root`` and every process below it; with ``main_threads_only``
+    only each process's main thread (where the services' event loops run, not llama.cpp's compute threads)."""
     total = 0
     for pid in descendants(root):
+        path = f"/proc/{pid}/task/{pid}/stat" if main_threads_only else f"/proc/{pid}/stat"
         try:
-            text = Path(f"/proc/{pid}/stat").read_text()
+            text = Path(path).read_text()
         except OSError:
             continue
         fields = text[text.rindex(")") + 2:].split()
