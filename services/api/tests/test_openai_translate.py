@@ -71,6 +71,12 @@ def test_sampling_fields_become_native_options() -> None:
     assert chat(max_completion_tokens=5, max_tokens=9).options["num_predict"] == 5
 
 
+def test_resource_exhaustion_max_tokens_minus_one_is_num_predict_minus_one_capped_by_the_context() -> None:
+    # the inference service caps num_predict -1 at the room left in the context (test_completion.py)
+    assert chat(max_tokens=-1).options["num_predict"] == -1
+    assert chat(max_completion_tokens=-1).options["num_predict"] == -1
+
+
 def test_stop_must_hold_strings() -> None:
     rejects("invalid type for 'stop' field: float64", stop=["a", 3])
     rejects("invalid type for 'stop' field: bool", stop=True)
