@@ -34,7 +34,7 @@ REGISTRY = "registry"  # /v2 carries registry tokens (JWTs), which the registry 
 _EXACT = {
     "/": EXEMPT, "/api/version": EXEMPT, "/healthz": EXEMPT, "/health": EXEMPT, "/readyz": EXEMPT,
     "/api/generate": INFERENCE, "/api/chat": INFERENCE, "/api/embed": INFERENCE, "/api/embeddings": INFERENCE,
-    "/api/tags": MODELS_READ, "/api/show": MODELS_READ, "/api/ps": MODELS_READ,
+    "/api/tags": MODELS_READ, "/api/show": MODELS_READ, "/api/ps": MODELS_READ, "/v1/models": MODELS_READ,
     "/api/pull": MODELS_WRITE, "/api/push": MODELS_WRITE, "/api/create": MODELS_WRITE,
     "/api/copy": MODELS_WRITE, "/api/delete": MODELS_WRITE,
     "/api/web_search": WEB, "/api/web_fetch": WEB,
@@ -42,10 +42,11 @@ _EXACT = {
     "/api/me": SELF, "/api/signout": SELF, "/api/signin": SELF, "/api/signin/approve": SELF,
     "/api/keys": SELF, "/api/grants": SELF, "/metrics": ADMIN, "/token": SELF, "/.well-known/jwks.json": SELF,
 }
-_PREFIXES = (("/v1/", INFERENCE), ("/api/blobs/", MODELS_WRITE), ("/api/keys/", SELF), ("/api/grants/", SELF),
-             ("/v2/", REGISTRY))
+_PREFIXES = (("/v1/models/", MODELS_READ), ("/v1/", INFERENCE), ("/api/blobs/", MODELS_WRITE), ("/api/keys/", SELF),
+             ("/api/grants/", SELF), ("/v2/", REGISTRY))
 _MODEL_FIELD = re.compile(rb'"model"\s*:\s*"((?:[^"\\]|\\.){1,400})"')
 _BODY_PEEK = 16384
+_CREDENTIAL_HEADERS = (b"authorization", b"x-api-key")
 
 
 def route_rule(path: str) -> str:
@@ -54,6 +55,15 @@ def route_rule(path: str) -> str:
     if rule is not None:
         return rule
     return next((r for prefix, r in _PREFIXES if path.startswith(prefix)), ADMIN)
+
+
+def repeated_credential(scope: Scope) -> Denial | None:
+    """A 400 when a credential header comes more than once (which one counts would be a guess)."""
+    names = [name.lower() for name, _ in scope.get("headers", [])]
+    repeated = next((n for n in _CREDENTIAL_HEADERS if names.count(n) > 1), None)
+    if repeated is None:
+        return None
+    return Denial(400, f"more than one {repeated.decode()} header: send exactly one credential", {})
 
 
 def _networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
@@ -112,8 +122,9 @@ def client_address(scope: Scope, trusted: tuple) -> tuple[str, bool]:
     return client, is_loopback_address(client)
 
 
-_OPENAI_TYPES = {401: ("authentication_error", "invalid_api_key"), 403: ("permission_error", "insufficient_scope"),
-                 429: ("rate_limit_error", "rate_limit_exceeded"), 503: ("api_error", "service_unavailable")}
+_OPENAI_TYPES = {400: ("invalid_request_error", None), 401: ("authentication_error", "invalid_api_key"),
+                 403: ("permission_error", "insufficient_scope"), 429: ("rate_limit_error", "rate_limit_exceeded"),
+                 503: ("api_error", "service_unavailable")}
 
 
 def denial_response(path: str, denial: Denial) -> Response:
@@ -140,6 +151,11 @@ class AuthGate:
             return
         client, loopback = client_address(scope, self.settings.trusted_proxies)
         scope.setdefault("state", {})[CLIENT_STATE] = client
+        repeated = repeated_credential(scope)
+        if repeated is not None:
+            count_refusal(scope, repeated)
+            await denial_response(scope["path"], repeated)(scope, receive, send)
+            return
         rule = route_rule(scope["path"])
         if rule in (EXEMPT, SELF, REGISTRY) or not self.settings.required_for(loopback):
             await self.app(scope, receive, send)

@@ -20,6 +20,7 @@ from corral_common.env import HostPort
 
 GOOD = "olk_good"
 READER = "olk_reader"
+INFER = "olk_infer"
 
 
 class FakeAuth:
@@ -35,9 +36,9 @@ class FakeAuth:
         body = await request.json()
         self.verified.append(body)
         token = (body.get("authorization") or "").removeprefix("Bearer ")
-        if token == GOOD or (token == READER and body["scope"] == MODELS_READ):
+        if token == GOOD or (token, body["scope"]) in {(READER, MODELS_READ), (INFER, INFERENCE)}:
             return JSONResponse({"user": "root", "key_id": token, "kind": "key", "scopes": []})
-        if token == READER:
+        if token in (READER, INFER):
             return JSONResponse({"error": "forbidden: scope"}, 403,
                                 {"WWW-Authenticate": 'Bearer realm="corral", error="insufficient_scope"'})
         return JSONResponse({"error": "unauthorized: missing or invalid API key"}, 401,
@@ -77,7 +78,8 @@ REMOTE = {"X-Forwarded-For": "203.0.113.5"}
     ("/api/tags", MODELS_READ), ("/api/show", MODELS_READ), ("/api/pull", MODELS_WRITE),
     ("/api/blobs/sha256:ab", MODELS_WRITE), ("/api/experimental/web_search", WEB), ("/api/keys", SELF),
     ("/api/keys/abc", SELF), ("/api/me", SELF), ("/token", SELF), ("/v2/library/m/manifests/latest", REGISTRY),
-    ("/api/grants", SELF), ("/api/grants/3", SELF),
+    ("/api/grants", SELF), ("/api/grants/3", SELF), ("/v1/models", MODELS_READ),
+    ("/v1/models/smollm2:135m", MODELS_READ), ("/v1/embeddings", INFERENCE),
     ("/api/something-new", ADMIN), ("/debug", ADMIN),
 ])
 def test_route_rules(path, rule) -> None:
@@ -135,11 +137,32 @@ def test_remote_with_key_passes_and_is_audited(gateway, fake) -> None:
 def test_missing_scope_is_403_and_openai_paths_get_openai_errors(gateway) -> None:
     answer = gateway.post("/api/pull", json={"model": "x"}, headers={**REMOTE, "Authorization": f"Bearer {READER}"})
     assert answer.status_code == 403 and "insufficient_scope" in answer.headers["www-authenticate"]
-    openai = gateway.get("/v1/models", headers={**REMOTE, "Authorization": f"Bearer {READER}"})
+    openai = gateway.post("/v1/chat/completions", json={}, headers={**REMOTE, "Authorization": f"Bearer {READER}"})
     assert openai.status_code == 403
     assert openai.json()["error"]["type"] == "permission_error" and openai.json()["error"]["code"]
     bad = gateway.get("/v1/models", headers={**REMOTE, "Authorization": "Bearer nope"})
     assert bad.status_code == 401 and bad.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_key3_an_inference_key_lists_models_through_neither_api(gateway, fake) -> None:
+    headers = {**REMOTE, "Authorization": f"Bearer {INFER}"}
+    for path in ("/v1/models", "/v1/models/smollm2:135m", "/api/tags"):
+        answer = gateway.get(path, headers=headers)
+        assert answer.status_code == 403, path
+        assert fake.verified[-1]["scope"] == MODELS_READ
+    assert gateway.get("/v1/models", headers=headers).json()["error"]["type"] == "permission_error"
+    assert gateway.post("/v1/chat/completions", json={}, headers=headers).status_code != 403
+
+
+@pytest.mark.parametrize("name", ["Authorization", "X-Api-Key"])
+@pytest.mark.parametrize("path", ["/api/tags", "/v1/models", "/token", "/"])
+def test_key1_two_credential_headers_are_refused(gateway, fake, name, path) -> None:
+    headers = [(name, f"Bearer {GOOD}"), (name, "Bearer olk_other"), ("X-Forwarded-For", "203.0.113.5")]
+    answer = gateway.get(path, headers=headers)
+    assert answer.status_code == 400
+    message = answer.json()["error"]["message"] if path.startswith("/v1/") else answer.json()["error"]
+    assert f"more than one {name.lower()} header" in message
+    assert fake.verified == []
 
 
 def test_required_mode_applies_to_loopback_too(fake) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NoReturn
 
 import structlog
 
@@ -38,22 +39,29 @@ class Gate:
         self.limiter, self.limits, self.audit = limiter, limits, audit
 
     def authenticate(self, attempt: Attempt, candidates: list[str] | None = None) -> Principal:
-        """The principal behind a credential, or a 401/403/429 refusal (refusals are audited)."""
-        ip_key = f"ip:{attempt.client}"
-        locked = self.limiter.locked_for(ip_key)
-        if locked > 0:
-            self._refuse(attempt, 429)
-            raise RateLimited(retry_after(locked), "too many failed attempts, retry later")
-        self._throttle(ip_key, 2 * self.limits.rate_per_second, 2 * self.limits.burst, attempt)
+        """The principal behind a credential, or a 401/403/429 refusal (refusals are audited).
+
+        Failed attempts lock out the key id they name and slow their address down, but a valid
+        key from a throttled address still works: behind a proxy one address is everybody.
+        """
+        self._throttle(f"ip:{attempt.client}", 2 * self.limits.rate_per_second, 2 * self.limits.burst, attempt)
+        self._check_key_lock(attempt)
         principal = self._identify(attempt.credential, candidates) if attempt.credential.present else None
         if principal is None:
-            self._fail(attempt)  # only presented credentials count towards the lockout
-            raise Unauthenticated(error="invalid_token" if attempt.credential.present else "")
+            self._fail(attempt)
         if attempt.scope and attempt.scope not in principal.scopes:
             self._refuse(attempt, 403, principal)
             raise InsufficientScope(attempt.scope)
         self._throttle(f"key:{principal.key_id}", self.limits.rate_per_second, self.limits.burst, attempt, principal)
         return principal
+
+    def _check_key_lock(self, attempt: Attempt) -> None:
+        """429 when the key id the credential names is locked out after failed attempts."""
+        key_id = _claimed_id(attempt.credential)
+        locked = self.limiter.locked_for(f"key:{key_id}") if key_id else 0.0
+        if locked > 0:
+            self._refuse(attempt, 429)
+            raise RateLimited(retry_after(locked), "too many failed attempts with this key, retry later")
 
     def signed(self, credential: Credential, client: str) -> SignedRequest:
         """Verify a signature without requiring its key to be bound (signin start); 401 on failure."""
@@ -84,11 +92,27 @@ class Gate:
             return None
         return self.devices.identify(signed.public_key)
 
-    def _fail(self, attempt: Attempt) -> None:
-        locked = self.limiter.fail(f"ip:{attempt.client}", self.limits) if attempt.credential.present else 0
-        if locked:
-            log.warning("client locked out after failed attempts", client=attempt.client, seconds=locked)
+    def _fail(self, attempt: Attempt) -> NoReturn:
+        """Refuse a failed attempt: 401, or 429 once its address has failed too often.
+
+        Only presented credentials count (a missing key guesses nothing); a failure counts towards
+        the key id it names and towards its address.
+        """
+        if not attempt.credential.present:
+            self._refuse(attempt, 401)
+            raise Unauthenticated(error="")
+        key_id = _claimed_id(attempt.credential)
+        if key_id and self.limiter.fail(f"key:{key_id}", self.limits):
+            log.warning("key locked out after failed attempts", key_id=key_id, client=attempt.client)
+        ip_key = f"ip:{attempt.client}"
+        locked = self.limiter.locked_for(ip_key)
+        if locked > 0:
+            self._refuse(attempt, 429)
+            raise RateLimited(retry_after(locked), "too many failed attempts, retry later")
+        if self.limiter.fail(ip_key, self.limits):
+            log.warning("client throttled after failed attempts", client=attempt.client)
         self._refuse(attempt, 401)
+        raise Unauthenticated()
 
     def _refuse(self, attempt: Attempt, status: int, principal: Principal | None = None) -> None:
         key_id = principal.key_id if principal else _claimed_id(attempt.credential)

@@ -1,4 +1,7 @@
-"""Rate limits: a token bucket per key and per client address, and a lockout after failed attempts.
+"""Rate limits: a token bucket per key and per client address, and lockouts after failed attempts.
+
+Failed attempts lock out the key id they name and throttle the address they came from (its
+further failures get 429); a valid key is never refused because of its address's failures.
 
 Embedded mode keeps the buckets in this process; distributed mode keeps them in Redis so every
 auth replica sees the same counts. Both answer how long the caller should wait (Retry-After).
@@ -48,6 +51,9 @@ def retry_after(seconds: float) -> int:
     return max(1, math.ceil(seconds))
 
 
+_MAX_TRACKED = 100_000  # failure counters and locks kept before stale ones are swept
+
+
 class MemoryRateLimiter:
     """In-process buckets (one auth process in the embedded runtime)."""
 
@@ -75,6 +81,8 @@ class MemoryRateLimiter:
     def fail(self, key: str, limits: Limits) -> float:
         now = time.monotonic()
         with self._mutex:
+            if len(self._failures) + len(self._locks) > _MAX_TRACKED:
+                self._forget_expired(now, limits.lockout_window_seconds)
             recent = self._failures.setdefault(key, deque())
             recent.append(now)
             while recent and recent[0] < now - limits.lockout_window_seconds:
@@ -84,6 +92,11 @@ class MemoryRateLimiter:
             recent.clear()
             self._locks[key] = now + limits.lockout_seconds
             return float(limits.lockout_seconds)
+
+    def _forget_expired(self, now: float, window: float) -> None:
+        """Drop stale failure counts and finished lockouts (failures name key ids anyone can make up)."""
+        self._failures = {k: v for k, v in self._failures.items() if v and v[-1] >= now - window}
+        self._locks = {k: until for k, until in self._locks.items() if until > now}
 
 
 # KEYS[1] bucket; ARGV rate, burst. Uses the server clock so replicas agree.

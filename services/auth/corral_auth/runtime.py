@@ -68,5 +68,5 @@ def build_runtime(settings: AuthSettings, run_migrations: bool = True) -> AuthRu
     tokens = TokenIssuer(keystore.signing_key_pem(settings), settings.issuer, settings.token_ttl_seconds)
     policy = RegistryPolicy(factory)
     return AuthRuntime(engine=engine, accounts=accounts, devices=devices, gate=gate, audit=audit, policy=policy,
-                       tokens=tokens, registry=RegistryTokens(gate, policy, tokens),
+                       tokens=tokens, registry=RegistryTokens(gate, policy, tokens, settings.auth_mode),
                        grants=Grants(factory, policy), redis=client)

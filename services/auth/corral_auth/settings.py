@@ -19,6 +19,14 @@ def _redis_url(environ: Mapping[str, str]) -> str:
     return url or (broker if broker.startswith(("redis://", "rediss://")) else "")
 
 
+def _auth_mode(environ: Mapping[str, str]) -> str:
+    """CORRAL_AUTH_REQUIRED as the gateway reads it: unset = auto (remote clients), 1 = always, 0 = off."""
+    required = env_str(environ, "CORRAL_AUTH_REQUIRED").lower()
+    if not required:
+        return "auto"
+    return "off" if required in {"0", "f", "false", "no", "off"} else "always"
+
+
 @dataclass(frozen=True)
 class AuthSettings:
     """Where the tables, the pepper and the token signing key live, and the limits."""
@@ -33,12 +41,14 @@ class AuthSettings:
     token_ttl_seconds: int = 300
     signin_ttl_seconds: int = 600
     issuer: str = "corral"
+    auth_mode: str = "auto"  # who needs a credential for a registry token: auto (remote clients), always, off
     debug: bool = False
     telemetry: Telemetry = Telemetry()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "AuthSettings":
-        """CORRAL_DATABASE_URL (default SQLite ``$CORRAL_HOME/auth.sqlite``), CORRAL_AUTH_*, CORRAL_RATE_LIMIT_*."""
+        """CORRAL_DATABASE_URL (default SQLite ``$CORRAL_HOME/auth.sqlite``), CORRAL_AUTH_* (CORRAL_AUTH_REQUIRED too),
+        CORRAL_RATE_LIMIT_*."""
         env = current_env(environ)
         home = corral_home(env)
         key_file = env_str(env, "CORRAL_AUTH_SIGNING_KEY_FILE")
@@ -54,6 +64,6 @@ class AuthSettings:
             pepper=env_str(env, "CORRAL_AUTH_PEPPER"),
             signing_key_file=Path(key_file).expanduser() if key_file else None,
             redis_url=_redis_url(env),
-            limits=limits,
+            limits=limits, auth_mode=_auth_mode(env),
             debug=env_bool(env, "OLLAMA_DEBUG"), telemetry=Telemetry.from_env(env),
         )

@@ -3,7 +3,8 @@
 The access claim follows the Docker distribution token format, so a registry checks
 ``access[].name`` and ``access[].actions`` after verifying the signature against ``/jwks.json``.
 Who may do what: push (and delete) only into a namespace one owns (admins anywhere); pull of a
-public repository by anyone; pull of a private one by its owner, an admin or a grantee.
+public repository by anyone (anonymously only where CORRAL_AUTH_REQUIRED lets the caller in without
+a key); pull of a private one by its owner, an admin or a grantee.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from corral_common.errors import BadRequest
+from corral_common.net import is_loopback_address
 
 from corral_auth import scopes
 from corral_auth.db.models import Grant, Repository, User
+from corral_auth.errors import Unauthenticated
 from corral_auth.gate import Attempt, Gate
 from corral_auth.identity import Credential, Principal
 from corral_auth.signatures import token_message
@@ -35,6 +38,7 @@ ALGORITHM = "RS256"
 _SCOPE = re.compile(r"repository:([A-Za-z0-9_][A-Za-z0-9_.-]*/[A-Za-z0-9_][A-Za-z0-9_.-]*):([a-z,*]+)")
 _WRITE_ACTIONS = {"push", "delete", "*"}
 CATALOG = "registry:catalog:*"
+ANONYMOUS_REFUSED = "unauthorized: a registry token needs an API key or a signed request"
 
 
 @dataclass(frozen=True)
@@ -171,16 +175,27 @@ def _url_variants(url: str) -> list[str]:
     return [url, f"{other}://{rest}"]
 
 
-class RegistryTokens:
-    """The token endpoint: authenticate (optionally), decide access, sign."""
+def anonymous_allowed(auth_mode: str, client: str) -> bool:
+    """Whether a caller without a credential may have a token: auth off, or auto mode and a loopback client."""
+    return auth_mode == "off" or (auth_mode == "auto" and is_loopback_address(client))
 
-    def __init__(self, gate: Gate, policy: RegistryPolicy, issuer: TokenIssuer) -> None:
-        self.gate, self.policy, self.issuer = gate, policy, issuer
+
+class RegistryTokens:
+    """The token endpoint: authenticate (where auth is required), decide access, sign."""
+
+    def __init__(self, gate: Gate, policy: RegistryPolicy, issuer: TokenIssuer, auth_mode: str = "auto") -> None:
+        self.gate, self.policy, self.issuer, self.auth_mode = gate, policy, issuer, auth_mode
 
     def answer(self, credential: Credential, client: str, url: str, service: str,
                requested: list[str]) -> dict[str, Any]:
-        """A token for what the caller may do; a presented but bad credential is a 401, not anonymous."""
+        """A token for what the caller may do; a presented but bad credential is a 401, not anonymous.
+
+        Without a credential: a 401 where auth is required for this client (CORRAL_AUTH_REQUIRED),
+        else an anonymous token (public pulls only).
+        """
         principal = None
+        if not credential.present and not anonymous_allowed(self.auth_mode, client):
+            raise Unauthenticated(ANONYMOUS_REFUSED, error="")
         if credential.present:
             candidates = [token_message(u) for u in _url_variants(url)] if credential.signature else None
             principal = self.gate.authenticate(Attempt(credential, client, None, "/token"), candidates)

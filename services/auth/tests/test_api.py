@@ -83,6 +83,18 @@ def test_token_and_jwks(http, admin_key) -> None:
                     headers=_bearer("olk_bad")).status_code == 401
 
 
+@pytest.mark.parametrize("mode, status", [("always", 401), ("off", 200)])
+def test_key1_anonymous_token_over_http(http, mode, status) -> None:
+    http.app.state.auth.registry.auth_mode = mode
+    answer = http.get("/token", params={"service": "svc", "scope": "repository:library/m:pull"},
+                      headers={"X-Corral-Client": "127.0.0.1"})
+    assert answer.status_code == status
+    if status == 401:
+        assert answer.headers["www-authenticate"] == 'Bearer realm="corral"' and "token" not in answer.json()
+    else:
+        assert answer.json()["token"]
+
+
 def test_audit_roundtrip(http) -> None:
     event = {"client": "1.2.3.4", "method": "POST", "route": "/api/chat", "status": 200, "user": "root",
              "key_id": "abc", "model": "smollm2:135m"}

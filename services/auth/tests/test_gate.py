@@ -58,13 +58,26 @@ def test_a_burst_above_the_bucket_gets_429_with_retry_after(runtime) -> None:
     assert status == 429 and int(headers["Retry-After"]) >= 1
 
 
-def test_repeated_failures_lock_the_client_out(runtime) -> None:
-    key = runtime.accounts.bootstrap("root").key
+def test_key5_failures_throttle_the_address_but_a_valid_key_from_it_still_works(runtime) -> None:
+    key = runtime.accounts.bootstrap("root").key  # the admin key: the one a lockout must never take away
     for _ in range(runtime.gate.limits.lockout_failures):
         _refusal(runtime, _attempt(apikeys.issue("Unknown1"), client="203.0.113.9"))
-    status, body, headers = _refusal(runtime, _attempt(key, client="203.0.113.9"))  # even the right key
+    status, body, headers = _refusal(runtime, _attempt(apikeys.issue("Unknown2"), client="203.0.113.9"))
     assert status == 429 and "failed attempts" in body["error"] and int(headers["Retry-After"]) > 1
-    assert runtime.gate.authenticate(_attempt(key, client="203.0.113.10")).user == "root"  # others unaffected
+    assert runtime.gate.authenticate(_attempt(key, client="203.0.113.9")).user == "root"  # behind a proxy: everyone
+    assert runtime.gate.authenticate(_attempt(key, client="203.0.113.10")).user == "root"
+
+
+def test_key5_failures_lock_out_the_key_id_they_name(runtime) -> None:
+    admin_key = runtime.accounts.bootstrap("root").key
+    victim = runtime.accounts.create_key(runtime.accounts.identify(admin_key), "ci", ["inference"], None)
+    victim_id = victim.info["id"]
+    for n in range(runtime.gate.limits.lockout_failures):  # wrong secrets for one key id, from many addresses
+        _refusal(runtime, _attempt(apikeys.issue(victim_id), client=f"198.51.100.{n + 10}"))
+    status, body, headers = _refusal(runtime, _attempt(apikeys.issue(victim_id), client="192.0.2.1"))
+    assert status == 429 and "this key" in body["error"] and int(headers["Retry-After"]) > 1
+    assert _refusal(runtime, _attempt(victim.key, client="192.0.2.1"))[0] == 429  # the key id itself is locked
+    assert runtime.gate.authenticate(_attempt(admin_key, client="192.0.2.1")).user == "root"  # other keys unaffected
 
 
 def test_memory_bucket_refills() -> None:

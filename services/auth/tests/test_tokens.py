@@ -41,6 +41,30 @@ def test_anonymous_gets_public_pulls_only(runtime, people) -> None:
     assert _token(runtime, None, "repository:alice/m:pull,push")["access"][0]["actions"] == ["pull"]
 
 
+@pytest.mark.parametrize("mode, client, allowed", [
+    ("always", "127.0.0.1", False), ("auto", "203.0.113.5", False), ("auto", "127.0.0.1", True),
+    ("off", "203.0.113.5", True),
+])
+def test_key1_anonymous_token_only_where_auth_is_off(runtime, mode, client, allowed) -> None:
+    runtime.registry.auth_mode = mode
+    anonymous = Credential.from_headers(None, None, "GET", "/token")
+    if allowed:
+        answer = runtime.registry.answer(anonymous, client, "http://h/token", "svc", ["repository:alice/m:pull"])
+        assert runtime.tokens.verify(answer["token"], "svc")["access"][0]["actions"] == ["pull"]
+        return
+    with pytest.raises(Unauthenticated) as refused:
+        runtime.registry.answer(anonymous, client, "http://h/token", "svc", ["repository:alice/m:pull"])
+    assert refused.value.status == 401 and refused.value.headers["WWW-Authenticate"] == 'Bearer realm="corral"'
+
+
+def test_auth_mode_follows_corral_auth_required(tmp_path) -> None:
+    from corral_auth.settings import AuthSettings
+
+    modes = {value: AuthSettings.from_env({"CORRAL_HOME": str(tmp_path), "CORRAL_AUTH_REQUIRED": value}).auth_mode
+             for value in ("", "1", "0")}
+    assert modes == {"": "auto", "1": "always", "0": "off"}
+
+
 def test_private_pull_needs_owner_or_grant(runtime, people) -> None:
     runtime.policy.set_private("alice/secret")
     assert _token(runtime, None, "repository:alice/secret:pull")["access"][0]["actions"] == []
