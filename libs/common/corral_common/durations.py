@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 FOREVER_NS = 2**63 - 1
@@ -32,7 +33,18 @@ def parse_go_duration(text: str) -> int:
             raise InvalidDuration(f'time: invalid duration "{raw}"')
         total += float(match.group(1)) * _UNITS_NS[match.group(2)]
         pos = match.end()
+    if total > FOREVER_NS:
+        raise InvalidDuration(f'time: invalid duration "{raw}"')  # Go's message for an overflow
     return sign * int(total)
+
+
+def _seconds_ns(seconds: int | float) -> int:
+    """Seconds as nanoseconds; a number beyond Go's Duration (about 292 years either way) is refused."""
+    if (isinstance(seconds, float) and not math.isfinite(seconds)) or abs(seconds) * 1_000_000_000 > FOREVER_NS:
+        shown = str(seconds) if len(str(seconds)) <= 24 else f"{str(seconds)[:20]}..."
+        raise InvalidDuration(f"keep_alive {shown} is out of range: at most {FOREVER_NS // 10**9} seconds"
+                              " (a negative number such as -1 keeps the model loaded forever)")
+    return int(seconds * 1_000_000_000)
 
 
 def parse_keep_alive(value: object) -> int | None:
@@ -42,7 +54,7 @@ def parse_keep_alive(value: object) -> int | None:
     if isinstance(value, bool):
         raise InvalidDuration("Unsupported type: 'bool'")
     if isinstance(value, (int, float)):
-        ns = int(value * 1_000_000_000)
+        ns = _seconds_ns(value)
     elif isinstance(value, str):
         ns = parse_go_duration(value)
     else:

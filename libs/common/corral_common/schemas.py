@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -140,14 +141,41 @@ def _describe(error: dict[str, Any], schema: type[BaseModel]) -> str:
     return f"invalid value for field '{field}' in {schema.__name__}: {error['msg']}"
 
 
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # \ud800-\udfff: a pair decodes to one character
+
+
+def _lone_surrogate(data: Any) -> str | None:
+    """The first unpaired UTF-16 surrogate in a decoded body, written as its JSON escape (None if none)."""
+    try:
+        json.dumps(data, ensure_ascii=False).encode()
+    except UnicodeEncodeError as exc:
+        return f"\\u{ord(exc.object[exc.start]):04x}"
+    return None
+
+
+def _no_constant(name: str) -> Any:
+    """Python's json accepts NaN and Infinity; JSON (and Go) do not."""
+    raise BadRequest(f"invalid JSON in request body: {name} is not a JSON value")
+
+
+def decode_json(raw: bytes) -> Any:
+    """A JSON body decoded; invalid JSON, nesting too deep to decode or a lone surrogate is a 400 saying which."""
+    try:
+        data = json.loads(raw, parse_constant=_no_constant)
+    except ValueError as exc:  # also UnicodeDecodeError, and an integer of more than 4300 digits
+        raise BadRequest(f"invalid JSON in request body: {exc}") from None
+    except RecursionError:
+        raise BadRequest("invalid JSON in request body: nested too deeply") from None
+    if _SURROGATE_ESCAPE.search(raw) and (lone := _lone_surrogate(data)) is not None:
+        raise BadRequest(f"invalid JSON in request body: lone surrogate {lone} in a string (not valid Unicode)")
+    return data
+
+
 def parse_body(schema: type[WireModel], raw: bytes) -> Any:
     """Decode a request body into a schema; every problem is a 400 with a message that says what."""
     if not raw.strip():
         raise BadRequest("missing request body")
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"invalid JSON in request body: {exc}") from None
+    data = decode_json(raw)
     if not isinstance(data, dict):
         raise BadRequest(f"request body must be a JSON object, not {type(data).__name__}")
     try:
