@@ -165,7 +165,7 @@ class BatchEngine:
             self._start_with_images(job, emit, free[0])
             return
         raw = self.model.tokenize(job.prompt.encode("utf-8"), add_bos=True, special=True)
-        tokens, dropped = prompt_tokens(job, job.context + raw, self.spec.num_ctx)
+        tokens, dropped = prompt_tokens(job, raw, self.spec.num_ctx, self.n_vocab)
         sampler = self._sampler(job)
         slot = max(free, key=lambda s: common_prefix(s.kv, tokens))
         keep = reusable_prefix(slot.kv, tokens)

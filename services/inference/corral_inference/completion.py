@@ -24,8 +24,25 @@ class ContextOverflow(BadRequest):
         super().__init__("the input length exceeds the context length")
 
 
-def prompt_tokens(job: CompletionJob, tokens: list[int], n_ctx: int) -> tuple[list[int], int]:
-    """The prompt that fits the context and how many tokens were dropped to make it fit."""
+class UnknownToken(BadRequest):
+    """A token id in the request's ``context`` that the model's vocabulary does not have."""
+
+    def __init__(self, token: int, n_vocab: int) -> None:
+        super().__init__(f"context holds token id {token}, which is not in the model's vocabulary"
+                         f" (ids 0 to {n_vocab - 1})")
+
+
+def known_context(context: list[int], n_vocab: int) -> list[int]:
+    """The request's context tokens, each checked against the vocabulary before the model sees it."""
+    for token in context:
+        if not 0 <= token < n_vocab:
+            raise UnknownToken(token, n_vocab)
+    return context
+
+
+def prompt_tokens(job: CompletionJob, prompt: list[int], n_ctx: int, n_vocab: int) -> tuple[list[int], int]:
+    """The context then the prompt, fitted to the context window, and how many tokens were dropped to fit."""
+    tokens = known_context(job.context, n_vocab) + prompt
     fitted = fit_context(tokens, n_ctx, job.sampling.num_keep)
     if len(fitted) < len(tokens) and not job.truncate:
         raise ContextOverflow()

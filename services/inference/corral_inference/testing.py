@@ -16,6 +16,7 @@ from corral_inference.vision import MARKER
 
 END = 0
 IMAGE_POSITIONS = 10
+VOCABULARY = 0x110000  # the fake tokenizer's ids are code points
 
 
 class FakeEngine:
@@ -88,7 +89,7 @@ class FakeEngine:
             self.cache = []
             used = len(MARKER.sub("", job.prompt)) + IMAGE_POSITIONS * len(job.images)
             return Generation(job, emit, [], 0, self.spec.num_ctx, image_positions=used)
-        tokens, dropped = prompt_tokens(job, job.context + [ord(c) for c in job.prompt], self.spec.num_ctx)
+        tokens, dropped = prompt_tokens(job, [ord(c) for c in job.prompt], self.spec.num_ctx, VOCABULARY)
         cached = reusable_prefix(self.cache, tokens)
         self.cache = list(tokens)
         return Generation(job, emit, tokens, cached, self.spec.num_ctx, dropped)

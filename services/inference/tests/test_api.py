@@ -112,6 +112,15 @@ def test_a_prompt_over_the_context_without_truncate_is_a_400(api) -> None:
     assert response.status_code == 400 and response.json() == {"error": "the input length exceeds the context length"}
 
 
+@pytest.mark.parametrize("bad", [-1, 0x110000, 2**70])
+def test_input_validation_an_out_of_vocabulary_context_id_is_a_400_naming_it(api, bad: int) -> None:
+    client, root = api
+    digest = _blob(root, small_model().build())
+    response = client.post("/run/completion", json=_body(digest, prompt="hi", context=[104, bad, 105]))
+    assert response.status_code == 400 and response.json() == {
+        "error": f"context holds token id {bad}, which is not in the model's vocabulary (ids 0 to 1114111)"}
+
+
 def test_load_answers_its_durations(api) -> None:
     client, root = api
     digest = _blob(root, small_model().build())
