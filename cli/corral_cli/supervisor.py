@@ -104,16 +104,27 @@ class Child:
             self.process.wait()
 
 
+# -P (safe path): nothing is imported from the folder serve was started in. Not -I: that would also
+# ignore PYTHON* variables the children rely on (PYTHONUNBUFFERED below, a PYTHONPATH pointing at a
+# work tree, as bench A/B runs use).
+PYTHON = (sys.executable, "-P")
+
+
 def _launch(module: str, sock: socket.socket) -> list[str]:
     """An internal service serving on the supervisor's socket (see corral_cli.launch)."""
-    return [sys.executable, "-m", "corral_cli.launch", module, "--fd", str(sock.fileno())]
+    return [*PYTHON, "-m", "corral_cli.launch", module, "--fd", str(sock.fileno())]
+
+
+def _celery(*args: str) -> list[str]:
+    """A Celery command, through corral_cli.launch so that it too imports nothing from the cwd."""
+    return [*PYTHON, "-m", "corral_cli.launch", "celery", *args]
 
 
 def _websearch_worker() -> list[str]:
     """The websearch Celery worker: index and crawl jobs, on the websearch queue only."""
-    return [sys.executable, "-m", "celery", "--quiet", "-A", "corral_websearch.worker:celery_app", "worker",
-            "-Q", "websearch", "--pool", "threads", "--concurrency", "2", "--loglevel", "WARNING",
-            "--without-heartbeat", "--without-gossip", "--without-mingle", "-n", f"websearch-{os.getpid()}@%h"]
+    return _celery("--quiet", "-A", "corral_websearch.worker:celery_app", "worker",
+                   "-Q", "websearch", "--pool", "threads", "--concurrency", "2", "--loglevel", "WARNING",
+                   "--without-heartbeat", "--without-gossip", "--without-mingle", "-n", f"websearch-{os.getpid()}@%h")
 
 
 INTERNAL_SERVICES = {"registry": "corral_registry.main", "inference": "corral_inference.main",
@@ -127,7 +138,8 @@ def plan_children(environ: dict[str, str]) -> list[Child]:
     gateway = public_socket(listen.host, listen.port)  # before the internal ports, which take any free one
     registry_v2 = _embedded_registry_socket(environ)
     socks = {name: listening_socket() for name in INTERNAL_SERVICES}
-    env = dict(environ, PYTHONUNBUFFERED="1", CORRAL_LOG_FORMAT=log_format(environ))  # one format for all
+    env = dict(environ, PYTHONUNBUFFERED="1", PYTHONSAFEPATH="1",  # their own python children, too
+               CORRAL_LOG_FORMAT=log_format(environ))  # one format for all
     env.update({f"CORRAL_{name.upper()}_URL": f"http://127.0.0.1:{port_of(sock)}" for name, sock in socks.items()})
     lazy = env_bool(environ, "CORRAL_LAZY_SERVICES", default=True)
     if lazy:  # the gateway's /readyz must not start them by probing
@@ -150,9 +162,9 @@ def _registry_worker(registry: Child) -> list[Child]:
 
     if inline_worker_enabled(registry.env):
         return []
-    worker = [sys.executable, "-m", "celery", "--quiet", "-A", "corral_registry.worker:celery_app", "worker",
-              "--pool", "threads", "--concurrency", "4", "--loglevel", "WARNING", "--without-heartbeat",
-              "--without-gossip", "--without-mingle", "-n", f"registry-{os.getpid()}@%h"]
+    worker = _celery("--quiet", "-A", "corral_registry.worker:celery_app", "worker",
+                     "--pool", "threads", "--concurrency", "4", "--loglevel", "WARNING", "--without-heartbeat",
+                     "--without-gossip", "--without-mingle", "-n", f"registry-{os.getpid()}@%h")
     return [Child("registry-worker", worker, registry.env)]
 
 

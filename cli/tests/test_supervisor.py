@@ -125,7 +125,7 @@ def test_the_registry_job_worker_is_a_process_unless_asked_to_run_inline() -> No
     children = plan_children(dict(ENV))
     try:
         by_name = {c.name: c for c in children}
-        assert by_name["registry-worker"].argv[2:5] == ["celery", "--quiet", "-A"]
+        assert by_name["registry-worker"].argv[1:7] == ["-P", "-m", "corral_cli.launch", "celery", "--quiet", "-A"]
         assert "CORRAL_REGISTRY_INLINE_WORKER" not in by_name["registry"].env
     finally:
         _close(children)

@@ -3,6 +3,12 @@
 Differences from Ollama, all stricter or clearer: every error names its line (CRLF counts as one
 line break), a command without a value is an error instead of an empty value, PARAMETER values
 are typed and REQUIRES is checked while parsing, and floats must be finite decimal numbers.
+
+One extension, so that every value can be written and read back (Ollama's format has no way to
+write, say, a SYSTEM that starts with a triple quote and a line break): inside a single-quoted
+``"..."`` value, ``\\"`` stands for ``"`` and ``\\\\`` for ``\\``; any other backslash is kept as it
+is. Triple-quoted and bare values are read verbatim, as in Ollama. The writer uses this form only
+when no Ollama quoting reads back exactly.
 """
 
 from __future__ import annotations
@@ -93,6 +99,18 @@ class Modelfile:
     def to_text(self) -> str:
         """The Modelfile as text; ``parse(m.to_text()) == m``."""
         return "".join(_command_text(c) + "\n" for c in self.commands)
+
+
+def quote_value(value: str) -> str:
+    """The value quoted so that the parser reads back exactly it (Ollama's quoting when that does).
+
+    Never raises: characters the parser drops (non-printable ones other than tabs and line
+    breaks, as Ollama drops them) are the only thing such a value can lose.
+    """
+    try:
+        return _quote_exact(value)
+    except ModelfileError:
+        return _escaped(value)
 
 
 def quote(value: str) -> str:
@@ -286,7 +304,15 @@ def _complete(chars: list[str], first: int, last: int) -> bool:
     length = last - first + 1
     if "".join(chars[first:first + 3]) == '"""':
         return length >= 6 and "".join(chars[last - 2:last + 1]) == '"""'
-    return length >= 2 and chars[last] == '"'
+    return length >= 2 and chars[last] == '"' and not _backslashed(chars, first + 1, last)
+
+
+def _backslashed(chars: list[str], start: int, index: int) -> bool:
+    """Whether chars[index] follows an odd run of backslashes that begins at or after start."""
+    count = 0
+    while index - count - 1 >= start and chars[index - count - 1] == "\\":
+        count += 1
+    return count % 2 == 1
 
 
 def _unquote(chars: list[str], first: int, last: int) -> tuple[str, bool]:
@@ -294,8 +320,16 @@ def _unquote(chars: list[str], first: int, last: int) -> tuple[str, bool]:
     if value.startswith('"""'):
         return value[3:-3], True
     if value.startswith('"'):
-        return value[1:-1], True
+        return _ESCAPE.sub(r"\1", value[1:-1]), True
     return value, False
+
+
+_ESCAPE = re.compile(r'\\([\\"])')
+
+
+def _escaped(value: str) -> str:
+    """A single-quoted value with its backslashes and quotes escaped (the module's one extension)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _accept(command: Command, line: int, modelfile: Modelfile) -> bool:
@@ -331,7 +365,7 @@ def _command_text(command: Command) -> str:
 
 def _quote_exact(value: str) -> str:
     """``quote(value)`` when it reads back as ``value``, else the first quoting that does."""
-    for candidate in (quote(value), f'"{value}"', f'"""{value}"""'):
+    for candidate in (quote(value), f'"{value}"', f'"""{value}"""', _escaped(value)):
         if _reads_back(candidate, value):
             return candidate
     raise ModelfileError(f"value {value!r} cannot be written in a Modelfile")

@@ -387,9 +387,9 @@ def test_to_text_quotes_when_quote_would_not_round_trip(value: str) -> None:
 
 
 @pytest.mark.parametrize("value", ['a"""\nb"\nc', '"""\nx'])
-def test_to_text_rejects_unrepresentable_values(value: str) -> None:
-    with pytest.raises(ModelfileError, match="cannot be written"):
-        Modelfile([Command("from", "x"), Command("system", value)]).to_text()
+def test_to_text_escapes_values_no_ollama_quoting_reads_back(value: str) -> None:
+    m = Modelfile([Command("from", "x"), Command("system", value)])
+    assert parse(m.to_text()) == m
 
 
 @settings(max_examples=200, deadline=None)

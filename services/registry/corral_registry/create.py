@@ -21,6 +21,7 @@ from corral_common.gguf import GGUFFile, InvalidGGUF, human_number, is_gguf
 from corral_common.gotemplate import Template, TemplateError
 from corral_common.internal import ProgressEvent
 from corral_common.jsonio import go_dumps
+from corral_common.modelfile import DEPRECATED_PARAMETERS, OPTION_TYPES
 from corral_common.names import ModelName, parse_name
 from corral_common.options import validate_options
 from corral_common.schemas import CreateRequest
@@ -100,6 +101,14 @@ def _template(text: str | None) -> str | None:
     return text
 
 
+def _parameters(parameters: dict[str, Any] | None) -> dict[str, Any]:
+    """Typed parameters; an unknown name is refused as a Modelfile PARAMETER is (deprecated ones dropped)."""
+    for name in parameters or {}:
+        if name not in OPTION_TYPES and name not in DEPRECATED_PARAMETERS:
+            raise BadRequest(f"unknown parameter '{name}'")
+    return validate_options(parameters)
+
+
 def _messages(messages: list[Any] | None) -> list[dict[str, str]]:
     out = []
     for message in messages or []:
@@ -151,7 +160,7 @@ def plan_create(store: ModelStore, req: CreateRequest) -> CreatePlan:
     plan.adapter_files = [(n, d) for n, d, _ in _gguf_files(store, adapters)]
     plan.template, plan.system = _template(req.template), req.system
     plan.licenses = [req.license] if isinstance(req.license, str) else list(req.license or [])
-    plan.parameters = validate_options(req.parameters)
+    plan.parameters = _parameters(req.parameters)
     plan.messages = _messages(req.messages)
     plan.quantize = quantize.parse_level(req.quantize_level())
     if plan.quantize:
