@@ -41,11 +41,11 @@ class Gate:
     def authenticate(self, attempt: Attempt, candidates: list[str] | None = None) -> Principal:
         """The principal behind a credential, or a 401/403/429 refusal (refusals are audited).
 
-        Failed attempts lock out the key id they name and slow their address down, but a valid
-        key from a throttled address still works: behind a proxy one address is everybody.
+        Failed attempts lock out the key id they name (further wrong secrets for it get 429) and slow
+        their address down, but a valid key still works: behind a proxy one address is everybody, and
+        key ids are not secret, so a lock that refused the right secret would let anyone shut a key out.
         """
         self._throttle(f"ip:{attempt.client}", 2 * self.limits.rate_per_second, 2 * self.limits.burst, attempt)
-        self._check_key_lock(attempt)
         principal = self._identify(attempt.credential, candidates) if attempt.credential.present else None
         if principal is None:
             self._fail(attempt)
@@ -55,13 +55,14 @@ class Gate:
         self._throttle(f"key:{principal.key_id}", self.limits.rate_per_second, self.limits.burst, attempt, principal)
         return principal
 
-    def _check_key_lock(self, attempt: Attempt) -> None:
-        """429 when the key id the credential names is locked out after failed attempts."""
+    def _count_key_failure(self, attempt: Attempt) -> float:
+        """Count a wrong secret against the key id it names; the seconds that id is locked out for (0: not)."""
         key_id = _claimed_id(attempt.credential)
-        locked = self.limiter.locked_for(f"key:{key_id}") if key_id else 0.0
-        if locked > 0:
-            self._refuse(attempt, 429)
-            raise RateLimited(retry_after(locked), "too many failed attempts with this key, retry later")
+        if not key_id:
+            return 0.0
+        if self.limiter.fail(f"key:{key_id}", self.limits):
+            log.warning("key locked out after failed attempts", key_id=key_id, client=attempt.client)
+        return self.limiter.locked_for(f"key:{key_id}")
 
     def signed(self, credential: Credential, client: str) -> SignedRequest:
         """Verify a signature without requiring its key to be bound (signin start); 401 on failure."""
@@ -101,9 +102,7 @@ class Gate:
         if not attempt.credential.present:
             self._refuse(attempt, 401)
             raise Unauthenticated(error="")
-        key_id = _claimed_id(attempt.credential)
-        if key_id and self.limiter.fail(f"key:{key_id}", self.limits):
-            log.warning("key locked out after failed attempts", key_id=key_id, client=attempt.client)
+        key_locked = self._count_key_failure(attempt)
         ip_key = f"ip:{attempt.client}"
         locked = self.limiter.locked_for(ip_key)
         if locked > 0:
@@ -111,6 +110,9 @@ class Gate:
             raise RateLimited(retry_after(locked), "too many failed attempts, retry later")
         if self.limiter.fail(ip_key, self.limits):
             log.warning("client throttled after failed attempts", client=attempt.client)
+        if key_locked > 0:
+            self._refuse(attempt, 429)
+            raise RateLimited(retry_after(key_locked), "too many failed attempts with this key, retry later")
         self._refuse(attempt, 401)
         raise Unauthenticated()
 
