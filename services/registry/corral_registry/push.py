@@ -14,12 +14,20 @@ from corral_common.logs import get_logger
 from corral_registry import media_types
 from corral_registry.pull import Reporter
 from corral_registry.settings import TransferSettings
-from corral_registry.store import ModelStore
+from corral_registry.store import ModelStore, StoredModel
 from corral_registry.transfer.client import RegistryClient
-from corral_registry.transfer.remote import resolve_remote
+from corral_registry.transfer.remote import Remote, resolve_remote
 from corral_registry.transfer.upload import BlobUploader
 
 log = get_logger("corral.registry.push")
+
+
+def local_model(store: ModelStore, remote: Remote) -> StoredModel:
+    """The stored model a push sends; 404 ``model '<name>' not found`` when it is not here."""
+    stored = store.get(remote.name)
+    if stored is None:
+        raise NotFound(f"model '{remote.name.display_shortest()}' not found")
+    return stored
 
 
 def push_model(store: ModelStore, client: RegistryClient, settings: TransferSettings, req: TransferRequest,
@@ -27,10 +35,11 @@ def push_model(store: ModelStore, client: RegistryClient, settings: TransferSett
     """Push one local model to the registry its name points at."""
     remote = resolve_remote(req.model_name(), req.insecure)
     report.status("retrieving manifest")
-    stored = store.get(remote.name)
-    if stored is None:
+    try:
+        stored = local_model(store, remote)
+    except NotFound:
         report.status("couldn't retrieve manifest")
-        raise NotFound(f"model '{remote.name.display_shortest()}' not found")
+        raise
     uploader = BlobUploader(client, settings)
     seen = set()
     for layer in (*stored.manifest.layers, stored.manifest.config):

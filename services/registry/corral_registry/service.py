@@ -16,6 +16,7 @@ from corral_common.tasks import CREATE_MODEL_TASK, PULL_MODEL_TASK, PUSH_MODEL_T
 
 from corral_registry.create import plan_create
 from corral_registry.modelinfo import ModelView, resolved, show_response
+from corral_registry.push import local_model
 from corral_registry.store import ModelStore, StoredModel
 from corral_registry.transfer.remote import HostPolicy, Remote, resolve_remote
 
@@ -100,8 +101,12 @@ def pull(jobs: JobRunner, policy: HostPolicy, req: TransferRequest) -> AsyncIter
     return _transfer(jobs, policy, "pull", PULL_MODEL_TASK, req)
 
 
-def push(jobs: JobRunner, policy: HostPolicy, req: TransferRequest) -> AsyncIterator[dict[str, Any]]:
-    """``model is required`` is a 400 (before the name is parsed); then run or join the push job."""
+async def push(store: ModelStore, jobs: JobRunner, policy: HostPolicy,
+               req: TransferRequest) -> AsyncIterator[dict[str, Any]]:
+    """``model is required`` is a 400 (before the name is parsed), a model not stored here a 404 (before anything
+    is queued); then run or join the push job."""
     if not req.model_name():
         raise BadRequest("model is required")
-    return _transfer(jobs, policy, "push", PUSH_MODEL_TASK, req)
+    await asyncio.to_thread(local_model, store, resolve_remote(req.model_name(), req.insecure))
+    async for event in _transfer(jobs, policy, "push", PUSH_MODEL_TASK, req):
+        yield event

@@ -75,6 +75,6 @@ async def pull(request: Request, jobs: Jobs, policy: Policy):
 
 
 @router.post("/push")
-async def push(request: Request, jobs: Jobs, policy: Policy):
+async def push(request: Request, store: Store, jobs: Jobs, policy: Policy):
     req = parse_body(TransferRequest, await request.body())
-    return await stream_or_error(service.push(jobs, policy, req))
+    return await stream_or_error(service.push(store, jobs, policy, req))
