@@ -90,8 +90,9 @@ def test_queue_limit_answers_503_with_ollamas_text(tmp_path) -> None:
         errors: list[str] = []
 
         def call(num_predict: int, stream: bool = False) -> None:
-            body = {"model": MODEL, "prompt": "Count from 1 to 500, one number per line.", "stream": stream,
-                    "options": {"num_predict": num_predict}}
+            # The format forbids an early end: the model must write 300 numbers, so it is cut at num_predict.
+            body = {"model": MODEL, "prompt": "List numbers.", "stream": stream, "options": {"num_predict": num_predict},
+                    "format": {"type": "array", "items": {"type": "integer"}, "minItems": 300}}
             with httpx.stream("POST", f"{srv.url}/api/generate", json=body, timeout=600) as response:
                 lines = []
                 for line in response.iter_lines():

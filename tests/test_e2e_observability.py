@@ -105,12 +105,14 @@ def _access(lines: list[dict], service: str, route: str, request_id: str) -> dic
 def test_one_request_id_on_gateway_and_inference_lines(observed: tuple[Server, Path]) -> None:
     server, log = observed
     request_id = _chat(server).headers["x-request-id"]
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _access(_log_lines(log), "api", "/api/chat", request_id) is None:
+    deadline = time.monotonic() + 20
+    while True:  # each service writes its access line when its own response ends: wait for both
+        lines = _log_lines(log)
+        gateway = _access(lines, "api", "/api/chat", request_id)
+        inference = _access(lines, "inference", "/run/completion", request_id)
+        if (gateway is not None and inference is not None) or time.monotonic() > deadline:
+            break
         time.sleep(0.2)
-    lines = _log_lines(log)
-    gateway = _access(lines, "api", "/api/chat", request_id)
-    inference = _access(lines, "inference", "/run/completion", request_id)
     assert gateway is not None and inference is not None
     for line in (gateway, inference):
         assert REQUIRED <= line.keys() and line["status"] == 200 and line["model"] == MODEL
