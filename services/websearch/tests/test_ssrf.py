@@ -71,7 +71,9 @@ def test_ssrf1_direct_targets_are_refused_before_any_connection(canary: Site, te
 
 
 @pytest.mark.parametrize("url", ["http://08.1.1.1/", "http://1.2.3.4.5/", "http://[::zz]/", "http://a b/", "http://x\\y/",
-                                 "http://"])
+                                 "http://", "http://a..b/", "http://.../", "http://%zz/", "http://-a.com/",
+                                 "http://a-.com/", "http://" + "a" * 64 + ".com/", "http://" + "abc." * 64 + "com/",
+                                 "http://exa!mple.com/"])
 def test_malformed_urls_are_bad_requests(url: str) -> None:
     with pytest.raises(BadRequest):
         asyncio.run(make_fetcher().fetch(url))

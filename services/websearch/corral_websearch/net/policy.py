@@ -23,6 +23,9 @@ DEFAULT_PORTS = frozenset({80, 443})
 ALLOW_HINT = "CORRAL_WEBFETCH_ALLOW can open specific internal hosts"
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*):(?!\d)")
 _FORBIDDEN_CHARS = re.compile(r"[\x00-\x20\x7f\\]")
+# A DNS label as resolvers take it: letters, digits, hyphens (not first or last) and, as real names have
+# them, underscores; 1 to 63 characters. A whole name is at most 253 characters.
+_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 _LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
 _METADATA_NAMES = ("metadata", "metadata.google.internal", "instance-data", "instance-data.ec2.internal")
 
@@ -71,6 +74,17 @@ def normalize_host(host: str) -> str:
         return idna.encode(host, uts46=True).decode("ascii")
     except idna.IDNAError as exc:
         raise BadRequest(f"invalid host name {host!r}: {exc}") from None
+
+
+def _check_dns_name(raw: str, name: str) -> None:
+    """400 for a host that no resolver could look up (empty or over-long labels, stray characters)."""
+    if len(name) > 253:
+        raise BadRequest(f"invalid URL {raw!r}: the host name is longer than 253 characters")
+    bad = next((label for label in name.split(".") if not _LABEL.match(label)), None)
+    if bad is not None:
+        what = "an empty label" if not bad else f"the label {bad[:70]!r}"
+        raise BadRequest(f"invalid URL {raw[:300]!r}: the host name has {what} (labels are 1-63 letters, digits "
+                         "or hyphens, not starting or ending with a hyphen)")
 
 
 @dataclass(frozen=True)
@@ -167,6 +181,8 @@ class FetchPolicy:
         literal = parse_ip_literal(name)
         if literal is None and looks_numeric(name):
             raise BadRequest(f"invalid URL {raw!r}: {parts.hostname} is not a valid IPv4 address")
+        if literal is None:
+            _check_dns_name(raw, name)
         host = str(literal) if literal is not None else name
         target = Target(_rebuild(scheme, host, parts), scheme, host, port, literal, url)
         if literal is not None:
