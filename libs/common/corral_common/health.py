@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,8 +156,3 @@ def http_probe(client: httpx.AsyncClient, path: str = "/healthz") -> Probe:
             raise DependencyDown(f"{path} answered {response.status_code}")
 
     return ping
-
-
-def checks_of(pairs: Iterable[tuple[str, Probe]], timeout: float = DEFAULT_TIMEOUT) -> list[Check]:
-    """Checks from (name, probe) pairs, all with one timeout."""
-    return [Check(name, probe, timeout) for name, probe in pairs]
