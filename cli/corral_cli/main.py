@@ -51,6 +51,9 @@ def _add_create(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("model", metavar="MODEL")
     parser.add_argument("-f", "--file", help='Name of the Modelfile (default "Modelfile")')
     parser.add_argument("-q", "--quantize", help="Quantize model to this level (e.g. q4_K_M)")
+    parser.add_argument("--from", dest="from_", metavar="MODEL", help="Base the model on MODEL (instead of FROM)")
+    parser.add_argument("--remote-host", metavar="URL", help="Run the model on the Ollama API at URL (no local "
+                                                              "weights; with --from or FROM)")
 
 
 def _add_show(sub: argparse._SubParsersAction) -> None:

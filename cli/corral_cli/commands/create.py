@@ -197,7 +197,7 @@ def create_model(client: Client, args: argparse.Namespace) -> int:
         ModelName.parse(args.model)
     except InvalidName:
         raise CliError(f"invalid model name: {args.model}") from None
-    text, base = read_modelfile(args.file)
+    text, base = _modelfile_source(args)
     try:
         modelfile = parse(text)
     except ModelfileError as error:
@@ -212,10 +212,33 @@ def create_model(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def _modelfile_source(args: argparse.Namespace) -> tuple[str | bytes, Path]:
+    """The Modelfile to create from: ``--from MODEL`` alone stands for ``FROM MODEL``; with ``-f`` it replaces
+    the file's FROM."""
+    from_ = getattr(args, "from_", None)
+    if from_ and not args.file:
+        from corral_common.modelfile import quote_value
+
+        return f"FROM {quote_value(from_)}\n", Path.cwd()
+    return read_modelfile(args.file)
+
+
+def _apply_flags(plan: CreatePlan, args: argparse.Namespace) -> None:
+    """``--from`` replaces the Modelfile's FROM; ``--remote-host`` makes the model a remote one."""
+    if getattr(args, "from_", None):
+        plan.files.clear()
+        plan.body["from"] = args.from_
+    if getattr(args, "remote_host", None):
+        if not plan.body.get("from"):
+            raise CliError("--remote-host needs a model to run there: give --from MODEL or FROM MODEL")
+        plan.body["remote_host"] = args.remote_host
+
+
 def _create(client: Client, args: argparse.Namespace, modelfile: Any, base: Path, progress: Progress) -> None:
     spinner = Spinner("gathering model components")
     progress.add(spinner)
     plan = plan_create(modelfile, base)
+    _apply_flags(plan, args)
     spinner.stop()
     for files in (plan.files, plan.adapters, plan.draft_files):
         upload(client, files, progress)

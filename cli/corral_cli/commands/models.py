@@ -62,11 +62,20 @@ def copy_model(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_remote(client: Client, name: str) -> bool:
+    """Whether ``name`` is a remote model (nothing of it runs here, so there is nothing to stop)."""
+    try:
+        return bool(show(client, name).get("remote_host"))
+    except ServerError:
+        return False
+
+
 def remove_models(client: Client, args: argparse.Namespace) -> int:
-    """``corral rm MODEL...``: unload each model, then delete it."""
+    """``corral rm MODEL...``: unload each local model, then delete it (a remote model's host is left alone)."""
     for name in args.models:
         try:
-            load_model(client, RunOptions(model=name, keep_alive=0))
+            if not _is_remote(client, name):
+                load_model(client, RunOptions(model=name, keep_alive=0))
         except ServerError as error:
             if "not found" not in error.message.lower():
                 print(f"Warning: unable to stop model '{name}'", file=sys.stderr)

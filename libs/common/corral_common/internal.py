@@ -164,7 +164,7 @@ class ResolvedModel(InternalModel):
     name: str = Field(description="the full name, host/namespace/model:tag")
     short: str = Field(description="the name as Ollama shows it (registry.ollama.ai/library/ left out)")
     manifest_digest: str
-    model_digest: str
+    model_digest: str = Field(description='64-hex sha256 of the model layer ("" for a remote model)')
     adapters: list[str] = Field(default_factory=list)
     projectors: list[str] = Field(default_factory=list)
     template: str | None = Field(default=None, description="the Go template layer, if the model has one")
@@ -178,6 +178,8 @@ class ResolvedModel(InternalModel):
     eos_token: str = ""
     context_length: int | None = None
     modified_at: str = ""
+    remote_host: str = Field(default="", description="a remote model: the base URL of the API that runs it")
+    remote_model: str = Field(default="", description="a remote model: its name there")
 
     def can(self, capability: str) -> bool:
         """Whether the model has a capability ("completion", "tools", "thinking", "vision", ...)."""

@@ -122,6 +122,9 @@ class CreateRequest(NamedRequest):
     quantize: str = ""
     quantization: str = ""
     from_: str = Field(default="", alias="from")
+    remote_host: str = Field(default="", description="with from: a remote model, run by the Ollama API at this URL")
+    info: dict[str, Any] | None = Field(default=None, description="config overrides (capabilities, model_family, "
+                                                                  "context_length, ...), as Ollama's create takes")
     files: dict[str, str] | None = None
     adapters: dict[str, str] | None = None
     template: str | None = None

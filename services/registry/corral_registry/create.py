@@ -24,11 +24,13 @@ from corral_common.jsonio import go_dumps
 from corral_common.modelfile import DEPRECATED_PARAMETERS, OPTION_TYPES
 from corral_common.names import ModelName, parse_name
 from corral_common.options import validate_options
+from corral_common.remote import parse_ref, remote_url
 from corral_common.schemas import CreateRequest
 
 from corral_registry import convert, media_types, quantize
 from corral_registry.manifest import Layer, Manifest
 from corral_registry.modelinfo import gguf_of
+from corral_registry.remote_models import RemoteSource, config_info, remote_config
 from corral_registry.store import ModelStore, StoredModel
 
 _VALID_PATH = re.compile(r"[^/\\\x00]+(/[^/\\\x00]+)*")
@@ -50,6 +52,8 @@ class CreatePlan:
     parameters: dict[str, Any] = field(default_factory=dict)
     messages: list[dict[str, str]] = field(default_factory=list)
     quantize: str = ""
+    remote: RemoteSource | None = None  # a remote model: no weights here, only where it runs
+    info: dict[str, Any] = field(default_factory=dict)  # config overrides from the request's ``info``
 
 
 def _valid_relative(path: str) -> bool:
@@ -142,8 +146,12 @@ def plan_create(store: ModelStore, req: CreateRequest) -> CreatePlan:
     """Validate a create request without writing anything; raise AppError with the right status."""
     if not req.model_name():
         raise BadRequest("model is required")
-    plan = CreatePlan(name=parse_name(req.model_name()))
-    if req.from_:
+    plan = CreatePlan(name=parse_name(req.model_name()), info=config_info(req.info))
+    if req.from_ and req.remote_host:
+        base = parse_ref(req.from_).base  # Ollama's remote_model: the name without a cloud suffix
+        parse_name(base)
+        plan.remote = RemoteSource(remote_url(req.remote_host), base)
+    elif req.from_:
         base_name = parse_name(req.from_)
         plan.base = store.get(base_name)
         if plan.base is None:
@@ -152,7 +160,7 @@ def plan_create(store: ModelStore, req: CreateRequest) -> CreatePlan:
         _model_files(store, plan, req.files)
     else:
         raise BadRequest("neither 'from' or 'files' was specified")
-    adapters = req.adapters or {}
+    adapters = {} if plan.remote else (req.adapters or {})  # a remote model's weights are not here: ignored
     if len(adapters) > 1:
         raise BadRequest("only one adapter is currently supported")
     if convert.is_safetensors(adapters):
@@ -162,7 +170,7 @@ def plan_create(store: ModelStore, req: CreateRequest) -> CreatePlan:
     plan.licenses = [req.license] if isinstance(req.license, str) else list(req.license or [])
     plan.parameters = _parameters(req.parameters)
     plan.messages = _messages(req.messages)
-    plan.quantize = quantize.parse_level(req.quantize_level())
+    plan.quantize = "" if plan.remote else quantize.parse_level(req.quantize_level())
     if plan.quantize:
         for source in _model_sources(store, plan):
             quantize.check_source(source)
@@ -183,6 +191,14 @@ def _config(gguf: GGUFFile, layers: list[Layer]) -> dict[str, Any]:
     config.update({"architecture": "amd64", "os": "linux",
                    "rootfs": {"type": "layers", "diff_ids": [str(layer.digest) for layer in layers]}})
     return config
+
+
+def _config_of(plan: CreatePlan, model: GGUFFile | None, layers: list[Layer]) -> dict[str, Any]:
+    """The config blob: a remote model's (where it runs), a GGUF model's, or empty; ``info`` overrides."""
+    if plan.remote is not None:
+        return remote_config(plan.remote, plan.info, layers)
+    config = _config(model, layers) if model else {}
+    return {**config, **plan.info} if config else dict(plan.info)
 
 
 @contextmanager
@@ -303,7 +319,7 @@ def execute_create(store: ModelStore, plan: CreatePlan, emit: Emit) -> None:
         if plan.quantize and model_gguf is not None:
             model_gguf = _quantized(plan, builder, model_gguf, emit)
         _extra_layers(plan, builder, emit)
-        config = go_dumps(_config(model_gguf, builder.layers) if model_gguf else {}).encode()
+        config = go_dumps(_config_of(plan, model_gguf, builder.layers)).encode()
         config_digest, _ = store.put_bytes(config)
         manifest = Manifest(Layer(media_types.CONFIG, config_digest, len(config)), tuple(builder.layers))
         emit(ProgressEvent(status="writing manifest"))
