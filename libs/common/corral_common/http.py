@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing, suppress
+from functools import partial
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
@@ -56,7 +57,8 @@ def ndjson_line(obj: object) -> bytes:
     return go_dumps(obj).encode() + b"\n"
 
 
-async def ndjson_body(events: AsyncIterator[dict]) -> AsyncIterator[bytes]:
+async def ndjson_body(events: AsyncIterator[dict],
+                      error_line: Callable[[AppError], dict[str, Any]] = AppError.body) -> AsyncIterator[bytes]:
     """Serialise a stream of dicts; an error after the first byte becomes a final error line.
 
     The source is closed explicitly when the client goes away, so the work behind it stops too.
@@ -66,7 +68,17 @@ async def ndjson_body(events: AsyncIterator[dict]) -> AsyncIterator[bytes]:
             async for event in events:
                 yield ndjson_line(event)
         except AppError as exc:
-            yield ndjson_line(exc.body())
+            yield ndjson_line(error_line(exc))
+
+
+def service_error_line(exc: AppError) -> dict[str, Any]:
+    """A service's error line to the gateway: ``{"error", "status"}``, so a failure after the first byte keeps its
+    status when the gateway answers without streaming (the gateway's client reads it; clients never see it)."""
+    return {**exc.body(), "status": exc.status}
+
+
+# ``ndjson_body`` for a stream from one service to another (stream_or_error's ``body``): error lines keep the status.
+service_ndjson_body = partial(ndjson_body, error_line=service_error_line)
 
 
 async def _first_event(events: AsyncIterator[dict], request: Request | None) -> dict | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -161,10 +162,19 @@ def _no_constant(name: str) -> Any:
     raise BadRequest(f"invalid JSON in request body: {name} is not a JSON value")
 
 
+def _finite(text: str) -> float:
+    """A JSON number as a float; one too large for a float64 (1e999) is a 400, as in Go, not infinity."""
+    value = float(text)
+    if math.isinf(value):
+        raise BadRequest(f"invalid JSON in request body: number {text[:40]} is out of range")
+    return value
+
+
 def decode_json(raw: bytes) -> Any:
-    """A JSON body decoded; invalid JSON, nesting too deep to decode or a lone surrogate is a 400 saying which."""
+    """A JSON body decoded; invalid JSON, nesting too deep to decode, a number out of range or a lone surrogate
+    is a 400 saying which."""
     try:
-        data = json.loads(raw, parse_constant=_no_constant)
+        data = json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
     except ValueError as exc:  # also UnicodeDecodeError, and an integer of more than 4300 digits
         raise BadRequest(f"invalid JSON in request body: {exc}") from None
     except RecursionError:

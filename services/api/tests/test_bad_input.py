@@ -1,5 +1,6 @@
 """Issue 18 item 8 (input validation): bodies that used to be bare 500s are 400s naming the problem, on the native
-and the /v1 routes: JSON nested too deeply to decode, a lone UTF-16 surrogate, NaN or Infinity, absurd keep_alive."""
+and the /v1 routes: JSON nested too deeply to decode, a lone UTF-16 surrogate, NaN or Infinity, a number too large
+for a float (1e999), absurd keep_alive."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ ROUTES = ["/api/generate", "/api/chat", "/api/show", "/v1/chat/completions", "/v
 def client() -> TestClient:
     """The gateway with fakes, answering 500s instead of raising them (so a 500 fails the assertion)."""
     app = gateway(model()).app
+    app.state.websearch = None  # /api/index checks its JSON before it calls the websearch service
     return TestClient(app, base_url="http://127.0.0.1:11434", raise_server_exceptions=False)
 
 
@@ -25,7 +27,7 @@ def _message(response) -> str:  # noqa: ANN001
     return error["message"] if isinstance(error, dict) else error
 
 
-@pytest.mark.parametrize("path", ROUTES)
+@pytest.mark.parametrize("path", [*ROUTES, "/api/index"])
 def test_input_validation_deeply_nested_json_is_a_400(client: TestClient, path: str) -> None:
     response = client.post(path, content=b"[" * 100_000)
     assert response.status_code == 400
@@ -51,6 +53,15 @@ def test_input_validation_nan_and_infinity_are_not_json(client: TestClient, cons
     response = client.post("/api/generate", content=f'{{"model": "m", "keep_alive": {constant}}}'.encode())
     assert response.status_code == 400
     assert _message(response) == f"invalid JSON in request body: {constant} is not a JSON value"
+
+
+@pytest.mark.parametrize("path", [*ROUTES, "/api/index"])
+def test_input_validation_a_number_too_large_for_a_float_is_a_400(client: TestClient, path: str) -> None:
+    body = (b'{"model": "m", "prompt": "x", "messages": [{"role": "user", "content": "x"}], "stream": false,'
+            b' "url": "https://example.com/", "options": {"num_predict": 1e999}, "temperature": -1E400}')
+    response = client.post(path, content=body)
+    assert response.status_code == 400
+    assert _message(response) == "invalid JSON in request body: number 1e999 is out of range"
 
 
 @pytest.mark.parametrize("keep_alive", ["-1e308", "1e308", "1e20", "1" + "0" * 400])

@@ -7,7 +7,6 @@ adds pages to the built-in index. The caller's Authorization header is never for
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -15,6 +14,7 @@ from fastapi.responses import Response
 
 from corral_common.errors import BadRequest
 from corral_common.http import JSON_CONTENT_TYPE, stream_or_error
+from corral_common.schemas import decode_json
 
 from corral_api.deps import RequestId, Websearch
 
@@ -52,13 +52,6 @@ async def index(request: Request, websearch: Websearch, rid: RequestId):
     return await stream_or_error(websearch.index_stream(raw, rid))
 
 
-def _json(raw: bytes) -> Any:
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise BadRequest(f"invalid JSON in request body: {exc}") from None
-
-
 def _wants_stream(raw: bytes) -> bool:
-    body = _json(raw)
+    body: Any = decode_json(raw)  # the 400s the websearch service would give (too deep, 1e999, ...), said here
     return not (isinstance(body, dict) and body.get("stream") is False)

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ValidationError
 
 from corral_common.errors import BadRequest
-from corral_common.http import GoJSONResponse, stream_or_error
+from corral_common.http import GoJSONResponse, service_ndjson_body, stream_or_error
 from corral_common.internal import CompletionRequest, EmbedInputs, LoadRequest, TokenizeRequest, UnloadRequest
 
 from corral_inference import service
@@ -31,7 +31,7 @@ async def load(request: Request, scheduler: SchedulerDep, settings: SettingsDep)
 @router.post("/completion")
 async def completion(request: Request, scheduler: SchedulerDep, settings: SettingsDep):
     req = await _parse(request, CompletionRequest)
-    return await stream_or_error(service.complete(scheduler, settings, req), request)
+    return await stream_or_error(service.complete(scheduler, settings, req), request, body=service_ndjson_body)
 
 
 @router.post("/embed")

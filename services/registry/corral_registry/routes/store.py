@@ -7,7 +7,7 @@ import asyncio
 from fastapi import APIRouter, Request, Response
 
 from corral_common.errors import NotFound
-from corral_common.http import GoJSONResponse, stream_or_error
+from corral_common.http import GoJSONResponse, service_ndjson_body, stream_or_error
 from corral_common.internal import TransferRequest
 from corral_common.schemas import CopyRequest, CreateRequest, DeleteRequest, NamedRequest, ShowRequest, parse_body
 
@@ -65,16 +65,16 @@ async def upload_blob(digest: str, request: Request, store: Store) -> Response:
 @router.post("/create")
 async def create(request: Request, store: Store, jobs: Jobs):
     req = parse_body(CreateRequest, await request.body())
-    return await stream_or_error(service.create(store, jobs, req))
+    return await stream_or_error(service.create(store, jobs, req), body=service_ndjson_body)
 
 
 @router.post("/pull")
 async def pull(request: Request, jobs: Jobs, policy: Policy):
     req = parse_body(TransferRequest, await request.body())
-    return await stream_or_error(service.pull(jobs, policy, req))
+    return await stream_or_error(service.pull(jobs, policy, req), body=service_ndjson_body)
 
 
 @router.post("/push")
 async def push(request: Request, store: Store, jobs: Jobs, policy: Policy):
     req = parse_body(TransferRequest, await request.body())
-    return await stream_or_error(service.push(store, jobs, policy, req))
+    return await stream_or_error(service.push(store, jobs, policy, req), body=service_ndjson_body)

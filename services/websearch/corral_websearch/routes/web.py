@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from corral_common.http import GoJSONResponse, stream_or_error
+from corral_common.http import GoJSONResponse, service_ndjson_body, stream_or_error
 from corral_common.schemas import parse_body
 
 from corral_websearch.deps import Service
@@ -30,7 +30,7 @@ async def index(request: Request, service: Service):
     req = parse_body(IndexRequest, await request.body())
     events = service.index_job(req)
     if req.stream:
-        return await stream_or_error(events)
+        return await stream_or_error(events, body=service_ndjson_body)
     last: dict = {}
     async for event in events:
         last = event
