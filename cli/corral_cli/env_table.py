@@ -108,6 +108,15 @@ TRANSFER_VARS = (
     EnvVar("CORRAL_TRANSFER_STALE_SECONDS", "Give up on a job worker silent this long (default 30)"),
 )
 
+REMOTE_VARS = (
+    EnvVar("CORRAL_CLOUD_URL", "The hosted corral that runs cloud models (NAME:cloud, NAME:TAG-cloud); the only "
+                               "host serve sends credentials: OLLAMA_API_KEY, else the signin key's signature"),
+    EnvVar("CORRAL_REMOTE_HOSTS", "Comma separated other hosts (host or host:port) remote models may run on, "
+                                  "sent no credentials"),
+    EnvVar("CORRAL_REMOTE_ALLOW_PRIVATE", "Remote model hosts may resolve to loopback or private addresses "
+                                          "(default false)"),
+)
+
 WEBSEARCH_VARS = (
     EnvVar("CORRAL_SEARCH_PROVIDER", 'web_search provider: index, searxng or brave (default "index")'),
     EnvVar("CORRAL_SEARXNG_URL", "A SearXNG instance; setting it alone selects searxng"),
@@ -124,7 +133,7 @@ WEBSEARCH_VARS = (
 )
 
 ENV_VARS: dict[str, EnvVar] = {var.name: var for var in (*OLLAMA_VARS, *RUNTIME_VARS, *AUTH_VARS, *REGISTRY_VARS,
-                                                         *TRANSFER_VARS, *WEBSEARCH_VARS)}
+                                                         *TRANSFER_VARS, *REMOTE_VARS, *WEBSEARCH_VARS)}
 
 SERVE_ENV = tuple(ENV_VARS)
 RUN_ENV = ("OLLAMA_HOST", "OLLAMA_API_KEY", "OLLAMA_NOHISTORY")

@@ -55,3 +55,13 @@ def test_ls_shows_a_dash_for_a_remote_models_size_and_show_its_host(server, caps
     assert main(["show", "mine"], client=server.client()) == 0
     out = capsys.readouterr().out
     assert "Remote model    smollm2:135m" in out and "Remote URL      http://cloud.example:11434" in out
+
+
+def test_ps_lists_a_remote_model_in_use_as_remote(server, capsys):
+    server.on("GET", "/api/ps", httpx.Response(200, json={"models": [
+        {"name": "mine", "model": "mine", "size": 0, "digest": "", "details": {},
+         "expires_at": "2999-01-01T00:00:00Z", "size_vram": 0, "context_length": 8192,
+         "remote_model": "smollm2:135m", "remote_host": "http://cloud.example:11434"}]}))
+
+    assert main(["ps"], client=server.client()) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[:4] == ["mine", "-", "remote", "8192"]

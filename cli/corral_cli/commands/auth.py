@@ -8,9 +8,7 @@ to an account once someone with the admin scope approves its one-time code, whic
 from __future__ import annotations
 
 import argparse
-import base64
 import re
-import secrets
 import socket
 import sys
 import time
@@ -26,7 +24,7 @@ from corral_cli.errors import CliError
 from corral_cli.formatting import human_time, now_utc, parse_time
 from corral_cli.table import render_table
 from corral_common.env import current_env
-from corral_common.identity import identity_path, load_identity, public_blob
+from corral_common.identity import identity_path, load_identity, signed_request
 
 SCOPES = ("inference", "models:read", "models:write", "web", "admin")
 _DURATION = re.compile(r"(\d+)([dhm])")
@@ -46,10 +44,7 @@ def load_device_key(create: bool = False) -> Any:
 
 def signed_uri(key: Any, method: str, path: str) -> tuple[str, str]:
     """The path with ``ts`` and ``nonce`` added, and its ``Authorization`` value ``<key blob>:<signature>``."""
-    nonce = base64.urlsafe_b64encode(secrets.token_bytes(16)).rstrip(b"=").decode()
-    uri = f"{path}{'&' if '?' in path else '?'}ts={int(time.time())}&nonce={nonce}"
-    signature = base64.b64encode(key.sign(f"{method.upper()},{uri}".encode())).decode()
-    return uri, f"{public_blob(key)}:{signature}"
+    return signed_request(key, method, path)
 
 
 def _call(client: Client, method: str, path: str, body: Any = None, key: Any = None) -> Any:

@@ -36,8 +36,10 @@ def render_ps(models: Sequence[Mapping[str, Any]], prefix: str | None, now: date
         if prefix and not name.startswith(prefix):
             continue
         size, vram = int(model.get("size") or 0), int(model.get("size_vram") or 0)
-        rows.append([name, str(model.get("digest", ""))[:12], human_bytes(size), processor(size, vram),
-                     str(model.get("context_length") or 0), until(parse_time(model.get("expires_at")), now)])
+        remote = bool(model.get("remote_host"))  # runs on its host: nothing of it is in memory here
+        rows.append([name, str(model.get("digest", ""))[:12], "-" if remote else human_bytes(size),
+                     "remote" if remote else processor(size, vram), str(model.get("context_length") or 0),
+                     until(parse_time(model.get("expires_at")), now)])
     return render_table(rows, header=["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"])
 
 

@@ -5,6 +5,9 @@ The CLI signs in with it and the registry signs token requests with it, so both 
 
 from __future__ import annotations
 
+import base64
+import secrets
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -54,3 +57,12 @@ def _create(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     if create_once(path, private):
         atomic_write(path.with_name(path.name + ".pub"), (public_line(key) + "\n").encode())
+
+
+def signed_request(key: Any, method: str, uri: str) -> tuple[str, str]:
+    """Ollama's request signature: ``uri`` with ``ts`` and a ``nonce`` added, and its ``Authorization`` value
+    ``<key blob>:<base64 signature of "METHOD,uri">`` (the nonce keeps two calls in one second distinct)."""
+    nonce = base64.urlsafe_b64encode(secrets.token_bytes(16)).rstrip(b"=").decode()
+    signed = f"{uri}{'&' if '?' in uri else '?'}ts={int(time.time())}&nonce={nonce}"
+    signature = base64.b64encode(key.sign(f"{method.upper()},{signed}".encode())).decode()
+    return signed, f"{public_blob(key)}:{signature}"

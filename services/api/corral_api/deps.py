@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from corral_common.http import from_state, request_id_of
 
 from corral_api.clients import AuthClient, InferenceClient, RegistryClient, WebsearchClient
+from corral_api.remote.runs import RemoteRuns
 from corral_api.running import Call
 
 
@@ -24,3 +25,4 @@ Websearch = Annotated[WebsearchClient, Depends(from_state("websearch"))]
 Auth = Annotated[AuthClient, Depends(from_state("auth"))]
 RequestId = Annotated[str, Depends(request_id_of)]
 ModelCall = Annotated[Call, Depends(_call)]
+RemoteInUse = Annotated[RemoteRuns, Depends(from_state("remote_runs"))]

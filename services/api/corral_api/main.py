@@ -21,6 +21,10 @@ from corral_api.clients import AuthClient, InferenceClient, RegistryClient, Webs
 from corral_api.guards import EdgeGuard
 from corral_api.health import SERVICES, register_checks
 from corral_api.metrics import install_gateway_metrics, watch_lazy_services
+from corral_api.remote.client import RemoteClient
+from corral_api.remote.forward import RemoteModels
+from corral_api.remote.runs import RemoteRuns
+from corral_api.remote.settings import RemoteSettings
 from corral_api.routes import anthropic, keys, metrics, native, openai, registry, web
 from corral_api.settings import ApiSettings
 
@@ -38,10 +42,12 @@ def _install_plain_errors(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, http_error)  # type: ignore[arg-type]
 
 
-def create_app(settings: ApiSettings | None = None, auth: GatewayAuthSettings | None = None) -> FastAPI:
+def create_app(settings: ApiSettings | None = None, auth: GatewayAuthSettings | None = None,
+               remote: RemoteSettings | None = None) -> FastAPI:
     """Build the gateway from explicit settings (or the environment)."""
     settings = settings or ApiSettings.from_env()
     auth = auth or GatewayAuthSettings.from_env()
+    remote = remote or RemoteSettings.from_env()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -50,13 +56,14 @@ def create_app(settings: ApiSettings | None = None, auth: GatewayAuthSettings | 
         app.state.inference = InferenceClient(settings.inference_url)
         app.state.websearch = WebsearchClient(settings.websearch_url)
         app.state.auth = AuthClient(auth.auth_url)
+        app.state.remote, app.state.remote_runs = RemoteClient(remote), RemoteRuns()
         if app.state.metrics is not None:
             watch_lazy_services(app)
         clients = {name: getattr(app.state, name) for name in SERVICES}
         register_checks(app.state.readiness, clients, settings.ready_skip)
         yield
         tracing.shutdown()
-        for client in (app.state.auth, app.state.registry, app.state.inference, app.state.websearch):
+        for client in (app.state.auth, app.state.registry, app.state.inference, app.state.websearch, app.state.remote):
             await client.close()
 
     app = FastAPI(title="corral", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None,
@@ -70,6 +77,7 @@ def create_app(settings: ApiSettings | None = None, auth: GatewayAuthSettings | 
     app.include_router(anthropic.router)
     app.include_router(registry.router)
     app.include_router(keys.router)
+    app.add_middleware(RemoteModels)  # inside the auth gate: a forwarded request was authorized here first
     app.add_middleware(AuthGate, settings=auth)
     app.add_middleware(EdgeGuard, origins=settings.origins, loopback=is_loopback_host(settings.listen.host))
     app.add_middleware(RequestContextMiddleware)

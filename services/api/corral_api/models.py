@@ -16,13 +16,13 @@ from corral_common.schemas import CreateRequest, EmbeddingsRequest, EmbedRequest
 from corral_api.running import Call, keep_alive_ns, merged_options, resolve
 
 
-async def ps(call: Call) -> dict[str, Any]:
-    """GET /api/ps from the inference service's loaded runners."""
+async def ps(call: Call, remote: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """GET /api/ps from the inference service's loaded runners, then the remote models in use (``remote``)."""
     loaded = await call.inference.ps(call.request_id)
     rows = [{"name": r["name"], "model": r["name"], "size": r["size"], "digest": r["digest"],
              "details": r["details"], "expires_at": local_time(r["expires_at"]), "size_vram": r["size_vram"],
              "context_length": r["context_length"]} for r in loaded["models"] if not r.get("embedding")]
-    return {"models": rows}
+    return {"models": rows + (remote or [])}
 
 
 def create(call: Call, req: CreateRequest) -> AsyncIterator[ProgressEvent]:

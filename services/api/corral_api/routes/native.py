@@ -14,7 +14,7 @@ from corral_common.schemas import (ChatRequest, CopyRequest, CreateRequest, Dele
 from corral_common.version import OLLAMA_API_VERSION
 
 from corral_api import models, running
-from corral_api.deps import ModelCall, Registry, RequestId
+from corral_api.deps import ModelCall, Registry, RemoteInUse, RequestId
 from corral_api.routes.registry import progress_answer
 
 Chunks = AsyncIterator[dict[str, Any]]
@@ -52,8 +52,8 @@ async def show(request: Request, registry: Registry, rid: RequestId) -> GoJSONRe
 
 
 @router.get("/api/ps")
-async def ps(call: ModelCall) -> GoJSONResponse:
-    return GoJSONResponse(await models.ps(call))
+async def ps(call: ModelCall, remote: RemoteInUse) -> GoJSONResponse:
+    return GoJSONResponse(await models.ps(call, remote.rows()))
 
 
 @router.post("/api/generate")
