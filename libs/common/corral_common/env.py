@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,27 @@ def env_positive(environ: Mapping[str, str], key: str, default: float, allow_zer
     """A number that must be above zero (a rate, a timeout; or zero too when allowed); anything else: the default."""
     value = env_float(environ, key, default)
     return value if value > 0 or (allow_zero and value == 0) else default
+
+
+_BYTE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20, "g": 1 << 30,
+               "gib": 1 << 30, "t": 1 << 40, "tib": 1 << 40, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+_BYTES = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]*)")
+
+
+def parse_bytes(value: str) -> int:
+    """A size such as ``4MiB``, ``64MB``, ``2G`` or ``1048576`` in bytes (K, M, G, T alone are binary)."""
+    match = _BYTES.fullmatch(value.strip().lower())
+    if match is None or match.group(2) not in _BYTE_UNITS:
+        raise ValueError(f"invalid size {value!r}: use bytes or a number with KiB, MiB, GiB, KB, MB or GB")
+    return int(float(match.group(1)) * _BYTE_UNITS[match.group(2)])
+
+
+def env_bytes(environ: Mapping[str, str], key: str, default: int) -> int:
+    """A size variable (``parse_bytes``), falling back to the default when unset or invalid."""
+    try:
+        return parse_bytes(env_str(environ, key))
+    except ValueError:
+        return default
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from corral_common.bodylimit import BodyLimitMiddleware
 from corral_common.errors import AppError, ClientClosed
 from corral_common.jsonio import go_dumps
 from corral_common import tracing
 from corral_common.health import Readiness
 from corral_common.logs import REQUEST_ID_HEADER, get_logger, request_context
+from corral_common.memlimit import install_memory_error_handler
 from corral_common.metrics import install_metrics
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
@@ -50,6 +52,7 @@ def install_error_handler(app: FastAPI) -> None:
         return error_response(exc)
 
     app.add_exception_handler(AppError, handle)  # type: ignore[arg-type]
+    install_memory_error_handler(app)
 
 
 def ndjson_line(obj: object) -> bytes:
@@ -210,10 +213,12 @@ def install_health(app: FastAPI) -> Readiness:
 
 
 def service_app(title: str, lifespan=None) -> FastAPI:
-    """A service app with the shared error handler, request-id middleware, ``/healthz`` and ``/readyz``."""
+    """A service app with the shared error handler, request-id and body-cap middleware, ``/healthz`` and
+    ``/readyz``."""
     app = FastAPI(title=title, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None,
                   telemetry=NO_FRAMEWORK_SPANS)
     install_error_handler(app)
+    app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(RequestContextMiddleware)
     install_health(app)
     install_metrics(app, title.removeprefix("corral "))

@@ -15,6 +15,7 @@ from corral_common.jsonio import utc_now
 from corral_common.names import parse_name
 from corral_common.options import validate_options
 from corral_common.schemas import ChatRequest, GenerateRequest, with_metrics
+from corral_common.schemabounds import check_format, checked_schema_text
 
 from corral_api import prompt as prompts
 from corral_api.images import place_markers
@@ -120,6 +121,7 @@ async def _runnable(call: Call, req: GenerateRequest | ChatRequest, action: str,
     """The checks generate and chat share, in Ollama's order: top_logprobs, a model named, stored, can complete."""
     if not 0 <= req.top_logprobs <= 20:
         raise BadRequest("top_logprobs must be between 0 and 20")
+    check_format(req.format)  # before anything reaches inference: a grammar's size is bounded here too
     if not req.model:
         raise no_model
     model = await resolve(call, req.model, f"model '{req.model}' not found")
@@ -268,6 +270,8 @@ async def chat(call: Call, req: ChatRequest, relax_think: bool = False,
     if relax_think and not model.can("thinking"):
         req = req.model_copy(update={"think": None})
     setup = _tool_setup(req, model)
+    if setup.forced is not None:
+        checked_schema_text(setup.forced.model_dump(), "tool parameters")
     check_think(req.think, model, req.model)
     check_images([i for m in req.messages for i in (m.images or [])], model)
     keep_alive = keep_alive_ns(req.keep_alive)

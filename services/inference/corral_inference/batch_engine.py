@@ -14,6 +14,7 @@ import queue
 import random
 import threading
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import llama_cpp
@@ -23,9 +24,10 @@ from llama_cpp import _internals as internals
 from corral_common.errors import AppError, BadRequest, InternalError
 from corral_common.logs import get_logger
 
-from corral_inference.completion import ContextOverflow, Generation, common_prefix, prompt_tokens, reusable_prefix
+from corral_inference.completion import (ContextOverflow, Generation, certainly_longer, common_prefix, job_tokens,
+                                        reusable_prefix)
 from corral_inference.engine import CompletionJob, Emit, LoadSpec, Occupancy
-from corral_inference.llama_engine import _gpu_layers, _grammar, _threads, offloaded_bytes
+from corral_inference.llama_engine import _gpu_layers, _threads, grammar_sampler, longest_piece, offloaded_bytes
 from corral_inference.vision import LlamaMtmd, VisionContext
 
 log = get_logger("corral.inference.batch")
@@ -160,12 +162,19 @@ class BatchEngine:
             except Exception as exc:  # a bad grammar or tokenizer failure ends this request only
                 emit(InternalError(f"inference failed: {exc}"))
 
+    def _tokenize(self, data: bytes, add_bos: bool) -> list[int]:
+        return self.model.tokenize(data, add_bos=add_bos, special=True)
+
+    @cached_property
+    def piece_max(self) -> int:
+        """The longest token's text in bytes (read once, when a prompt first is long enough to ask)."""
+        return longest_piece(self.model)
+
     def _start(self, job: CompletionJob, emit: Emit, free: list[_Slot]) -> None:
         if job.images:
             self._start_with_images(job, emit, free[0])
             return
-        raw = self.model.tokenize(job.prompt.encode("utf-8"), add_bos=True, special=True)
-        tokens, dropped = prompt_tokens(job, raw, self.spec.num_ctx, self.n_vocab)
+        tokens, dropped = job_tokens(job, self._tokenize, self.spec.num_ctx, self.n_vocab, lambda: self.piece_max)
         sampler = self._sampler(job)
         slot = max(free, key=lambda s: common_prefix(s.kv, tokens))
         keep = reusable_prefix(slot.kv, tokens)
@@ -179,6 +188,8 @@ class BatchEngine:
         Runs on the loop thread, so the other slots wait for the image encoding (one step's delay)."""
         if self.vision is None:
             raise BadRequest("this model has no vision projector")
+        if certainly_longer(job.prompt.encode("utf-8"), self.spec.num_ctx, lambda: self.piece_max):
+            raise ContextOverflow()  # an image prompt is never truncated: refused before any of it is encoded
         self.ctx.kv_cache_seq_rm(slot.seq_id, 0, -1)
         slot.kv = []
         used = self.vision.evaluate(self.ctx.ctx, job.prompt, list(job.images), self.spec.num_batch, slot.seq_id)
@@ -205,11 +216,13 @@ class BatchEngine:
 
     def _sampler(self, job: CompletionJob) -> internals.LlamaSampler:
         """The request's own sampler chain inside llama.cpp (Ollama's order of samplers)."""
-        s, sampler = job.sampling, internals.LlamaSampler()
+        s = job.sampling
+        grammar = grammar_sampler(self.model, s.grammar) if s.grammar else None  # a 400 before the chain exists
+        sampler = internals.LlamaSampler()
         last_n = s.repeat_last_n if s.repeat_last_n >= 0 else self.spec.num_ctx
         sampler.add_penalties(self.n_vocab, last_n, s.repeat_penalty, s.frequency_penalty, s.presence_penalty)
-        if s.grammar:
-            sampler.add_grammar(self.model, _grammar(s.grammar))
+        if grammar is not None:
+            llama_cpp.llama_sampler_chain_add(sampler.sampler, grammar)
         if s.temperature <= 0:
             sampler.add_greedy()
             return sampler

@@ -7,7 +7,9 @@ which decides what the client sees and when the request is over.
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 from corral_common.errors import AppError, BadRequest
@@ -15,6 +17,12 @@ from corral_common.internal import CompletionEvent
 
 from corral_inference.engine import CompletionJob, Emit, Sampling
 from corral_inference.textstream import TextStream
+
+# (UTF-8 text, add BOS) → token ids, special tokens parsed: the engine's tokenizer.
+Tokenize = Callable[[bytes, bool], list[int]]
+# Tokens tokenized beyond the ones kept where a long prompt is cut, so that a word the cut splits (tokenized
+# differently from its whole) never reaches the kept tokens.
+CUT_MARGIN = 64
 
 
 class ContextOverflow(BadRequest):
@@ -47,6 +55,49 @@ def prompt_tokens(job: CompletionJob, prompt: list[int], n_ctx: int, n_vocab: in
     if len(fitted) < len(tokens) and not job.truncate:
         raise ContextOverflow()
     return fitted, len(tokens) - len(fitted)
+
+
+def certainly_longer(data: bytes, tokens: int, piece_max: Callable[[], int]) -> bool:
+    """Whether text has more than ``tokens`` tokens whatever it says: no token covers more than the model's
+    longest piece (``piece_max``, asked for only when the text is long enough to matter)."""
+    bound = tokens + CUT_MARGIN
+    return len(data) > bound and len(data) > bound * piece_max()
+
+
+def _head(data: bytes, size: int) -> bytes:
+    """The first ``size`` bytes of UTF-8 text, cut back to a character boundary."""
+    while 0 < size < len(data) and data[size] & 0xC0 == 0x80:
+        size -= 1
+    return data[:size]
+
+
+def _tail(data: bytes, size: int) -> bytes:
+    """The last ``size`` bytes of UTF-8 text, cut forward to a character boundary."""
+    start = max(0, len(data) - size)
+    while start < len(data) and data[start] & 0xC0 == 0x80:
+        start += 1
+    return data[start:]
+
+
+def job_tokens(job: CompletionJob, tokenize: Tokenize, n_ctx: int, n_vocab: int,
+               piece_max: Callable[[], int]) -> tuple[list[int], int]:
+    """``prompt_tokens`` for a job's text, tokenizing a prompt certainly longer than the context only where it
+    can reach the window (Ollama's truncation: its first num_keep tokens and its last ones), never whole; with
+    truncate false such a prompt is refused before any of it is tokenized."""
+    data = job.prompt.encode("utf-8")
+    if not certainly_longer(data, n_ctx, piece_max):
+        return prompt_tokens(job, tokenize(data, True), n_ctx, n_vocab)
+    if not job.truncate:
+        raise ContextOverflow()
+    limit = n_ctx - 1
+    keep = max(0, min(job.sampling.num_keep, limit // 2))
+    head = (known_context(job.context, n_vocab) + tokenize(_head(data, (keep + CUT_MARGIN) * piece_max()), True))
+    end = _tail(data, (limit - keep + CUT_MARGIN) * piece_max())
+    tail = tokenize(end, False)
+    fitted = head[:keep] + tail[len(tail) - (limit - keep):]
+    # The middle was never tokenized: its count is estimated at the tail's bytes per token.
+    total = len(job.context) + math.ceil(len(data) * len(tail) / max(1, len(end)))
+    return fitted, max(1, total - len(fitted))
 
 
 def fit_context(tokens: list[int], n_ctx: int, num_keep: int) -> list[int]:

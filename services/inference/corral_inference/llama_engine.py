@@ -5,13 +5,15 @@ Every call happens on the runner's own thread."""
 from __future__ import annotations
 
 import os
-from functools import lru_cache
+from functools import cached_property, lru_cache
+from typing import Any
 
 import llama_cpp
 from llama_cpp.llama_grammar import LlamaGrammar
 
 from corral_common.errors import BadRequest, InternalError
 
+from corral_inference.completion import CUT_MARGIN, certainly_longer
 from corral_inference.engine import CompletionJob, Emit, LoadSpec, Occupancy
 
 
@@ -19,6 +21,22 @@ from corral_inference.engine import CompletionJob, Emit, LoadSpec, Occupancy
 def _grammar(gbnf: str) -> LlamaGrammar:
     """Parsed grammars are reused across requests with the same format."""
     return LlamaGrammar.from_string(gbnf, verbose=False)
+
+
+def grammar_sampler(model: Any, gbnf: str) -> Any:
+    """llama.cpp's grammar sampler for a GBNF grammar; a 400 when llama.cpp cannot build it (a chain holding the
+    null it returns then would crash the process at the first token)."""
+    grammar = _grammar(gbnf)
+    handle = llama_cpp.llama_sampler_init_grammar(model.vocab, grammar._grammar.encode("utf-8"),
+                                                  grammar._root.encode("utf-8"))
+    if not handle:
+        raise BadRequest("invalid format: llama.cpp cannot build a grammar this large; ask for fewer repetitions")
+    return handle
+
+
+def longest_piece(model: Any) -> int:
+    """The byte length of the model's longest token (special tokens included): no token covers more text."""
+    return max((len(model.token_to_piece(token, special=True)) for token in range(model.n_vocab())), default=1)
 
 
 def _threads(requested: int) -> int:
@@ -63,6 +81,7 @@ class LlamaEngine:
 
     def embed(self, texts: list[str], truncate: bool) -> tuple[list[list[float]], int]:
         """Raw vectors and the tokens evaluated; an input over the context without truncate is a 400."""
+        texts = [self._bounded(text, truncate) for text in texts]
         try:
             vectors, count = self.llm.embed(texts, normalize=False, truncate=truncate, return_count=True)
         except ValueError as exc:
@@ -70,6 +89,21 @@ class LlamaEngine:
                 raise BadRequest("the input length exceeds the context length") from None
             raise InternalError(str(exc)) from None
         return [list(map(float, v)) for v in vectors], count
+
+    def _bounded(self, text: str, truncate: bool) -> str:
+        """An input certainly longer than one batch (llama.cpp embeds only that much) cut to its first batch and a
+        margin, so it is never tokenized whole; without truncate it is refused before tokenizing."""
+        data = text.encode("utf-8")
+        if not certainly_longer(data, self.llm.n_batch, lambda: self.piece_max):
+            return text
+        if not truncate:
+            raise BadRequest("the input length exceeds the context length")
+        return data[:(self.llm.n_batch + CUT_MARGIN) * self.piece_max].decode("utf-8", "ignore")
+
+    @cached_property
+    def piece_max(self) -> int:
+        """The longest token's text in bytes (read once, when an input first is long enough to ask)."""
+        return longest_piece(self.llm._model)
 
     def tokenize(self, text: str) -> list[int]:
         """The text's tokens with BOS, special tokens parsed."""

@@ -13,27 +13,10 @@ from typing import Any
 
 from corral_common.errors import BadRequest
 from corral_common.internal import ForcedCall
+from corral_common.schemabounds import checked_schema_text
 
-MAX_SCHEMA_BYTES = 64 << 10
-MAX_SCHEMA_DEPTH = 32
 _SPACE_RULE = re.compile(r"^space ::= .*$", re.M)
 _COMPILE_ERRORS = (ValueError, KeyError, TypeError, AssertionError, RecursionError)
-
-
-def _depth(value: Any, level: int = 0) -> int:
-    """Nesting depth of a JSON value (bounded walk: stops counting past the limit)."""
-    if level > MAX_SCHEMA_DEPTH:
-        return level
-    children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
-    return max((_depth(child, level + 1) for child in children), default=level)
-
-
-def _checked_text(value: Any, what: str) -> str:
-    """The order-preserving JSON text of a schema (the cache key); a 400 when it is too large or deep."""
-    text = json.dumps(value)
-    if len(text) > MAX_SCHEMA_BYTES or _depth(value) > MAX_SCHEMA_DEPTH:
-        raise BadRequest(f"invalid {what}: the JSON schema is too large or too deeply nested")
-    return text
 
 
 def _converter() -> Any:
@@ -85,7 +68,7 @@ def format_grammar(value: Any) -> str | None:
         return _json_grammar()
     if not isinstance(value, dict):
         raise BadRequest(f'invalid format: {json.dumps(value)}; expected "json" or a valid JSON Schema object')
-    text = _checked_text(value, "format")
+    text = checked_schema_text(value, "format")
     try:
         return _schema_grammar(text)
     except _COMPILE_ERRORS as exc:
@@ -94,7 +77,7 @@ def format_grammar(value: Any) -> str | None:
 
 def call_grammar(call: ForcedCall) -> str:
     """The grammar for a forced tool call's output; a 400 when a function's parameters cannot be compiled."""
-    text = _checked_text(call.model_dump(), "tool parameters")
+    text = checked_schema_text(call.model_dump(), "tool parameters")
     try:
         return _call_grammar(text)
     except _COMPILE_ERRORS as exc:

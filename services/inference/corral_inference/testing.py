@@ -10,7 +10,7 @@ from typing import Any
 from corral_common.errors import AppError, InternalError
 from corral_common.internal import CompletionEvent
 
-from corral_inference.completion import Generation, prompt_tokens, reusable_prefix
+from corral_inference.completion import Generation, job_tokens, reusable_prefix
 from corral_inference.engine import CompletionJob, Emit, Engine, LoadSpec, Occupancy, Sampling
 from corral_inference.vision import MARKER
 
@@ -31,6 +31,7 @@ class FakeEngine:
     def __init__(self, spec: LoadSpec, script: str = "Hello, world!", gate: threading.Event | None = None) -> None:
         self.spec, self.script, self.gate = spec, script, gate
         self.cache: list[int] = []
+        self.tokenized_bytes = 0
         self.closed = False
         self.thread_ids: set[int] = {threading.get_ident()}  # threads the scheduler called the engine on
         self.inbox: queue.Queue[tuple[CompletionJob, Emit] | None] = queue.Queue()
@@ -49,6 +50,11 @@ class FakeEngine:
     def tokenize(self, text: str) -> list[int]:
         self.thread_ids.add(threading.get_ident())
         return [ord(c) for c in text]
+
+    def count_tokenized(self, data: bytes, _add_bos: bool) -> list[int]:
+        """Code points (at most 4 bytes each) of a prompt's text; ``tokenized_bytes`` counts what it was given."""
+        self.tokenized_bytes += len(data)
+        return [ord(c) for c in data.decode("utf-8")]
 
     def size_bytes(self) -> int:
         self.thread_ids.add(threading.get_ident())
@@ -89,7 +95,7 @@ class FakeEngine:
             self.cache = []
             used = len(MARKER.sub("", job.prompt)) + IMAGE_POSITIONS * len(job.images)
             return Generation(job, emit, [], 0, self.spec.num_ctx, image_positions=used)
-        tokens, dropped = prompt_tokens(job, [ord(c) for c in job.prompt], self.spec.num_ctx, VOCABULARY)
+        tokens, dropped = job_tokens(job, self.count_tokenized, self.spec.num_ctx, VOCABULARY, lambda: 4)
         cached = reusable_prefix(self.cache, tokens)
         self.cache = list(tokens)
         return Generation(job, emit, tokens, cached, self.spec.num_ctx, dropped)
