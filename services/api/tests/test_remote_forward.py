@@ -18,7 +18,7 @@ from corral_api.remote.client import RemoteClient
 from corral_api.remote.runs import RemoteRuns
 from corral_api.remote.settings import RemoteSettings
 from corral_api.settings import ApiSettings
-from corral_api.testing import FakeRegistry, model
+from corral_api.testing import FakeInference, FakeRegistry, model
 
 CLOUD = "http://cloud.test:11434"
 
@@ -191,3 +191,81 @@ def test_a_remote_model_in_use_is_in_ps_data(tmp_path) -> None:
     gateway.post("/api/generate", json={"model": "m", "prompt": "x", "stream": False})
     rows = gateway.app.state.remote_runs.rows()
     assert [(r["name"], r["remote_model"], r["size"]) for r in rows] == [("m", "smollm2:135m", 0)]
+
+
+SHOWN = {"template": "{{ .Prompt }}", "details": {"family": "llama", "parameter_size": "135M",
+                                                  "quantization_level": "Q8_0"},
+         "model_info": {"general.architecture": "llama", "llama.context_length": 8192},
+         "capabilities": ["completion", "tools"], "modified_at": "2025-01-01T00:00:00Z"}
+
+
+class RecordingRegistry(FakeRegistry):
+    """Records the create requests it gets and answers Ollama's progress."""
+
+    def __init__(self, resolved) -> None:
+        super().__init__(resolved)
+        self.created: list = []
+
+    async def create(self, req, request_id: str):
+        from corral_common.internal import ProgressEvent
+
+        self.created.append(req)
+        for status in ("writing manifest", "success"):
+            yield ProgressEvent(status=status)
+
+
+def _cloud_gateway(upstream: Upstream, tmp_path: Path) -> TestClient:
+    gateway = _gateway(upstream, tmp_path)
+    gateway.app.state.registry = RecordingRegistry(gateway.app.state.registry.resolved)
+    return gateway
+
+
+def test_show_of_a_cloud_name_is_the_clouds_answer_marked_remote(tmp_path) -> None:
+    upstream = Upstream(lambda r: httpx.Response(200, json=SHOWN))
+    answer = _cloud_gateway(upstream, tmp_path).post("/api/show", json={"model": "smollm2:135m-cloud",
+                                                                        "verbose": True})
+    assert upstream.body() == {"verbose": True, "model": "smollm2:135m"}
+    shown = answer.json()
+    assert list(shown).index("remote_model") == list(shown).index("model_info") - 2
+    assert (shown["remote_model"], shown["remote_host"]) == ("smollm2:135m", CLOUD)
+
+
+def test_pull_of_a_cloud_name_stores_a_record_of_what_the_cloud_said(tmp_path) -> None:
+    upstream = Upstream(lambda r: httpx.Response(200, json=SHOWN))
+    gateway = _cloud_gateway(upstream, tmp_path)
+
+    answer = gateway.post("/api/pull", json={"model": "smollm2:135m-cloud"})
+
+    assert [json.loads(line)["status"] for line in answer.text.splitlines()] == [
+        "pulling manifest", "writing manifest", "success"]
+    created = gateway.app.state.registry.created[0]
+    assert (created.model, created.from_, created.remote_host) == ("smollm2:135m-cloud", "smollm2:135m", CLOUD)
+    assert created.info == {"capabilities": ["completion", "tools"], "model_family": "llama",
+                            "parameter_size": "135M", "quantization_level": "Q8_0", "context_length": 8192}
+    assert gateway.post("/api/pull", json={"model": "glm-4.6:cloud", "stream": False}).json() == \
+        {"status": "success"}
+    assert gateway.app.state.registry.created[1].model == "glm-4.6:cloud"
+
+
+def test_pull_refused_by_the_cloud_keeps_its_status_and_says_what_to_do(tmp_path) -> None:
+    upstream = Upstream(lambda r: httpx.Response(401, json={"error": "unauthorized"}))
+    gateway = _cloud_gateway(upstream, tmp_path)
+    answer = gateway.post("/api/pull", json={"model": "smollm2:135m-cloud"})
+    assert answer.status_code == 401 and "corral signin" in answer.json()["error"]
+    assert gateway.app.state.registry.created == []
+
+
+def test_create_from_a_cloud_name_runs_it_on_the_cloud(tmp_path) -> None:
+    seen = []
+
+    async def create(req, request_id):
+        from corral_common.internal import ProgressEvent
+
+        seen.append(req)
+        yield ProgressEvent(status="success")
+
+    gateway = _cloud_gateway(Upstream(lambda r: httpx.Response(200, json={})), tmp_path)
+    gateway.app.state.registry.create = create
+    gateway.app.state.inference = FakeInference()
+    assert gateway.post("/api/create", json={"model": "mine", "from": "gpt-oss:20b-cloud"}).status_code == 200
+    assert (seen[0].from_, seen[0].remote_host) == ("gpt-oss:20b-cloud", CLOUD)

@@ -68,9 +68,11 @@ class RemoteClient:
         except httpx.TransportError as exc:
             raise BadGateway(f"remote model host {target.host} unavailable: {exc or type(exc).__name__}") from None
 
-    async def show(self, target: Target, request_id: str) -> dict[str, Any]:
-        """The host's ``/api/show`` answer for the target's model (its refusal as a typed error)."""
-        response = await self.open(target, "/api/show", "", go_dumps({"model": target.model}).encode(), request_id)
+    async def show(self, target: Target, request_id: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The host's ``/api/show`` answer for the target's model (its refusal as a typed error); ``extra`` are
+        more fields of the request (``verbose``)."""
+        content = go_dumps({**(extra or {}), "model": target.model}).encode()
+        response = await self.open(target, "/api/show", "", content, request_id)
         try:
             body = await response.aread()
         except httpx.HTTPError as exc:

@@ -23,7 +23,7 @@ import httpx
 from fastapi.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from corral_common.errors import AppError, BadGateway, ClientClosed, NotFound
+from corral_common.errors import AppError, BadGateway, ClientClosed
 from corral_common.http import error_response, ndjson_line
 from corral_common.internal import ResolvedModel
 from corral_common.jsonio import go_dumps
@@ -32,6 +32,7 @@ from corral_common.remote import parse_ref
 from corral_api.anthropic import errors as anthropic_errors
 from corral_api.openai import errors as openai_errors
 from corral_api.openai.sse import event
+from corral_api.remote import cloud
 from corral_api.remote.client import RemoteClient, Target
 from corral_api.remote.runs import RemoteRuns
 
@@ -70,6 +71,7 @@ ROUTES = {
     "/v1/embeddings": Route(_openai_failure), "/v1/responses": Route(_responses_failure),
     "/v1/messages": Route(_anthropic_failure), "/v1/messages/count_tokens": Route(_anthropic_failure),
 }
+MANAGED = ("/api/pull", "/api/show", "/api/create")  # where a cloud name is handled here (remote/cloud.py)
 
 
 @dataclass(frozen=True)
@@ -92,26 +94,30 @@ def error_answer(path: str, exc: AppError) -> Response:
 
 
 class RemoteModels:
-    """Forwards the model routes' requests for remote models; every other request passes untouched."""
+    """Forwards the model routes' requests for remote models, and handles cloud names on pull, show and create;
+    every other request passes untouched."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route = ROUTES.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
-        if route is None:
+        path = scope["path"] if scope["type"] == "http" and scope["method"] == "POST" else ""
+        route = ROUTES.get(path)
+        if route is None and path not in MANAGED:
             await self.app(scope, receive, send)
             return
         body = await _read_body(receive)
         try:
-            found = await _find(scope, body)
+            found = await _find(scope, body) if route is not None else await _managed(scope, body)
         except AppError as exc:
-            await error_answer(scope["path"], exc)(scope, receive, send)
+            await error_answer(path, exc)(scope, receive, send)
             return
-        if found is None:
-            await self.app(scope, _replaying(body, receive), send)
-            return
-        await _forward(scope, receive, send, route, found)
+        if isinstance(found, Found):
+            await _forward(scope, receive, send, route or Route(), found)
+        elif isinstance(found, Response):
+            await found(scope, receive, send)
+        else:
+            await self.app(scope, _replaying(body if found is None else found, receive), send)
 
 
 async def _read_body(receive: Receive) -> bytes:
@@ -165,11 +171,7 @@ async def _find(scope: Scope, body: bytes) -> Found | None:
         return None
     state = scope["app"].state
     if ref.cloud:
-        cloud = state.remote.settings.cloud_url
-        if not cloud:
-            raise NotFound(f"model '{name}' not found: cloud models need CORRAL_CLOUD_URL, the hosted corral that "
-                           "runs them")
-        return Found(Target(cloud, ref.base), name, data)
+        return Found(cloud.cloud_target(state, ref), name, data)
     try:
         model = await state.registry.resolve(name, scope.get("state", {}).get("request_id", ""))
     except AppError:
@@ -177,6 +179,28 @@ async def _find(scope: Scope, body: bytes) -> Found | None:
     if not model.remote_host:
         return None
     return Found(Target(model.remote_host, model.remote_model), name, data, model)
+
+
+async def _managed(scope: Scope, body: bytes) -> Response | bytes | None:
+    """Pull and show of a cloud name are answered here (an answer); create from one gets the cloud as its
+    ``remote_host`` (a new body for the route); None when the route answers as it is."""
+    data = _decoded(scope, body)
+    if data is None:
+        return None
+    path = scope["path"]
+    name = data.get("from") if path == "/api/create" else (data.get("model") or data.get("name"))
+    try:
+        ref = parse_ref(name) if isinstance(name, str) else None
+    except AppError:
+        ref = None
+    if ref is None or not ref.cloud or (path == "/api/create" and data.get("remote_host")):
+        return None
+    state, request_id = scope["app"].state, scope.get("state", {}).get("request_id", "")
+    if path == "/api/pull":
+        return await cloud.pull(state, ref, data, request_id)
+    if path == "/api/show":
+        return await cloud.show(state, ref, data, request_id)
+    return go_dumps(cloud.create_body(state, ref, data)).encode()
 
 
 def overlaid(route: Route, found: Found) -> dict[str, Any]:
