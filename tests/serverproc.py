@@ -36,12 +36,14 @@ class Server:
         return Path(self.env["OLLAMA_MODELS"])
 
 
-def start_server(tmp: Path, extra_env: dict[str, str] | None = None, ready_status: int = 200) -> Server:
-    """Start ``corral serve`` and wait until the gateway and the store answer /api/tags with ready_status.
+def start_server(tmp: Path, extra_env: dict[str, str] | None = None, ready_status: int = 200,
+                 port: int | None = None) -> Server:
+    """Start ``corral serve`` (on a free port unless given one) and wait until the gateway and the store answer
+    /api/tags with ready_status.
 
     (With CORRAL_AUTH_REQUIRED=1 a keyless probe never gets its 200: such a server is ready at its 401.)
     """
-    port = free_port()
+    port = port or free_port()
     env = {**os.environ, "OLLAMA_HOST": f"127.0.0.1:{port}", "OLLAMA_MODELS": str(tmp / "models"),
            "CORRAL_HOME": str(tmp / "home"), "PYTHONUNBUFFERED": "1", **(extra_env or {})}
     env.pop("OLLAMA_API_KEY", None)

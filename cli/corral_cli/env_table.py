@@ -41,6 +41,8 @@ RUNTIME_VARS = (
     EnvVar("CORRAL_METRICS", "Collect Prometheus metrics (default true)"),
     EnvVar("CORRAL_READYZ_SKIP", "Comma separated services the gateway's /readyz leaves out (default none)"),
     EnvVar("CORRAL_IMPORT_BUNDLED", "Import the models that ship in installed packages at startup"),
+    EnvVar("CORRAL_SHUTDOWN_GRACE", "Seconds running requests may finish after SIGTERM; streams still open then "
+                                    "end with an error line (default 10)"),
     EnvVar("CORRAL_BROKER_URL", "Celery broker, e.g. redis://... (default files under $CORRAL_HOME/celery)"),
     EnvVar("CORRAL_RESULT_BACKEND", "Celery result store (default SQLite under $CORRAL_HOME/celery)"),
     EnvVar("CORRAL_DATABASE_URL", "Database of the auth, registry and websearch services (default SQLite "

@@ -4,8 +4,13 @@ The supervisor binds every internal port itself (no gap between choosing a free 
 binding it), so it can also start a rarely used service only when its first connection arrives:
 that connection waits in the socket's backlog until the service accepts it.
 
-    python -P -m corral_cli.launch corral_auth.main --fd 5
-    python -P -m corral_cli.launch celery -A corral_registry.worker:celery_app worker ...
+    python -P -m corral_cli.launch --lifeline 7 corral_auth.main --fd 5
+    python -P -m corral_cli.launch --lifeline 7 celery -A corral_registry.worker:celery_app worker ...
+
+``--lifeline FD`` ties the process's life to the supervisor's (see corral_cli.lifeline). On SIGTERM a service
+stops accepting at once and gives running requests CORRAL_SHUTDOWN_GRACE seconds; then the app's waits on other
+services are cut (the gateway's streams end with a final ``server shutting down`` line) and, a moment later,
+whatever still runs is cancelled.
 
 Nothing is imported from the folder ``corral serve`` was started in: the supervisor starts every
 child with ``-P`` (and PYTHONSAFEPATH=1), and Celery's own habit of putting that folder first on
@@ -15,12 +20,19 @@ the module path while it imports the app and its tasks is turned off here.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import importlib
+import os
 import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import uvicorn
+
+from corral_common.shutdown import ENDING_SECONDS, Shutdown, shutdown_grace
+
+from corral_cli import lifeline
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -47,19 +59,44 @@ def run_celery(argv: list[str]) -> None:
     celery_main()
 
 
+class GracefulServer(uvicorn.Server):
+    """uvicorn's server, which ends the app's grace period (``app.state.shutdown``) ``grace`` seconds after it
+    began to stop; uvicorn itself cancels what still runs ENDING_SECONDS after that."""
+
+    def __init__(self, config: uvicorn.Config, app_shutdown: Shutdown | None, grace: float) -> None:
+        super().__init__(config)
+        self.app_shutdown = app_shutdown
+        self.grace = grace
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.app_shutdown is not None:
+            asyncio.get_running_loop().call_later(self.grace, self.app_shutdown.end_grace)
+        await super().shutdown(sockets)
+
+
+def serve_app(module: str, fd: int) -> None:
+    """Serve ``module``'s ``create_app()`` on the listening socket ``fd`` until SIGTERM/SIGINT."""
+    sock = socket.socket(fileno=fd)  # family and type are read from the descriptor itself
+    app = importlib.import_module(module).create_app()
+    grace = shutdown_grace(os.environ)
+    # log_config=None: uvicorn's records go through the service's own log setup (JSON lines stay JSON)
+    config = uvicorn.Config(app, access_log=False, log_level="warning", log_config=None,
+                            timeout_graceful_shutdown=grace + ENDING_SECONDS)
+    GracefulServer(config, getattr(app.state, "shutdown", None), grace).run(sockets=[sock])
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the service's app until SIGTERM/SIGINT, accepting on the inherited socket (or, after
-    ``celery``, a Celery command)."""
+    ``celery``, a Celery command); with ``--lifeline FD`` first, only as long as the supervisor lives."""
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == [lifeline.OPTION]:
+        lifeline.hold(int(argv[1]))
+        argv = argv[2:]
     if argv[:1] == ["celery"]:
         run_celery(argv[1:])
         return
     args = parse_args(argv)
-    sock = socket.socket(fileno=args.fd)  # family and type are read from the descriptor itself
-    # log_config=None: uvicorn's records go through the service's own log setup (JSON lines stay JSON)
-    config = uvicorn.Config(f"{args.module}:create_app", factory=True, access_log=False, log_level="warning",
-                            log_config=None, timeout_graceful_shutdown=5)
-    uvicorn.Server(config).run(sockets=[sock])
+    serve_app(args.module, args.fd)
 
 
 if __name__ == "__main__":

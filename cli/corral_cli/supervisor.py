@@ -8,6 +8,10 @@ fails ``corral serve`` at once instead of a gateway that restarts forever. Servi
 sessions never touch (auth, needed only for keys and remote clients; websearch and its worker)
 start on their first connection, which waits in the socket's backlog meanwhile: an idle corral
 keeps their memory free. CORRAL_LAZY_SERVICES=0 starts everything at once.
+
+On SIGINT/SIGTERM the gateway stops first: its port closes at once, running requests get
+CORRAL_SHUTDOWN_GRACE seconds and streams still open then end with a final error line; then the rest
+stop together. However serve itself ends, even by SIGKILL, no service outlives it (corral_cli.lifeline).
 """
 
 from __future__ import annotations
@@ -21,16 +25,21 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
 from corral_common.env import current_env, env_bool, env_str, parse_ollama_host
 from corral_common.logs import LogFormatError, configure_logging, log_format
 from corral_common.net import is_loopback_host
+from corral_common.shutdown import DEFAULT_GRACE_SECONDS, ENDING_SECONDS, shutdown_grace
+
+from corral_cli.lifeline import Lifeline
 
 log = structlog.get_logger("corral.serve")
 RESTART_BACKOFF_MAX = 30.0
-STOP_GRACE_SECONDS = 10.0
+STOP_GRACE_SECONDS = 10.0  # the services behind the gateway, which by then serve no client
+EXIT_SECONDS = 3.0  # a public service's exit after its last response (app shutdown, interpreter exit)
 
 
 def free_port() -> int:
@@ -76,14 +85,18 @@ class Child:
     sock: socket.socket | None = None
     waiting: bool = False
     wakes: tuple[str, ...] = ()
+    public: bool = False  # clients reach it: stopped first, its listener closed at once
+    lifeline: Lifeline | None = None  # inherited, so that it dies with the supervisor
     process: subprocess.Popen | None = None
     restarts: int = 0
     started_at: float = 0.0
     next_start: float = 0.0
 
     def start(self) -> None:
-        """Spawn the process (in its own process group, so Ctrl+C is handled by serve)."""
+        """Spawn the process (in its own process group, so Ctrl+C is handled by serve, which stops it in order)."""
         fds = (self.sock.fileno(),) if self.sock is not None else ()
+        if self.lifeline is not None:
+            fds += (self.lifeline.read_fd,)
         self.process = subprocess.Popen(self.argv, env=self.env, start_new_session=True, pass_fds=fds)
         self.started_at = time.monotonic()
         log.info("service started", service=self.name, pid=self.process.pid)
@@ -92,16 +105,40 @@ class Child:
         """The exit code if the process has ended."""
         return None if self.process is None else self.process.poll()
 
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL after the grace period."""
-        if self.process is None or self.process.poll() is not None:
+    def running(self) -> bool:
+        """Whether the process was started and has not ended."""
+        return self.process is not None and self.process.poll() is None
+
+    def close_socket(self) -> None:
+        """Close the supervisor's copy of the listening socket (the port closes once the child's is closed too)."""
+        if self.sock is not None:
+            self.sock.close()
+
+    def terminate(self) -> None:
+        """SIGTERM: the service stops the way it was built to (a grace period for what it is serving)."""
+        if self.process is not None:
+            self.process.terminate()
+
+    def wait_or_kill(self, deadline: float) -> None:
+        """Wait for the process to end until deadline (monotonic clock), then SIGKILL it."""
+        if self.process is None:
             return
-        self.process.terminate()
         try:
-            self.process.wait(STOP_GRACE_SECONDS)
+            self.process.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
+            log.warning("service did not stop in time, killed", service=self.name)
             self.process.kill()
             self.process.wait()
+
+
+def stop_together(children: list[Child], timeout: float) -> None:
+    """SIGTERM every running child at once, then SIGKILL those still running after timeout."""
+    running = [child for child in children if child.running()]
+    for child in running:
+        child.terminate()
+    deadline = time.monotonic() + timeout
+    for child in running:
+        child.wait_or_kill(deadline)
 
 
 # -P (safe path): nothing is imported from the folder serve was started in. Not -I: that would also
@@ -110,21 +147,32 @@ class Child:
 PYTHON = (sys.executable, "-P")
 
 
-def _launch(module: str, sock: socket.socket) -> list[str]:
-    """An internal service serving on the supervisor's socket (see corral_cli.launch)."""
-    return [*PYTHON, "-m", "corral_cli.launch", module, "--fd", str(sock.fileno())]
+@dataclass(frozen=True)
+class Launcher:
+    """The children as ``corral_cli.launch`` runs them, each tied to the supervisor's life by the lifeline."""
+
+    lifeline: Lifeline | None = None
+
+    def _command(self, *args: str) -> list[str]:
+        tie = self.lifeline.argv() if self.lifeline is not None else []
+        return [*PYTHON, "-m", "corral_cli.launch", *tie, *args]
+
+    def service(self, name: str, module: str, env: dict[str, str], sock: socket.socket, **fields: Any) -> Child:
+        """An internal or public service serving on the supervisor's socket."""
+        return Child(name, self._command(module, "--fd", str(sock.fileno())), env, sock,
+                     lifeline=self.lifeline, **fields)
+
+    def celery(self, name: str, env: dict[str, str], *args: str, waiting: bool = False) -> Child:
+        """A Celery command, through corral_cli.launch so that it too imports nothing from the cwd."""
+        return Child(name, self._command("celery", *args), env, waiting=waiting, lifeline=self.lifeline)
 
 
-def _celery(*args: str) -> list[str]:
-    """A Celery command, through corral_cli.launch so that it too imports nothing from the cwd."""
-    return [*PYTHON, "-m", "corral_cli.launch", "celery", *args]
-
-
-def _websearch_worker() -> list[str]:
+def _websearch_worker(launch: Launcher, env: dict[str, str], waiting: bool) -> Child:
     """The websearch Celery worker: index and crawl jobs, on the websearch queue only."""
-    return _celery("--quiet", "-A", "corral_websearch.worker:celery_app", "worker",
-                   "-Q", "websearch", "--pool", "threads", "--concurrency", "2", "--loglevel", "WARNING",
-                   "--without-heartbeat", "--without-gossip", "--without-mingle", "-n", f"websearch-{os.getpid()}@%h")
+    return launch.celery("websearch-worker", env, "--quiet", "-A", "corral_websearch.worker:celery_app", "worker",
+                         "-Q", "websearch", "--pool", "threads", "--concurrency", "2", "--loglevel", "WARNING",
+                         "--without-heartbeat", "--without-gossip", "--without-mingle", "-n",
+                         f"websearch-{os.getpid()}@%h", waiting=waiting)
 
 
 INTERNAL_SERVICES = {"registry": "corral_registry.main", "inference": "corral_inference.main",
@@ -132,8 +180,9 @@ INTERNAL_SERVICES = {"registry": "corral_registry.main", "inference": "corral_in
 LAZY_SERVICES = ("auth", "websearch")
 
 
-def plan_children(environ: dict[str, str]) -> list[Child]:
-    """The processes of the embedded runtime, wired together through environment variables."""
+def plan_children(environ: dict[str, str], lifeline: Lifeline | None = None) -> list[Child]:
+    """The processes of the embedded runtime, wired together through environment variables (and tied to the
+    supervisor's life by ``lifeline``)."""
     listen = parse_ollama_host(env_str(environ, "OLLAMA_HOST"))
     gateway = public_socket(listen.host, listen.port)  # before the internal ports, which take any free one
     registry_v2 = _embedded_registry_socket(environ)
@@ -144,17 +193,18 @@ def plan_children(environ: dict[str, str]) -> list[Child]:
     lazy = env_bool(environ, "CORRAL_LAZY_SERVICES", default=True)
     if lazy:  # the gateway's /readyz must not start them by probing
         env.setdefault("CORRAL_READYZ_SKIP", ",".join(LAZY_SERVICES))
-    services = {name: Child(name, _launch(module, socks[name]), env, socks[name], lazy and name in LAZY_SERVICES)
+    launch = Launcher(lifeline)
+    services = {name: launch.service(name, module, env, socks[name], waiting=lazy and name in LAZY_SERVICES)
                 for name, module in INTERNAL_SERVICES.items()}
     services["websearch"].wakes = ("websearch-worker",)
     return [
-        services["registry"], *_registry_worker(services["registry"]), services["inference"], services["auth"],
-        services["websearch"], Child("websearch-worker", _websearch_worker(), env, waiting=lazy),
-        Child("api", _launch("corral_api.main", gateway), env, gateway),
-    ] + _embedded_registry(env, registry_v2)
+        services["registry"], *_registry_worker(launch, services["registry"]), services["inference"],
+        services["auth"], services["websearch"], _websearch_worker(launch, env, lazy),
+        launch.service("api", "corral_api.main", env, gateway, public=True),
+    ] + _embedded_registry(launch, env, registry_v2)
 
 
-def _registry_worker(registry: Child) -> list[Child]:
+def _registry_worker(launch: Launcher, registry: Child) -> list[Child]:
     """The registry's job worker: its own process by default, so a job that crashes it (or is killed)
     leaves the registry serving and the caller's progress stream intact while the job is redelivered;
     with CORRAL_REGISTRY_INLINE_WORKER=1 a thread of the registry service (one process, ~85 MiB, less)."""
@@ -162,10 +212,10 @@ def _registry_worker(registry: Child) -> list[Child]:
 
     if inline_worker_enabled(registry.env):
         return []
-    worker = _celery("--quiet", "-A", "corral_registry.worker:celery_app", "worker",
-                     "--pool", "threads", "--concurrency", "4", "--loglevel", "WARNING", "--without-heartbeat",
-                     "--without-gossip", "--without-mingle", "-n", f"registry-{os.getpid()}@%h")
-    return [Child("registry-worker", worker, registry.env)]
+    return [launch.celery("registry-worker", registry.env, "--quiet", "-A", "corral_registry.worker:celery_app",
+                          "worker", "--pool", "threads", "--concurrency", "4", "--loglevel", "WARNING",
+                          "--without-heartbeat", "--without-gossip", "--without-mingle", "-n",
+                          f"registry-{os.getpid()}@%h")]
 
 
 def _embedded_registry_socket(environ: dict[str, str]) -> socket.socket | None:
@@ -178,7 +228,7 @@ def _embedded_registry_socket(environ: dict[str, str]) -> socket.socket | None:
     return public_socket(listen.host, listen.port)
 
 
-def _embedded_registry(env: dict[str, str], sock: socket.socket | None) -> list[Child]:
+def _embedded_registry(launch: Launcher, env: dict[str, str], sock: socket.socket | None) -> list[Child]:
     """The /v2 registry serving the local model store on its socket, if there is one
     (with CORRAL_EMBEDDED_REGISTRY_AUTH=1 it asks for tokens from this corral's auth service)."""
     if sock is None:
@@ -189,7 +239,7 @@ def _embedded_registry(env: dict[str, str], sock: socket.socket | None) -> list[
     child_env.setdefault("CORRAL_DATABASE_URL", f"sqlite:///{corral_home(env) / 'registry.db'}")
     if env_bool(env, "CORRAL_EMBEDDED_REGISTRY_AUTH"):  # tokens from this corral's own auth service
         child_env.setdefault("CORRAL_REGISTRY_AUTH_REALM", f"{env['CORRAL_AUTH_URL']}/token")
-    return [Child("registry-v2", _launch("corral_registry.standalone", sock), child_env, sock)]
+    return [launch.service("registry-v2", "corral_registry.standalone", child_env, sock, public=True)]
 
 
 @dataclass
@@ -197,6 +247,7 @@ class Supervisor:
     """Starts the children, restarts crashed ones with backoff, stops them all on a signal."""
 
     children: list[Child]
+    grace: float = DEFAULT_GRACE_SECONDS  # CORRAL_SHUTDOWN_GRACE: what running requests get on a clean stop
     stopping: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> int:
@@ -208,13 +259,20 @@ class Supervisor:
             for child in self.children:
                 if not child.waiting:
                     self._check(child)
-        for child in reversed(self.children):
-            child.stop()
-        for child in self.children:
-            if child.sock is not None:
-                child.sock.close()
+        self._stop_all()
         log.info("corral stopped")
         return 0
+
+    def _stop_all(self) -> None:
+        """The public services first: their ports close at once (a new connection is refused, not left waiting),
+        running requests get the grace period and then a final error line. Then the rest, together."""
+        public = [child for child in self.children if child.public]
+        for child in public:
+            child.close_socket()
+        stop_together(public, self.grace + ENDING_SECONDS + EXIT_SECONDS)
+        stop_together([child for child in reversed(self.children) if not child.public], STOP_GRACE_SECONDS)
+        for child in self.children:
+            child.close_socket()
 
     def _wait_for_first_use(self, timeout: float) -> None:
         """Sleep up to timeout, starting any waiting service whose socket got a connection."""
@@ -275,7 +333,8 @@ def serve() -> int:
     listen = parse_ollama_host(env_str(environ, "OLLAMA_HOST"))
     try:
         configure_logging("serve", env_bool(environ, "OLLAMA_DEBUG"), log_format(environ))
-        supervisor = Supervisor(plan_children(environ))
+        # serve holds the lifeline's write end until it exits, however it exits: the services die with it
+        supervisor = Supervisor(plan_children(environ, Lifeline.open()), shutdown_grace(environ))
     except (ListenError, LogFormatError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1

@@ -30,6 +30,7 @@ from corral_common.jsonio import go_dumps
 from corral_common import tracing
 from corral_common.logs import REQUEST_ID_HEADER, note_request
 from corral_common.schemas import CopyRequest, CreateRequest, ShowRequest
+from corral_common.shutdown import Shutdown
 
 _TIMEOUT = httpx.Timeout(connect=5.0, read=None, write=None, pool=None)
 Shape = TypeVar("Shape", bound=BaseModel)
@@ -52,11 +53,17 @@ def _encoded(body: BaseModel | dict[str, Any]) -> bytes:
 
 
 class _Http:
-    """JSON and NDJSON calls to one internal service (shared by the typed clients, never used by routes)."""
+    """JSON and NDJSON calls to one internal service (shared by the typed clients, never used by routes).
 
-    def __init__(self, base_url: str, service: str, timeout: httpx.Timeout = _TIMEOUT) -> None:
+    When a stopping gateway's grace period ends, a call or stream still waiting on the service is cut with
+    ShuttingDown: a stream then ends with that final error line rather than a cut connection.
+    """
+
+    def __init__(self, base_url: str, service: str, timeout: httpx.Timeout = _TIMEOUT,
+                 shutdown: Shutdown | None = None) -> None:
         self.service = service
         self.client = httpx.AsyncClient(base_url=base_url, timeout=timeout, trust_env=False)
+        self.shutdown = shutdown or Shutdown()
 
     def headers(self, request_id: str) -> dict[str, str]:
         """The request id and the JSON content type."""
@@ -91,7 +98,8 @@ class _Http:
     async def call(self, method: str, path: str, request_id: str, content: Any = None) -> httpx.Response:
         """One request; non-2xx answers become typed errors."""
         try:
-            response = await self.raw(method, path, self.headers(request_id), content)
+            async with self.shutdown.bounded():
+                response = await self.raw(method, path, self.headers(request_id), content)
         except httpx.TransportError as exc:
             raise BadGateway(f"{self.service} service unavailable: {exc}") from None
         if response.status_code >= 400:
@@ -109,14 +117,15 @@ class _Http:
         request = self.client.build_request("POST", path, content=content,
                                             headers={**self.headers(request_id), **span.headers})
         try:
-            response = await self.client.send(request, stream=True)
-        except httpx.TransportError as exc:
+            response = await self._open(request)
+        except BaseException as exc:
             span.end(exc)
-            raise BadGateway(f"{self.service} service unavailable: {exc}") from None
+            raise
         try:
             if response.status_code >= 400:
                 raise _error_of(response, await response.aread())
-            async for line in response.aiter_lines():
+            lines = response.aiter_lines()
+            while (line := await self._next_line(lines)) is not None:
                 if line.strip():
                     yield _checked(json.loads(line))
         except httpx.TransportError as exc:
@@ -124,6 +133,19 @@ class _Http:
         finally:
             await response.aclose()
             span.end()
+
+    async def _open(self, request: httpx.Request) -> httpx.Response:
+        """Send a request whose answer is read as a stream; an unreachable service is a 502."""
+        try:
+            async with self.shutdown.bounded():
+                return await self.client.send(request, stream=True)
+        except httpx.TransportError as exc:
+            raise BadGateway(f"{self.service} service unavailable: {exc}") from None
+
+    async def _next_line(self, lines: AsyncIterator[str]) -> str | None:
+        """The stream's next line (None at its end), unless the grace period ends first."""
+        async with self.shutdown.bounded():
+            return await anext(lines, None)
 
     async def events(self, shape: type[Shape], path: str, request_id: str,
                      content: bytes) -> AsyncIterator[Shape]:
@@ -149,8 +171,8 @@ class _Client:
     service = ""
     timeout = _TIMEOUT
 
-    def __init__(self, base_url: str) -> None:
-        self.http = _Http(base_url, self.service, self.timeout)
+    def __init__(self, base_url: str, shutdown: Shutdown | None = None) -> None:
+        self.http = _Http(base_url, self.service, self.timeout, shutdown)
 
     def readiness_probe(self) -> Probe:
         """A probe of the service's ``/healthz``, for the gateway's ``/readyz``."""

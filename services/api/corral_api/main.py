@@ -15,6 +15,7 @@ from corral_common.http import (NO_FRAMEWORK_SPANS, RequestContextMiddleware, in
 from corral_common.logs import configure_telemetry
 from corral_common.metrics import install_metrics
 from corral_common.net import is_loopback_host
+from corral_common.shutdown import Shutdown
 
 from corral_api.auth import AuthGate, GatewayAuthSettings
 from corral_api.clients import AuthClient, InferenceClient, RegistryClient, WebsearchClient
@@ -52,9 +53,9 @@ def create_app(settings: ApiSettings | None = None, auth: GatewayAuthSettings | 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_telemetry("api", settings.debug, settings.telemetry)
-        app.state.registry = RegistryClient(settings.registry_url)
-        app.state.inference = InferenceClient(settings.inference_url)
-        app.state.websearch = WebsearchClient(settings.websearch_url)
+        app.state.registry = RegistryClient(settings.registry_url, app.state.shutdown)
+        app.state.inference = InferenceClient(settings.inference_url, app.state.shutdown)
+        app.state.websearch = WebsearchClient(settings.websearch_url, app.state.shutdown)
         app.state.auth = AuthClient(auth.auth_url)
         app.state.remote, app.state.remote_runs = RemoteClient(remote), RemoteRuns()
         if app.state.metrics is not None:
@@ -68,6 +69,7 @@ def create_app(settings: ApiSettings | None = None, auth: GatewayAuthSettings | 
 
     app = FastAPI(title="corral", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None,
                   telemetry=NO_FRAMEWORK_SPANS)
+    app.state.shutdown = Shutdown()  # the server that runs the app (corral_cli.launch) ends its grace period
     install_error_handler(app)
     _install_plain_errors(app)
     install_health(app)

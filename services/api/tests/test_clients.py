@@ -12,6 +12,7 @@ import pytest
 
 from corral_common.errors import AppError, BadGateway, NotFound
 from corral_common.internal import CompletionEvent, CompletionRequest, EngineModel, TransferRequest
+from corral_common.shutdown import Shutdown, ShuttingDown
 
 from corral_api.clients import InferenceClient, RegistryClient
 from corral_api.testing import gateway, model
@@ -100,3 +101,29 @@ def test_pull_progress_reaches_the_caller_as_the_registry_sent_it() -> None:
                              '{"status":"success"}\n')
     assert http.post("/api/pull", json={"model": "m", "stream": False}).json() == {"status": "success"}
     assert http.post("/api/pull", json={"model": "ghost"}).json() == {"error": "model 'ghost' not found"}
+
+
+class _Stalled(httpx.AsyncByteStream):
+    """A stream that sends one line, then nothing (a model in a long prompt evaluation)."""
+
+    async def __aiter__(self):
+        yield b'{"content":"a"}\n'
+        await asyncio.Event().wait()
+
+
+def test_a_stream_still_waiting_when_the_grace_period_ends_is_cut_with_a_typed_error() -> None:
+    shutdown = Shutdown()
+    client = _wired(InferenceClient("http://unused", shutdown), lambda _request: httpx.Response(200, stream=_Stalled()))
+
+    async def read() -> tuple[CompletionEvent, BaseException]:
+        events = client.complete(CompletionRequest(model=ENGINE), "rid")
+        first = await anext(events)
+        asyncio.get_running_loop().call_later(0.05, shutdown.end_grace)
+        with pytest.raises(ShuttingDown) as caught:
+            await anext(events)
+        return first, caught.value
+
+    first, error = asyncio.run(read())
+    assert first.content == "a" and (error.status, error.body()) == (503, {"error": "server shutting down"})
+    with pytest.raises(ShuttingDown):  # and after the grace period nothing new waits on the service
+        asyncio.run(_all(client.complete(CompletionRequest(model=ENGINE), "rid")))
