@@ -326,10 +326,10 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def test_distributed_registry_on_postgres_and_s3(server: Server, second: Server, s3_endpoint: str,
                                                  tmp_path: Path) -> None:
     from corral_common.testing.backends import postgres_schema
-    from corral_common.testing.ggufwriter import small_model
+    from corral_common.testing.ggufwriter import runnable_model
 
     gguf = tmp_path / "tiny.gguf"
-    gguf.write_bytes(small_model().build())
+    gguf.write_bytes(runnable_model().build())
     with postgres_schema() as database_url:
         env = {"CORRAL_DATABASE_URL": database_url, "CORRAL_S3_BUCKET": "corral-e2e", "CORRAL_S3_PREFIX": "reg",
                "CORRAL_S3_ENDPOINT_URL": s3_endpoint, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",

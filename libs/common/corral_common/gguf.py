@@ -3,43 +3,48 @@
 llama.cpp's GGUF loader has had many memory-corruption bugs, so every file is read and checked
 here first.  Nothing is allocated from an untrusted count before that count has been checked
 against what the rest of the file could hold, and the file is read through a bounded buffer,
-never whole.
+never whole.  What a parsed file keeps in memory is bounded too: large arrays and strings (a
+vocabulary, a hostile ten-million-element array) are checked while they are skipped and stay in the
+file (``gguf_io.LazyArray``), read on demand; keys and small values together may cost at most
+``METADATA_MEMORY`` bytes.
 """
 
 from __future__ import annotations
 
+import io
 import os
-import re
 import struct
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 from typing import BinaryIO
+
+from corral_common.gguf_io import (  # noqa: F401  (value types and InvalidGGUF are part of this module's API)
+    ARRAY, BOOL, FLOAT32, FLOAT64, INT8, INT16, INT32, INT64, MAX_ARRAY_DEPTH, MAX_ARRAY_ELEMENTS,
+    MAX_STRING_BYTES, MIN_VALUE_BYTES, SCALARS, STRING, TYPE_NAMES, UINT8, UINT16, UINT32, UINT64, InvalidGGUF,
+    LazyArray, LazyString, Reader, ReadLimit, lazy_item, quoted, read_elements, read_lazy, scan_array,
+)
 
 MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
 DEFAULT_ALIGNMENT = 32
 MAX_ALIGNMENT = 1 << 16
-MAX_STRING_BYTES = 16 * 1024 * 1024
 MAX_KEY_BYTES = (1 << 16) - 1
 MAX_TENSOR_NAME_BYTES = 63  # GGML_MAX_NAME is 64 including the terminating NUL
-MAX_ARRAY_ELEMENTS = 64 * 1024 * 1024
-MAX_ARRAY_DEPTH = 2  # an array may hold arrays, those may not
 MAX_DIMS = 4
 MAX_TENSOR_ELEMENTS = 1 << 62
 MAX_BLOCK_COUNT = 512
 MAX_KV_COUNT = 1 << 20  # real files have tens; bounds the memory a hostile header can cost
 MAX_TENSOR_COUNT = 1 << 20  # real files have at most tens of thousands
+# Arrays up to this size are kept in memory (per-layer values, small lists); larger ones (vocabularies)
+# stay in the file. Strings up to INLINE_STRING_BYTES too (chat templates are tens of KiB).
+INLINE_ARRAY_ELEMENTS = 1024
+INLINE_ARRAY_BYTES = 64 * 1024
+INLINE_STRING_BYTES = 1024 * 1024
+METADATA_MEMORY = 16 * 1024 * 1024  # keys and in-memory values of one file, approximately
+_ENTRY_BYTES = 200  # a key's dict slots, key object and type record: a generous estimate
+_TENSOR_BYTES = 250  # one TensorInfo with its shape tuple, besides the name
 _MIN_KV_BYTES = 8 + 4  # key length + value type
 _MIN_TENSOR_INFO_BYTES = 8 + 4 + 4 + 8  # name length + n_dims + type + offset
-_CHUNK = 1 << 20
-
-# GGUF metadata value types.
-UINT8, INT8, UINT16, INT16, UINT32, INT32, FLOAT32, BOOL, STRING, ARRAY, UINT64, INT64, FLOAT64 = range(13)
-_SCALARS: dict[int, tuple[str, int]] = {
-    UINT8: ("B", 1), INT8: ("b", 1), UINT16: ("H", 2), INT16: ("h", 2), UINT32: ("I", 4),
-    INT32: ("i", 4), FLOAT32: ("f", 4), BOOL: ("B", 1), UINT64: ("Q", 8), INT64: ("q", 8),
-    FLOAT64: ("d", 8),
-}
-_MIN_VALUE_BYTES = {**{t: size for t, (_, size) in _SCALARS.items()}, STRING: 8, ARRAY: 4 + 8}
 _INTEGER_TYPES = frozenset({UINT8, INT8, UINT16, INT16, UINT32, INT32, UINT64, INT64})
 
 # ggml_type id -> (name, elements per block, bytes per block), from ggml.h / ggml.c type_traits.
@@ -68,24 +73,10 @@ FILE_TYPES: dict[int, str] = {
 
 _Metadata = dict[str, object]
 _Types = dict[str, tuple[int, int | None]]  # key -> (value type, element type of arrays)
-_BYTE_TOKEN = re.compile(r"<0x(..)>", re.DOTALL)
-_HEX2 = re.compile(r"[0-9A-Fa-f]{2}")
+Lazy = LazyArray | LazyString
 
 
-def _q(name: str) -> str:
-    """A key or name quoted for an error message, shortened when long."""
-    return repr(name if len(name) <= 80 else name[:77] + "...")
-
-
-class InvalidGGUF(ValueError):
-    """The file is not a well-formed GGUF file that is safe to hand to llama.cpp."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(f"invalid GGUF: {detail}")
-        self.detail = detail
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TensorInfo:
     name: str
     shape: tuple[int, ...]
@@ -109,10 +100,12 @@ class TensorInfo:
 @dataclass(frozen=True)
 class GGUFFile:
     version: int
-    metadata: dict[str, object]
+    metadata: dict[str, object]  # large arrays and strings are LazyArray / LazyString: see value()
     tensors: tuple[TensorInfo, ...]
     data_offset: int  # 0 when read with read_tensors=False
     file_size: int
+    path: str = ""  # where lazily kept values are read from
+    memory: int = field(default=0, compare=False)  # approximate bytes this object holds
 
     def _int(self, key: str) -> int | None:
         value = self.metadata.get(key)
@@ -148,7 +141,28 @@ class GGUFFile:
 
     def chat_template(self) -> str | None:
         """``tokenizer.chat_template``, or None."""
-        return self._str("tokenizer.chat_template")
+        value = self.value("tokenizer.chat_template")
+        return value if isinstance(value, str) else None
+
+    def value(self, key: str) -> object:
+        """A metadata value (None when absent), read from the file if it was left there."""
+        return self.bounded_value(key, None)[0]
+
+    def bounded_value(self, key: str, limit: ReadLimit | None) -> tuple[object, bool]:
+        """A metadata value; one left in the file is read only until ``limit`` is spent (True: it was cut short)."""
+        value = self.metadata.get(key)
+        if isinstance(value, (LazyArray, LazyString)):
+            return read_lazy(self.path, value, key, limit)
+        return value, False
+
+    def item(self, key: str, index: int) -> object | None:
+        """Element ``index`` of an array value (read from the file if kept there); None when out of range."""
+        value = self.metadata.get(key)
+        if isinstance(value, list):
+            return value[index] if 0 <= index < len(value) else None
+        if isinstance(value, LazyArray) and 0 <= index < value.count:
+            return lazy_item(self.path, value, index, key)
+        return None
 
     def kind(self) -> str:
         """"model", "adapter" (LoRA) or "projector" (multimodal projector)."""
@@ -160,113 +174,83 @@ class GGUFFile:
         return "model"
 
 
-class _Reader:
-    """Buffered little-endian reads that never go past the end of the file."""
+class _Budget:
+    """The approximate memory a file's keys and in-memory values may still take."""
 
-    def __init__(self, f: BinaryIO, size: int) -> None:
-        self._f = f
-        self.size = size
-        self.pos = 0
-        self._buf = b""
-        self._off = 0
+    def __init__(self, limit: int) -> None:
+        self.left = limit
 
-    def remaining(self) -> int:
-        """Bytes left in the file after the current position."""
-        return self.size - self.pos
+    def take(self, n: int) -> bool:
+        """Spend n bytes if they are left."""
+        if n > self.left:
+            return False
+        self.left -= n
+        return True
 
-    def read(self, n: int, what: str) -> bytes:
-        """Exactly n bytes, or InvalidGGUF when the file ends first."""
-        if n > self.size - self.pos:
-            raise InvalidGGUF(f"unexpected end of file reading {what} at offset {self.pos}")
-        if self._off + n > len(self._buf):
-            self._fill(n)
-        out = self._buf[self._off:self._off + n]
-        self._off += n
-        self.pos += n
-        return out
-
-    def _fill(self, n: int) -> None:
-        rest = self._buf[self._off:]
-        chunk = self._f.read(max(_CHUNK, n) - len(rest))
-        self._buf, self._off = rest + chunk, 0
-        if len(self._buf) < n:
-            raise InvalidGGUF(f"unexpected end of file at offset {self.pos + len(self._buf)}")
-
-    def scalar(self, vtype: int, what: str) -> int | float:
-        """One scalar of a GGUF value type."""
-        code, size = _SCALARS[vtype]
-        value: int | float = struct.unpack("<" + code, self.read(size, what))[0]
-        return value
-
-    def u32(self, what: str) -> int:
-        """One uint32."""
-        return int(struct.unpack("<I", self.read(4, what))[0])
-
-    def u64(self, what: str) -> int:
-        """One uint64."""
-        return int(struct.unpack("<Q", self.read(8, what))[0])
-
-    def string(self, what: str, limit: int = MAX_STRING_BYTES) -> str:
-        """A uint64-length-prefixed UTF-8 string (invalid bytes replaced)."""
-        n = self.u64(f"{what} length")
-        if n > limit:
-            raise InvalidGGUF(f"{what} length {n} exceeds limit")
-        return self.read(n, what).decode("utf-8", errors="replace")
+    def require(self, n: int, n_kv: int) -> None:
+        """Spend n bytes on what must stay in memory (keys, scalars, records of lazy values), or refuse the file."""
+        if not self.take(n):
+            raise InvalidGGUF(f"metadata of {n_kv} keys needs more than {METADATA_MEMORY // (1024 * 1024)} MiB "
+                              "of memory")
 
 
-def _read_scalar_array(r: _Reader, etype: int, count: int, key: str) -> list[object]:
-    code, size = _SCALARS[etype]
-    values = list(struct.unpack(f"<{count}{code}", r.read(count * size, f"array {_q(key)}")))
-    if etype == BOOL:
-        if any(v > 1 for v in values):
-            raise InvalidGGUF(f"array {_q(key)} holds a bool that is neither 0 nor 1")
-        return [v == 1 for v in values]
-    return values
+def _inline_array(r: Reader, lazy: LazyArray, key: str, budget: _Budget) -> object:
+    """A small array's elements (read again from the region just checked), or the lazy record if too big."""
+    if lazy.count > INLINE_ARRAY_ELEMENTS or lazy.nbytes > INLINE_ARRAY_BYTES or lazy.nbytes > budget.left:
+        return lazy
+    data = r.region(lazy.offset, lazy.nbytes)
+    values, _ = read_elements(Reader(io.BytesIO(data), len(data)), lazy.etype, lazy.count, 1, key)
+    return values if budget.take(_size_of(values)) else lazy
 
 
-def _read_array(r: _Reader, depth: int, key: str) -> tuple[list[object], int]:
-    etype = r.u32(f"array type of {_q(key)}")
-    count = r.u64(f"array length of {_q(key)}")
-    if etype not in _MIN_VALUE_BYTES:
-        raise InvalidGGUF(f"array {_q(key)} has unknown element type {etype}")
-    if etype == ARRAY and depth >= MAX_ARRAY_DEPTH:
-        raise InvalidGGUF(f"array {_q(key)} nests arrays deeper than {MAX_ARRAY_DEPTH} levels")
-    if count > MAX_ARRAY_ELEMENTS:
-        raise InvalidGGUF(f"array length {count} of {_q(key)} exceeds limit")
-    if count * _MIN_VALUE_BYTES[etype] > r.remaining():
-        raise InvalidGGUF(f"array {_q(key)} of {count} elements does not fit in the file")
-    if etype in _SCALARS:
-        return _read_scalar_array(r, etype, count, key), etype
-    if etype == STRING:
-        return [r.string("string") for _ in range(count)], etype
-    return [_read_array(r, depth + 1, key)[0] for _ in range(count)], etype
+def _size_of(value: object) -> int:
+    """Approximate memory of an in-memory value or of the record of a lazily kept one."""
+    if isinstance(value, list):
+        return sys.getsizeof(value) + sum(_size_of(item) for item in value)
+    if isinstance(value, LazyArray):
+        return sys.getsizeof(value) + sys.getsizeof(value.marks) + 32 * len(value.marks)
+    return sys.getsizeof(value)
 
 
-def _read_value(r: _Reader, vtype: int, key: str) -> tuple[object, int | None]:
+def _read_string_value(r: Reader, key: str, budget: _Budget) -> object:
+    n = r.string_length("string")
+    if n > INLINE_STRING_BYTES or n > budget.left:
+        lazy = LazyString(n, r.pos)
+        r.skip(n, "string")
+        return lazy
+    text = r.read(n, "string").decode("utf-8", errors="replace")
+    return text if budget.take(sys.getsizeof(text)) else LazyString(n, r.pos - n)
+
+
+def _read_value(r: Reader, vtype: int, key: str, budget: _Budget) -> tuple[object, int | None]:
     """One metadata value and, for arrays, their element type."""
     if vtype == STRING:
-        return r.string("string"), None
+        return _read_string_value(r, key, budget), None
     if vtype == ARRAY:
-        return _read_array(r, 1, key)
-    if vtype not in _SCALARS:
-        raise InvalidGGUF(f"key {_q(key)} has unknown value type {vtype}")
-    value = r.scalar(vtype, f"value of {_q(key)}")
+        lazy = scan_array(r, key)
+        return _inline_array(r, lazy, key, budget), lazy.etype
+    if vtype not in SCALARS:
+        raise InvalidGGUF(f"key {quoted(key)} has unknown value type {vtype}")
+    value = r.scalar(vtype, f"value of {quoted(key)}")
     if vtype == BOOL:
         if value > 1:
-            raise InvalidGGUF(f"key {_q(key)} holds a bool that is neither 0 nor 1")
+            raise InvalidGGUF(f"key {quoted(key)} holds a bool that is neither 0 nor 1")
         return value == 1, None
     return value, None
 
 
-def _read_metadata(r: _Reader, n_kv: int) -> tuple[_Metadata, _Types]:
+def _read_metadata(r: Reader, n_kv: int, budget: _Budget) -> tuple[_Metadata, _Types]:
     metadata: _Metadata = {}
     types: _Types = {}
     for _ in range(n_kv):
         key = r.string("key", MAX_KEY_BYTES)
         if key in metadata:
-            raise InvalidGGUF(f"duplicate key {_q(key)}")
-        vtype = r.u32(f"value type of {_q(key)}")
-        value, etype = _read_value(r, vtype, key)
+            raise InvalidGGUF(f"duplicate key {quoted(key)}")
+        budget.require(_ENTRY_BYTES + len(key), n_kv)
+        vtype = r.u32(f"value type of {quoted(key)}")
+        value, etype = _read_value(r, vtype, key, budget)
+        if isinstance(value, (LazyArray, LazyString)):
+            budget.require(_size_of(value), n_kv)
         metadata[key] = value
         types[key] = (vtype, etype)
     return metadata, types
@@ -294,20 +278,14 @@ def _check_block_count(metadata: _Metadata, types: _Types) -> None:
         return
     value = metadata[key]
     if types[key][0] not in _INTEGER_TYPES or not isinstance(value, int):
-        raise InvalidGGUF(f"{_q(key)} must be an integer in 1..{MAX_BLOCK_COUNT}")
+        raise InvalidGGUF(f"{quoted(key)} must be an integer in 1..{MAX_BLOCK_COUNT}")
     if not 1 <= value <= MAX_BLOCK_COUNT:
-        raise InvalidGGUF(f"{_q(key)} must be an integer in 1..{MAX_BLOCK_COUNT}, got {value}")
-
-
-def _check_byte_tokens(tokens: list[str]) -> None:
-    for token in tokens:
-        if token.startswith("<0x"):
-            match = _BYTE_TOKEN.fullmatch(token)
-            if match and not _HEX2.fullmatch(match.group(1)):
-                raise InvalidGGUF(f"byte token {token!r} is not <0x00>..<0xFF>")
+        raise InvalidGGUF(f"{quoted(key)} must be an integer in 1..{MAX_BLOCK_COUNT}, got {value}")
 
 
 def _check_tokenizer(metadata: _Metadata, types: _Types) -> None:
+    """Vocabulary arrays of the types llama.cpp reads them as, one entry per token (byte tokens are checked
+    while the vocabulary is read)."""
     _require_type("tokenizer.ggml.tokens", types, ARRAY, STRING, "an array of strings")
     _require_type("tokenizer.ggml.merges", types, ARRAY, STRING, "an array of strings")
     _require_type("tokenizer.ggml.scores", types, ARRAY, FLOAT32, "an array of float32")
@@ -315,15 +293,13 @@ def _check_tokenizer(metadata: _Metadata, types: _Types) -> None:
     tokens = metadata.get("tokenizer.ggml.tokens")
     if tokens is None:
         return
-    assert isinstance(tokens, list)
     for key in ("tokenizer.ggml.scores", "tokenizer.ggml.token_type"):
         values = metadata.get(key)
-        if isinstance(values, list) and len(values) != len(tokens):
-            raise InvalidGGUF(f"{key} has {len(values)} entries for {len(tokens)} tokens")
-    _check_byte_tokens(tokens)
+        if values is not None and len(values) != len(tokens):  # type: ignore[arg-type]
+            raise InvalidGGUF(f"{key} has {len(values)} entries for {len(tokens)} tokens")  # type: ignore[arg-type]
 
 
-def _read_tensor_info(r: _Reader) -> tuple[str, tuple[int, ...], int, int]:
+def _read_tensor_info(r: Reader) -> tuple[str, tuple[int, ...], int, int]:
     name = r.string("tensor name", MAX_TENSOR_NAME_BYTES)
     n_dims = r.u32(f"dimension count of tensor {name!r}")
     if not 1 <= n_dims <= MAX_DIMS:
@@ -354,7 +330,7 @@ def _check_tensor(name: str, shape: tuple[int, ...], ttype: int, offset: int, al
     return count // block * size
 
 
-def _read_tensors(r: _Reader, n_tensors: int, alignment: int) -> tuple[list[tuple[TensorInfo, int]], int]:
+def _read_tensors(r: Reader, n_tensors: int, alignment: int) -> tuple[list[tuple[TensorInfo, int]], int]:
     """Tensor infos with their data sizes, and the aligned start of the data section."""
     infos: list[tuple[str, tuple[int, ...], int, int, int]] = []
     names: set[str] = set()
@@ -380,7 +356,7 @@ def _check_layout(tensors: list[tuple[TensorInfo, int]], file_size: int) -> None
         end, previous = info.offset + nbytes, info.name
 
 
-def _read_header(r: _Reader) -> tuple[int, int, int]:
+def _read_header(r: Reader) -> tuple[int, int, int]:
     if r.remaining() < len(MAGIC) or r.read(len(MAGIC), "magic") != MAGIC:
         raise InvalidGGUF("not a GGUF file (bad magic)")
     version = r.u32("version")
@@ -397,24 +373,29 @@ def _read_header(r: _Reader) -> tuple[int, int, int]:
     return version, n_tensors, n_kv
 
 
-def _parse(f: BinaryIO, file_size: int, read_tensors: bool) -> GGUFFile:
-    r = _Reader(f, file_size)
+def _parse(f: BinaryIO, file_size: int, read_tensors: bool, path: str) -> GGUFFile:
+    r = Reader(f, file_size)
     version, n_tensors, n_kv = _read_header(r)
-    metadata, types = _read_metadata(r, n_kv)
+    budget = _Budget(METADATA_MEMORY)
+    metadata, types = _read_metadata(r, n_kv, budget)
     alignment = _check_alignment(metadata, types)
     _check_block_count(metadata, types)
     _check_tokenizer(metadata, types)
+    memory = METADATA_MEMORY - budget.left
     if not read_tensors:
-        return GGUFFile(version, metadata, (), 0, file_size)
+        return GGUFFile(version, metadata, (), 0, file_size, path, memory)
     tensors, data_offset = _read_tensors(r, n_tensors, alignment)
     _check_layout(tensors, file_size)
-    return GGUFFile(version, metadata, tuple(info for info, _ in tensors), data_offset, file_size)
+    memory += sum(_TENSOR_BYTES + len(info.name) for info, _ in tensors)
+    return GGUFFile(version, metadata, tuple(info for info, _ in tensors), data_offset, file_size, path, memory)
 
 
 def read_gguf(path: str | os.PathLike[str], *, read_tensors: bool = True) -> GGUFFile:
-    """Read and validate a GGUF file; raises InvalidGGUF for any malformed or unsafe content."""
+    """Read and validate a GGUF file; raises InvalidGGUF for any malformed or unsafe content.
+
+    Large arrays and strings are checked but left in the file (see ``GGUFFile.value``)."""
     with open(path, "rb", buffering=0) as f:
-        return _parse(f, os.fstat(f.fileno()).st_size, read_tensors)
+        return _parse(f, os.fstat(f.fileno()).st_size, read_tensors, os.fspath(path))
 
 
 def is_gguf(path: str | os.PathLike[str]) -> bool:

@@ -19,8 +19,12 @@ from corral_common.gguf import (
     UINT8,
     UINT32,
     UINT64,
+    MAX_STRING_BYTES,
     GGUFFile,
     InvalidGGUF,
+    LazyArray,
+    LazyString,
+    ReadLimit,
     human_number,
     is_gguf,
     read_gguf,
@@ -348,3 +352,112 @@ def test_mutations_raise_only_invalid_gguf(tmp_path: Path, data: bytes) -> None:
             read_gguf(path, read_tensors=read_tensors)
         except InvalidGGUF:
             pass
+
+
+# --- bounded memory: large values are checked, left in the file, read on demand (issue 18 item 3) ------
+
+BOMB_ELEMENTS = 10_000_000
+
+
+def _with_raw_array(f: GGUF, key: str, etype: int, count: int, payload: bytes) -> GGUF:
+    """``f`` with one more key holding an array written as raw bytes (a writer list of 10M items costs GiBs)."""
+    f.raw_kvs += gstr(key) + u32(ARRAY) + u32(etype) + u64(count) + payload
+    f.n_kv = len(f.kvs) + 1
+    return f
+
+
+def _bomb(tmp_path: Path) -> Path:
+    import numpy as np
+
+    payload = np.arange(BOMB_ELEMENTS, dtype="<i4").tobytes()  # 38 MiB
+    return _write(tmp_path, _with_raw_array(small_model(), "general.bomb", INT32, BOMB_ELEMENTS, payload).build())
+
+
+def _peak_while(fn) -> tuple[object, int]:  # type: ignore[no-untyped-def]
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        result = fn()
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_oll15_ten_million_element_array_is_checked_but_not_materialised(tmp_path: Path) -> None:
+    path = _bomb(tmp_path)
+    g, peak = _peak_while(lambda: read_gguf(path))
+    bomb = g.metadata["general.bomb"]  # type: ignore[attr-defined]
+    assert isinstance(bomb, LazyArray) and len(bomb) == BOMB_ELEMENTS and bomb.etype == INT32
+    assert peak < 4 * MiB  # the parse never held the array (38 MiB in the file, ~360 MiB as a Python list)
+    assert g.memory < MiB
+    assert g.architecture() == "llama" and g.kind() == "model" and len(g.tensors) == 3
+
+
+def test_oll15_lazily_kept_values_are_read_on_demand_and_within_a_limit(tmp_path: Path) -> None:
+    g = read_gguf(_bomb(tmp_path))
+    assert g.item("general.bomb", 0) == 0 and g.item("general.bomb", BOMB_ELEMENTS - 1) == BOMB_ELEMENTS - 1
+    assert g.item("general.bomb", BOMB_ELEMENTS) is None
+    limit = ReadLimit(1000, MiB)
+    (values, cut), peak = _peak_while(lambda: g.bounded_value("general.bomb", limit))
+    assert values == list(range(1000)) and cut and limit.items == 0
+    assert peak < 2 * MiB  # a 1 MiB read buffer, a thousand numbers
+    assert g.bounded_value("general.bomb", ReadLimit(10, MiB))[0] == list(range(10))
+    assert g.bounded_value("general.architecture", ReadLimit(0, 0)) == ("llama", False)  # in memory: no limit
+
+
+def test_oll15_vocabulary_is_left_in_the_file_and_indexed(tmp_path: Path) -> None:
+    tokens = [f"t{i}" for i in range(10_000)]
+    g = _parse(tmp_path, _with_tokens(tokens, scores=(ARRAY, Arr(FLOAT32, [0.0] * 10_000))).build())
+    kept = g.metadata["tokenizer.ggml.tokens"]
+    assert isinstance(kept, LazyArray) and len(kept) == 10_000 and len(kept.marks) == 3  # every 4096th
+    assert [g.item("tokenizer.ggml.tokens", i) for i in (0, 4095, 4096, 4097, 9999)] == \
+        ["t0", "t4095", "t4096", "t4097", "t9999"]
+    assert g.value("tokenizer.ggml.tokens") == tokens
+
+
+def test_oll15_small_arrays_stay_in_memory(tmp_path: Path) -> None:
+    g = _parse(tmp_path, small_model().add("llama.head_counts", ARRAY, Arr(UINT32, [8] * 512)).build())
+    assert g.metadata["llama.head_counts"] == [8] * 512
+    assert g.metadata["tokenizer.ggml.tokens"] == ["<unk>", "<s>", "</s>", "<0x0A>", "hello", "world"]
+
+
+def test_oll15_long_string_is_left_in_the_file(tmp_path: Path) -> None:
+    template = "x" * (2 * MiB)
+    g = _parse(tmp_path, small_model().add("general.readme", STRING, template).build())
+    assert isinstance(g.metadata["general.readme"], LazyString) and g.memory < MiB
+    assert g.value("general.readme") == template
+    assert g.bounded_value("general.readme", ReadLimit(1, 100)) == ("x" * 100, True)
+
+
+def test_lcp2_lazily_kept_vocabulary_is_still_checked(tmp_path: Path) -> None:
+    tokens = [f"t{i}" for i in range(5000)]
+    tokens[4500] = "<0x-1>"
+    with pytest.raises(InvalidGGUF, match=r"byte token '<0x-1>'"):
+        _parse(tmp_path, _with_tokens(tokens).build())
+    short_scores = _with_tokens([f"t{i}" for i in range(5000)], scores=(ARRAY, Arr(FLOAT32, [0.0] * 4999)))
+    with pytest.raises(InvalidGGUF, match="has 4999 entries for 5000 tokens"):
+        _parse(tmp_path, short_scores.build())
+
+
+def test_oll15_large_bool_array_is_still_checked(tmp_path: Path) -> None:
+    payload = bytes(2 * MiB) + b"\x07"
+    with pytest.raises(InvalidGGUF, match="bool that is neither 0 nor 1"):
+        _parse(tmp_path, _with_raw_array(GGUF(), "k", BOOL, len(payload), payload).build())
+
+
+def test_oll15_long_array_of_strings_is_skipped_and_checked(tmp_path: Path) -> None:
+    count = 1_000_000
+    payload = u64(0) * (count - 1) + u64(MAX_STRING_BYTES + 1)
+    with pytest.raises(InvalidGGUF, match="string length 16777217 exceeds limit"):
+        _parse(tmp_path, _with_raw_array(GGUF(), "k", STRING, count, payload).build())
+    g = _parse(tmp_path, _with_raw_array(GGUF(), "k", STRING, count, u64(0) * count).build())
+    assert len(g.metadata["k"]) == count and g.item("k", count - 1) == ""  # type: ignore[arg-type]
+
+
+def test_oll15_flood_of_keys_is_refused(tmp_path: Path) -> None:
+    f = GGUF()
+    for i in range(100_000):
+        f.add(f"k{i}", UINT8, 0)
+    with pytest.raises(InvalidGGUF, match="metadata of 100000 keys needs more than 16 MiB of memory"):
+        _parse(tmp_path, f.build())

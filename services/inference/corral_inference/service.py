@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import replace
-from functools import lru_cache, partial
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from corral_common.gguf import GGUFFile, InvalidGGUF, read_gguf
 from corral_common.internal import (CompletionEvent, CompletionRequest, EmbedInputs, EmbedOutput, LoadRequest,
                                     LoadResult, TokenizeOutput, TokenizeRequest)
 from corral_common.logs import note_request
+from corral_common.lru import ByteLRU
 from corral_common.store_paths import blob_path
 
 from corral_inference.engine import CompletionJob, Emit, Engine, LoadSpec, Sampling
@@ -27,13 +28,14 @@ from corral_inference.settings import InferenceSettings
 from corral_inference.structured import grammar_for
 
 MIN_CTX = 4
+GGUF_CACHE_BYTES = 32 * 1024 * 1024
+_GGUF_CACHE: ByteLRU[Path, GGUFFile] = ByteLRU(GGUF_CACHE_BYTES, lambda gguf: gguf.memory)
 
 
-@lru_cache(maxsize=16)
 def _validated_gguf(path: Path) -> GGUFFile:
-    """Validate a blob in Python before llama.cpp ever opens it."""
+    """Validate a blob in Python before llama.cpp ever opens it (kept, bounded by size, for the next load)."""
     try:
-        return read_gguf(path)
+        return _GGUF_CACHE.get_or_load(path, lambda: read_gguf(path))
     except InvalidGGUF as exc:
         raise BadRequest(str(exc)) from None
     except FileNotFoundError:

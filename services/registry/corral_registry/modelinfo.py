@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from corral_common.digest import Digest
-from corral_common.gguf import GGUFFile, InvalidGGUF, read_gguf
+from corral_common.gguf import GGUFFile, InvalidGGUF, LazyArray, ReadLimit, read_gguf
 from corral_common.gotemplate import Template, TemplateError
 from corral_common.internal import ResolvedModel
 from corral_common.jsonio import local_time
+from corral_common.lru import ByteLRU
 from corral_common.modelfile import quote_value
 from corral_common.schemas import model_details
 
@@ -20,12 +20,19 @@ from corral_registry.store import ModelStore, StoredModel
 
 MAX_SHOWN_ARRAY = 5
 DEFAULT_TEMPLATE = "{{ .Prompt }}"
+# What one /api/show reads of the values a GGUF leaves in its file (vocabularies, huge arrays): the largest
+# real tokenizers (Gemma 3: 262k tokens with scores and types, 786k elements in ~6 MiB; Llama 3: 408k tokens
+# and merges in ~8 MiB) fit whole; a hostile file's ten-million-element array is cut there and named in
+# model_info_truncated, so neither this process nor the gateway that relays the answer holds more.
+SHOW_ITEMS = 1 << 20
+SHOW_BYTES = 16 * 1024 * 1024
+GGUF_CACHE_BYTES = 32 * 1024 * 1024
+_GGUF_CACHE: ByteLRU[Path, GGUFFile] = ByteLRU(GGUF_CACHE_BYTES, lambda gguf: gguf.memory)
 
 
-@lru_cache(maxsize=16)
 def gguf_of(path: Path) -> GGUFFile:
-    """Read a blob's GGUF metadata once per process (blobs are immutable by digest)."""
-    return read_gguf(path)
+    """Read a blob's GGUF metadata, cached by its approximate size (blobs are immutable by digest)."""
+    return _GGUF_CACHE.get_or_load(path, lambda: read_gguf(path))
 
 
 class ModelView:
@@ -82,10 +89,11 @@ class ModelView:
         caps: list[str] = list(self.config.get("capabilities") or [])
         if self.remote:  # what the config says (a pull copies the host's answer), else a plain completion model
             return list(dict.fromkeys(caps + _template_capabilities(self.template, ""))) or ["completion"]
-        meta = (self.gguf().metadata if self.gguf() else {})
+        gguf = self.gguf()
+        meta = gguf.metadata if gguf else {}
         arch = str(meta.get("general.architecture", ""))
         caps.append("embedding" if f"{arch}.pooling_type" in meta else "completion")
-        caps += _template_capabilities(self.template, str(meta.get("tokenizer.chat_template") or ""))
+        caps += _template_capabilities(self.template, (gguf.chat_template() if gguf else None) or "")
         if self.stored.manifest.layers_of(media_types.PROJECTOR) or f"{arch}.vision.block_count" in meta:
             caps.append("vision")
         return list(dict.fromkeys(caps))
@@ -121,19 +129,28 @@ def _template_capabilities(template: str | None, chat_template: str) -> list[str
     return caps
 
 
-def _shown_value(value: Any, verbose: bool) -> Any:
-    """Arrays longer than five elements are elided unless verbose, as Ollama does."""
-    if isinstance(value, list) and len(value) > MAX_SHOWN_ARRAY and not verbose:
-        return []
-    return value
+def _elided(value: Any, verbose: bool) -> bool:
+    """Arrays longer than five elements are shown as [] unless verbose, as Ollama does."""
+    return isinstance(value, (list, LazyArray)) and len(value) > MAX_SHOWN_ARRAY and not verbose
 
 
-def model_info(gguf: GGUFFile | None, verbose: bool) -> dict[str, Any]:
-    """GGUF key/values minus the name and chat template."""
+def model_info(gguf: GGUFFile | None, verbose: bool) -> tuple[dict[str, Any], dict[str, int]]:
+    """GGUF key/values minus the name and chat template, and the keys whose values were cut short to stay
+    within SHOW_ITEMS / SHOW_BYTES, each with its full length (elements of an array, bytes of a string)."""
     if gguf is None:
-        return {}
-    skip = {"general.name", "tokenizer.chat_template"}
-    return {k: _shown_value(v, verbose) for k, v in sorted(gguf.metadata.items()) if k not in skip}
+        return {}, {}
+    limit, info, cut = ReadLimit(SHOW_ITEMS, SHOW_BYTES), {}, {}
+    for key in sorted(gguf.metadata):
+        if key in ("general.name", "tokenizer.chat_template"):
+            continue
+        raw = gguf.metadata[key]
+        if _elided(raw, verbose):
+            info[key] = []
+            continue
+        info[key], was_cut = gguf.bounded_value(key, limit)
+        if was_cut:
+            cut[key] = len(raw)  # type: ignore[arg-type]
+    return info, cut
 
 
 def go_value(value: Any) -> str:
@@ -204,7 +221,10 @@ def show_response(view: ModelView, verbose: bool, system: str | None, options: d
     if view.messages:
         out["messages"] = [{"role": m.get("role", ""), "content": m.get("content", "")} for m in view.messages]
     out.update(view.remote_fields())
-    out["model_info"] = remote_model_info(view.config) if view.remote else model_info(gguf, verbose)
+    info, cut = ({}, {}) if view.remote else model_info(gguf, verbose)
+    out["model_info"] = remote_model_info(view.config) if view.remote else info
+    if cut:
+        out["model_info_truncated"] = cut
     if gguf is not None and verbose:
         out["tensors"] = [{"name": t.name, "type": t.type_name, "shape": list(t.shape)} for t in gguf.tensors]
     out["capabilities"] = view.capabilities()
@@ -240,10 +260,9 @@ def _token(gguf: GGUFFile | None, key: str) -> str:
     """The text of a special token named by an id key (bos/eos)."""
     if gguf is None:
         return ""
-    tokens, index = gguf.metadata.get("tokenizer.ggml.tokens"), gguf.metadata.get(key)
-    if isinstance(tokens, list) and isinstance(index, int) and 0 <= index < len(tokens):
-        return str(tokens[index])
-    return ""
+    index = gguf.metadata.get(key)
+    token = gguf.item("tokenizer.ggml.tokens", index) if isinstance(index, int) else None
+    return "" if token is None else str(token)
 
 
 def resolved(view: ModelView) -> ResolvedModel | None:

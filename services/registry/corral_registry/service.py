@@ -14,6 +14,7 @@ from corral_common.schemas import CopyRequest, CreateRequest, NamedRequest, Show
 from corral_common.jobs import JobRunner
 from corral_common.tasks import CREATE_MODEL_TASK, PULL_MODEL_TASK, PUSH_MODEL_TASK
 
+from corral_registry import loadcheck
 from corral_registry.create import plan_create
 from corral_registry.modelinfo import ModelView, resolved, show_response
 from corral_registry.push import local_model
@@ -73,7 +74,8 @@ def delete(store: ModelStore, req: NamedRequest) -> None:
 
 async def create(store: ModelStore, jobs: JobRunner, req: CreateRequest) -> AsyncIterator[dict[str, Any]]:
     """Validate now (so bad input is a 400 before anything is queued), then run the create job."""
-    await asyncio.to_thread(plan_create, store, req)
+    plan = await asyncio.to_thread(plan_create, store, req)
+    await asyncio.to_thread(loadcheck.check_model_files, store, plan.model_files)
     async for event in jobs.run("create", CREATE_MODEL_TASK, req.model_dump(by_alias=True, exclude_none=True)):
         yield event
 

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from corral_common.digest import Digest
 from corral_common.tasks import QueueSettings, make_celery
-from corral_common.testing.ggufwriter import small_model
+from corral_common.testing.ggufwriter import runnable_model
 from corral_registry.inline_worker import InlineWorker
 from corral_registry.main import create_app
 from corral_registry.settings import RegistrySettings, inline_worker_enabled
@@ -65,7 +65,7 @@ def test_only_the_embedded_mode_turns_it_on() -> None:
 
 def test_the_service_runs_create_jobs_on_its_inline_worker_built_from_settings(tmp_path: Path) -> None:
     settings = RegistrySettings(models_dir=tmp_path / "models", home=tmp_path / "home", inline_worker=True)
-    data = small_model().build()
+    data = runnable_model().build()  # /api/create has llama.cpp load it (without weights)
     digest = Digest.of_bytes(data)
     with TestClient(create_app(settings)) as client:
         assert client.post(f"/store/blobs/{digest}", content=data).status_code == 201

@@ -142,7 +142,8 @@ class GGUF:
 
 
 def small_model(arch: str = "llama") -> GGUF:
-    """A small valid model (llama.cpp loads it too): metadata, a tiny vocabulary, three tensors."""
+    """A small valid file: metadata, a tiny vocabulary, three tensors. Our validator accepts it; llama.cpp
+    does not load it as a model (too few tensors): use ``runnable_model`` for that."""
     tokens = ["<unk>", "<s>", "</s>", "<0x0A>", "hello", "world"]
     return (GGUF()
             .add("general.architecture", STRING, arch)
@@ -160,3 +161,36 @@ def small_model(arch: str = "llama") -> GGUF:
             .tensor("token_embd.weight", [64, 6], 2)
             .tensor("output_norm.weight", [64], 0)
             .tensor("blk.0.attn_q.weight", [32, 2], 1))
+
+
+# A vocabulary that can spell any text: sentencepiece falls back to the 256 byte tokens (llama.cpp aborts
+# when one it needs is missing).
+_TOKENS = ["<unk>", "<s>", "</s>", *(f"<0x{i:02X}>" for i in range(256)), "\u2581hello", "\u2581world"]
+_TOKEN_TYPES = [2, 3, 3, *([6] * 256), 1, 1]  # unknown, control, control, bytes, normal, normal
+
+
+def runnable_model() -> GGUF:
+    """A complete one-layer llama that llama.cpp loads and generates with (F32 zeros: it says nothing useful)."""
+    n_embd, n_vocab = 64, len(_TOKENS)
+    f = (GGUF()
+         .add("general.architecture", STRING, "llama")
+         .add("general.type", STRING, "model")
+         .add("general.file_type", UINT32, 0)
+         .add("llama.block_count", UINT32, 1)
+         .add("llama.context_length", UINT32, 256)
+         .add("llama.embedding_length", UINT32, n_embd)
+         .add("llama.feed_forward_length", UINT32, 2 * n_embd)
+         .add("llama.attention.head_count", UINT32, 2)
+         .add("llama.attention.layer_norm_rms_epsilon", FLOAT32, 1e-5)
+         .add("tokenizer.ggml.model", STRING, "llama")
+         .add("tokenizer.ggml.tokens", ARRAY, Arr(STRING, _TOKENS))
+         .add("tokenizer.ggml.scores", ARRAY, Arr(FLOAT32, [0.0] * n_vocab))
+         .add("tokenizer.ggml.token_type", ARRAY, Arr(INT32, _TOKEN_TYPES)))
+    f.tensor("token_embd.weight", [n_embd, n_vocab]).tensor("output_norm.weight", [n_embd])
+    f.tensor("output.weight", [n_embd, n_vocab])
+    for name in ("attn_norm", "ffn_norm"):
+        f.tensor(f"blk.0.{name}.weight", [n_embd])
+    for name in ("attn_q", "attn_k", "attn_v", "attn_output"):
+        f.tensor(f"blk.0.{name}.weight", [n_embd, n_embd])
+    f.tensor("blk.0.ffn_gate.weight", [n_embd, 2 * n_embd]).tensor("blk.0.ffn_up.weight", [n_embd, 2 * n_embd])
+    return f.tensor("blk.0.ffn_down.weight", [2 * n_embd, n_embd])
