@@ -15,7 +15,7 @@ PACKAGES := libs/common cli services/api services/inference services/registry se
 STAMP := $(VENV)/.corral-installed
 PYTEST_ARGS ?=
 
-.PHONY: install run test unit e2e bench clean llama-wheel compose-plugin
+.PHONY: install run test unit e2e bench clean llama-wheel compose-plugin compose-test
 
 install: $(STAMP)
 
@@ -43,6 +43,11 @@ llama-wheel:
 
 compose-plugin:
 	@bash infra/install-compose.sh
+
+# The compose stack for real: dockerd, base images (local stand-ins where the public ones cannot be pulled),
+# every corral image (reusing the llama-cpp-python wheel above), then tests/test_compose_stack.py; prints wall time.
+compose-test: install
+	CORRAL_LLAMA_WHEEL_DIR=$(LLAMA_WHEEL_DIR) bash infra/docker/compose-test.sh
 
 run: install
 	CORRAL_IMPORT_BUNDLED=1 $(VENV)/bin/corral serve

