@@ -101,7 +101,10 @@ class BodyLimitMiddleware:
 
         async def watched(message: Message) -> None:
             nonlocal started
-            started = started or message["type"] == "http.response.start"
+            if message["type"] == "http.response.start":
+                started = True
+                if received > limit:  # the rest of the body is never read: the connection cannot go on
+                    message.setdefault("headers", []).append((b"connection", b"close"))
             await send(message)
 
         try:

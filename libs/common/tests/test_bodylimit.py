@@ -86,6 +86,7 @@ def test_oll7_dos_a_chunked_body_is_refused_at_the_first_chunk_past_the_cap() ->
     upload = Upload(200 << 20)
     answer, seen = _post("/api/show", upload)
     assert answer.status_code == 413 and "at most 4194304 bytes" in answer.json()["error"]
+    assert answer.headers["connection"] == "close"  # the rest of the body is never read
     assert upload.pulled <= DEFAULT_MAX_BODY + CHUNK and seen == []
 
 
