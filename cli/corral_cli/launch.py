@@ -30,6 +30,7 @@ from contextlib import contextmanager
 
 import uvicorn
 
+from corral_common.memlimit import apply_memory_limit
 from corral_common.shutdown import ENDING_SECONDS, Shutdown, shutdown_grace
 
 from corral_cli import lifeline
@@ -92,6 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     if argv[:1] == [lifeline.OPTION]:
         lifeline.hold(int(argv[1]))
         argv = argv[2:]
+    apply_memory_limit(argv[0] if argv else "")  # each service's ceiling on itself (corral_common.memlimit)
     if argv[:1] == ["celery"]:
         run_celery(argv[1:])
         return

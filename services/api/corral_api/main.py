@@ -10,6 +10,7 @@ from fastapi.responses import PlainTextResponse
 from starlette.exceptions import HTTPException
 
 from corral_common import tracing
+from corral_common.bodylimit import BodyLimitMiddleware
 from corral_common.http import (NO_FRAMEWORK_SPANS, RequestContextMiddleware, install_error_handler,
                                 install_health)
 from corral_common.logs import configure_telemetry
@@ -82,6 +83,7 @@ def create_app(settings: ApiSettings | None = None, auth: GatewayAuthSettings | 
     app.add_middleware(RemoteModels)  # inside the auth gate: a forwarded request was authorized here first
     app.add_middleware(AuthGate, settings=auth)
     app.add_middleware(EdgeGuard, origins=settings.origins, loopback=is_loopback_host(settings.listen.host))
+    app.add_middleware(BodyLimitMiddleware)  # outside every other reader of the body
     app.add_middleware(RequestContextMiddleware)
     if install_metrics(app, "api", route=False) is not None:
         install_gateway_metrics(app, {"registry": settings.registry_url, "inference": settings.inference_url,
