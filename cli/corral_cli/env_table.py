@@ -69,6 +69,10 @@ AUTH_VARS = (
     EnvVar("CORRAL_RATE_LIMIT_BURST", "Burst per API key (default 200)"),
     EnvVar("CORRAL_AUTH_LOCKOUT_FAILURES", "Failed attempts before a lockout (default 20)"),
     EnvVar("CORRAL_AUTH_LOCKOUT_SECONDS", "Length of a lockout in seconds (default 900)"),
+    EnvVar("CORRAL_QUOTA_TOKENS_PER_HOUR", "Each user's tokens in and out per hour, unless set for the user "
+                                           "(PUT /api/quotas/USER; default no limit)"),
+    EnvVar("CORRAL_QUOTA_REQUESTS_PER_MINUTE", "Each user's inference requests per minute, unless set for the user "
+                                               "(default no limit)"),
 )
 
 REGISTRY_VARS = (

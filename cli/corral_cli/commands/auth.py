@@ -119,7 +119,8 @@ def parse_expires(text: str | None, now: datetime | None = None) -> str | None:
 def keys_create(client: Client, args: argparse.Namespace) -> int:
     """``corral keys create NAME``: the new key is printed alone on the last line."""
     body = {"name": args.name, "scopes": args.scope or None, "expires_at": parse_expires(args.expires),
-            "user": args.user}
+            "user": args.user, "tokens_per_hour": args.tokens_per_hour,
+            "requests_per_minute": args.requests_per_minute}
     issued = _call(client, "POST", "/api/keys", {k: v for k, v in body.items() if v is not None})
     scopes = ", ".join(issued.get("scopes") or [])
     sys.stdout.write(f"Created key {issued['id']} ({issued.get('name')}) for {issued.get('user')} with scopes: "
@@ -285,6 +286,8 @@ def add_auth_commands(sub: argparse._SubParsersAction, command: Command) -> None
     _scoped(create)
     create.add_argument("--expires", help="Lifetime (30d, 12h, 90m) or an RFC 3339 time")
     create.add_argument("--user", help="Owner of the key (admins only)")
+    create.add_argument("--tokens-per-hour", type=int, metavar="N", help="Quota: tokens in and out per hour")
+    create.add_argument("--requests-per-minute", type=int, metavar="N", help="Quota: inference requests per minute")
     listing = command(keys_sub, "list", "List API keys", keys_list, ("OLLAMA_API_KEY",), aliases=["ls"])
     listing.add_argument("--user", help="Only this user's keys (admins only)")
     revoke = command(keys_sub, "revoke", "Revoke API keys", keys_revoke, ("OLLAMA_API_KEY",), aliases=["rm"])

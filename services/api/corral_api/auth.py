@@ -40,10 +40,10 @@ _EXACT = {
     "/api/web_search": WEB, "/api/web_fetch": WEB,
     "/api/experimental/web_search": WEB, "/api/experimental/web_fetch": WEB,
     "/api/me": SELF, "/api/signout": SELF, "/api/signin": SELF, "/api/signin/approve": SELF,
-    "/api/keys": SELF, "/api/grants": SELF, "/metrics": ADMIN, "/token": SELF, "/.well-known/jwks.json": SELF,
+    "/api/keys": SELF, "/api/grants": SELF, "/api/usage": SELF, "/metrics": ADMIN, "/token": SELF, "/.well-known/jwks.json": SELF,
 }
 _PREFIXES = (("/v1/models/", MODELS_READ), ("/v1/", INFERENCE), ("/api/blobs/", MODELS_WRITE), ("/api/keys/", SELF),
-             ("/api/grants/", SELF), ("/v2/", REGISTRY))
+             ("/api/grants/", SELF), ("/api/quotas/", SELF), ("/v2/", REGISTRY))
 _MODEL_FIELD = re.compile(rb'"model"\s*:\s*"((?:[^"\\]|\\.){1,400})"')
 _BODY_PEEK = 16384
 _CREDENTIAL_HEADERS = (b"authorization", b"x-api-key")

@@ -352,15 +352,23 @@ class AuthClient(_Client):
 
     def audit(self, event: dict[str, Any]) -> None:
         """Send an audit event without holding up the response."""
-        task = asyncio.get_running_loop().create_task(self._post_audit(event))
+        self._later("/internal/audit", event)
+
+    def usage(self, event: dict[str, Any]) -> None:
+        """Report a finished model call of an authenticated caller (user, key_id, model, prompt_tokens,
+        completion_tokens) without holding up the response."""
+        self._later("/internal/usage", event)
+
+    def _later(self, path: str, event: dict[str, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(self._post(path, event))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _post_audit(self, event: dict[str, Any]) -> None:
+    async def _post(self, path: str, event: dict[str, Any]) -> None:
         try:
-            await self.http.raw("POST", "/internal/audit", {"content-type": "application/json"}, _encoded(event))
+            await self.http.raw("POST", path, {"content-type": "application/json"}, _encoded(event))
         except httpx.HTTPError as exc:
-            log.warning("audit event lost", error=type(exc).__name__)
+            log.warning("auth event lost", path=path, error=type(exc).__name__)
 
     async def keys(self, request: Request) -> Response:
         """Create or list API keys."""

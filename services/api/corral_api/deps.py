@@ -11,12 +11,16 @@ from corral_common.http import from_state, request_id_of
 from corral_api.clients import AuthClient, InferenceClient, RegistryClient, WebsearchClient
 from corral_api.remote.runs import RemoteRuns
 from corral_api.running import Call
+from corral_api.usage import MeteredInference, reporter
 
 
 def _call(request: Request) -> Call:
-    """The clients a model call needs, with the caller's request id."""
+    """The clients a model call needs, with the caller's request id; an authenticated caller's model calls
+    are reported as its usage."""
     state = request.app.state
-    return Call(state.registry, state.inference, request_id_of(request))
+    principal = getattr(request.state, "principal", None)
+    inference = MeteredInference(state.inference, reporter(state.auth, principal)) if principal else state.inference
+    return Call(state.registry, inference, request_id_of(request))
 
 
 Registry = Annotated[RegistryClient, Depends(from_state("registry"))]

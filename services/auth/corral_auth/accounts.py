@@ -17,6 +17,7 @@ from corral_auth import apikeys, scopes
 from corral_auth.clock import aware, iso, utcnow
 from corral_auth.db.models import ApiKey, User
 from corral_auth.identity import KEY, Principal
+from corral_auth.quotas import Quota
 
 # A user name is the namespace it owns, so it follows Ollama's namespace rule (lower case here).
 _USER_NAME = re.compile(r"[a-z0-9_][a-z0-9_-]{0,79}")
@@ -38,7 +39,8 @@ class IssuedKey:
 def _key_info(row: ApiKey, user: str) -> dict[str, Any]:
     return {"id": row.id, "name": row.name, "user": user, "scopes": list(scopes.split(row.scopes)),
             "created_at": iso(row.created_at), "expires_at": iso(row.expires_at),
-            "last_used_at": iso(row.last_used_at), "revoked_at": iso(row.revoked_at)}
+            "last_used_at": iso(row.last_used_at), "revoked_at": iso(row.revoked_at),
+            **Quota(row.tokens_per_hour, row.requests_per_minute).wire()}
 
 
 def parse_expiry(value: str | None) -> datetime | None:
@@ -80,13 +82,24 @@ class Accounts:
         return self._issue(self._user_id(name), name, "bootstrap", scopes.ALL, None)
 
     def create_key(self, actor: Principal, name: str, wanted: list[str] | None, expires_at: str | None,
-                   user: str | None = None) -> IssuedKey:
+                   user: str | None = None, quota: Quota = Quota()) -> IssuedKey:
         """A new key for the actor (or, for admins, any user); never more scopes than the actor holds."""
         owner, granted = actor.delegate(user, wanted, "forbidden: only an admin manages other users' keys",
                                         "forbidden: a key cannot grant scopes its creator lacks")
         if not name.strip() or len(name) > 200:
             raise BadRequest("a key needs a name of at most 200 characters")
-        return self._issue(self._user_id(owner), owner, name.strip(), granted, parse_expiry(expires_at))
+        return self._issue(self._user_id(owner), owner, name.strip(), granted, parse_expiry(expires_at), quota)
+
+    def set_quota(self, actor: Principal, user: str, quota: Quota) -> dict[str, Any]:
+        """Set a user's own limits (None: the server's default); admins only."""
+        if not actor.admin:
+            raise Forbidden("forbidden: only an admin sets quotas")
+        with self.sessions.begin() as db:
+            row = db.scalar(select(User).where(User.name == user))
+            if row is None:
+                raise NotFound(f"user {user!r} not found")
+            row.tokens_per_hour, row.requests_per_minute = quota.tokens_per_hour, quota.requests_per_minute
+        return {"user": user, **quota.wire()}
 
     def _user_id(self, name: str) -> int:
         with self.sessions() as db:
@@ -96,12 +109,13 @@ class Accounts:
         return user_id
 
     def _issue(self, user_id: int, user: str, name: str, granted: tuple[str, ...],
-               expires_at: datetime | None) -> IssuedKey:
+               expires_at: datetime | None, quota: Quota = Quota()) -> IssuedKey:
         for _ in range(5):  # a public-id collision is astronomically rare; retry rather than fail
             key_id = apikeys.new_key_id()
             key = apikeys.issue(key_id)
             row = ApiKey(id=key_id, user_id=user_id, name=name, digest=apikeys.digest(self.pepper, key),
-                         scopes=scopes.join(granted), created_at=utcnow(), expires_at=expires_at)
+                         scopes=scopes.join(granted), created_at=utcnow(), expires_at=expires_at,
+                         tokens_per_hour=quota.tokens_per_hour, requests_per_minute=quota.requests_per_minute)
             try:
                 with self.sessions.begin() as db:
                     db.add(row)
@@ -148,4 +162,6 @@ class Accounts:
             if row.last_used_at is None or aware(row.last_used_at) < now - _TOUCH_EVERY:
                 row.last_used_at = now
             return Principal(user_id=user.id, user=user.name, admin=user.is_admin, key_id=row.id, kind=KEY,
-                             scopes=scopes.split(row.scopes))
+                             scopes=scopes.split(row.scopes),
+                             user_quota=Quota(user.tokens_per_hour, user.requests_per_minute),
+                             key_quota=Quota(row.tokens_per_hour, row.requests_per_minute))

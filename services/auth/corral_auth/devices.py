@@ -17,6 +17,7 @@ from corral_auth import scopes
 from corral_auth.clock import aware, iso, utcnow
 from corral_auth.db.models import DeviceKey, SigninRequest, User
 from corral_auth.identity import DEVICE, Principal
+from corral_auth.quotas import Quota
 from corral_auth.signatures import SignatureError, canonical_blob
 
 _CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud over a phone or SSH
@@ -53,7 +54,8 @@ class Devices:
             device, user = found
             device.last_used_at = utcnow()
             return Principal(user_id=user.id, user=user.name, admin=user.is_admin, key_id=key_id_of(blob),
-                             kind=DEVICE, scopes=scopes.split(device.scopes), public_key=blob)
+                             kind=DEVICE, scopes=scopes.split(device.scopes), public_key=blob,
+                             user_quota=Quota(user.tokens_per_hour, user.requests_per_minute))
 
     def start(self, blob: str, name: str, poll: bool = False) -> dict[str, Any]:
         """A fresh one-time code for an unbound key; with ``poll``, only whether approval has happened."""

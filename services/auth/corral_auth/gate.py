@@ -14,6 +14,8 @@ from corral_auth.devices import Devices
 from corral_auth.errors import InsufficientScope, RateLimited, Unauthenticated
 from corral_auth.identity import Credential, Principal
 from corral_auth.limits import Limits, RateLimiter, retry_after
+from corral_auth.quotas import Quotas
+from corral_auth.scopes import INFERENCE
 from corral_auth.schemas import AuditEvent
 from corral_auth.signatures import SignatureError, SignatureVerifier, SignedRequest, api_message
 
@@ -34,9 +36,9 @@ class Gate:
     """Authenticates credentials under rate limits and a failed-attempt lockout."""
 
     def __init__(self, accounts: Accounts, devices: Devices, signatures: SignatureVerifier,
-                 limiter: RateLimiter, limits: Limits, audit: AuditLog) -> None:
+                 limiter: RateLimiter, limits: Limits, audit: AuditLog, quotas: Quotas | None = None) -> None:
         self.accounts, self.devices, self.signatures = accounts, devices, signatures
-        self.limiter, self.limits, self.audit = limiter, limits, audit
+        self.limiter, self.limits, self.audit, self.quotas = limiter, limits, audit, quotas
 
     def authenticate(self, attempt: Attempt, candidates: list[str] | None = None) -> Principal:
         """The principal behind a credential, or a 401/403/429 refusal (refusals are audited).
@@ -53,6 +55,12 @@ class Gate:
             self._refuse(attempt, 403, principal)
             raise InsufficientScope(attempt.scope)
         self._throttle(f"key:{principal.key_id}", self.limits.rate_per_second, self.limits.burst, attempt, principal)
+        if attempt.scope == INFERENCE and self.quotas is not None:
+            try:
+                self.quotas.check(principal)
+            except RateLimited:
+                self._refuse(attempt, 429, principal)
+                raise
         return principal
 
     def _count_key_failure(self, attempt: Attempt) -> float:

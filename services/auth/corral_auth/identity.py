@@ -10,6 +10,7 @@ from typing import Any
 from corral_common.errors import Forbidden
 
 from corral_auth import scopes
+from corral_auth.quotas import Quota
 from corral_auth.signatures import looks_signed
 
 KEY = "key"
@@ -27,6 +28,8 @@ class Principal:
     kind: str
     scopes: tuple[str, ...]
     public_key: str = ""  # the device key blob, for device principals
+    user_quota: Quota = Quota()  # the user's own limits (unset ones: the server's default)
+    key_quota: Quota = Quota()  # the API key's limits (none for a device)
 
     def wire(self) -> dict[str, Any]:
         """The JSON the gateway receives from /internal/verify."""

@@ -13,7 +13,7 @@ from corral_common.logs import configure_telemetry
 
 from corral_auth.errors import Denied
 from corral_auth.health import register_checks
-from corral_auth.routes import grants, internal, keys, signin, tokens
+from corral_auth.routes import grants, internal, keys, signin, tokens, usage
 from corral_auth.runtime import build_runtime
 from corral_auth.settings import AuthSettings
 
@@ -42,6 +42,6 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
 
     app = service_app("corral auth", lifespan)
     _install_denied_handler(app)
-    for module in (internal, keys, grants, signin, tokens):
+    for module in (internal, keys, grants, signin, tokens, usage):
         app.include_router(module.router)
     return app

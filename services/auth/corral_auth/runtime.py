@@ -15,10 +15,12 @@ from corral_auth.devices import Devices
 from corral_auth.gate import Gate
 from corral_auth.grants import Grants
 from corral_auth.limits import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from corral_auth.quotas import Quotas
 from corral_auth.replay import MemoryReplayCache, RedisReplayCache, ReplayCache
 from corral_auth.settings import AuthSettings
 from corral_auth.signatures import SignatureVerifier
 from corral_auth.tokens import RegistryPolicy, RegistryTokens, TokenIssuer
+from corral_auth.usage import Usage
 
 
 @dataclass
@@ -34,6 +36,7 @@ class AuthRuntime:
     tokens: TokenIssuer
     registry: RegistryTokens
     grants: Grants
+    usage: Usage
     redis: redis.Redis | None = None
 
     def close(self) -> None:
@@ -62,11 +65,11 @@ def build_runtime(settings: AuthSettings, run_migrations: bool = True) -> AuthRu
     limiter, replay, client = _shared_state(settings)
     accounts = Accounts(factory, pepper)
     devices = Devices(factory, pepper, settings.signin_ttl_seconds)
-    audit = AuditLog(factory)
+    audit, usage = AuditLog(factory), Usage(factory)
     gate = Gate(accounts, devices, SignatureVerifier(replay, settings.signature_window_seconds), limiter,
-                settings.limits, audit)
+                settings.limits, audit, Quotas(usage, limiter, settings.quota))
     tokens = TokenIssuer(keystore.signing_key_pem(settings), settings.issuer, settings.token_ttl_seconds)
     policy = RegistryPolicy(factory)
     return AuthRuntime(engine=engine, accounts=accounts, devices=devices, gate=gate, audit=audit, policy=policy,
                        tokens=tokens, registry=RegistryTokens(gate, policy, tokens, settings.auth_mode),
-                       grants=Grants(factory, policy), redis=client)
+                       grants=Grants(factory, policy), usage=usage, redis=client)

@@ -14,6 +14,25 @@ class CreateKeyRequest(WireModel):
     scopes: list[str] | None = Field(None, description="Subset of inference, models:read, models:write, web, admin")
     expires_at: str | None = Field(None, description="RFC 3339 time after which the key stops working")
     user: str | None = Field(None, description="Owner of the new key (admins only; default: the caller)")
+    tokens_per_hour: int | None = Field(None, description="Quota of the key: tokens in and out per hour")
+    requests_per_minute: int | None = Field(None, description="Quota of the key: inference requests per minute")
+
+
+class QuotaRequest(WireModel):
+    """``PUT /api/quotas/{user}``: a user's own limits (null: the server's default)."""
+
+    tokens_per_hour: int | None = None
+    requests_per_minute: int | None = None
+
+
+class UsageEvent(WireModel):
+    """``POST /internal/usage`` from the gateway: one finished model call of an authenticated caller."""
+
+    user: str
+    key_id: str
+    model: str
+    prompt_tokens: int = Field(0, ge=0, description="the whole prompt, cached part included")
+    completion_tokens: int = Field(0, ge=0)
 
 
 class CreateGrantRequest(WireModel):

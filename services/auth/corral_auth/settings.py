@@ -10,6 +10,7 @@ from corral_common.env import corral_home, current_env, env_bool, env_int, env_p
 from corral_common.logs import Telemetry
 
 from corral_auth.limits import Limits
+from corral_auth.quotas import Quota
 
 
 def _redis_url(environ: Mapping[str, str]) -> str:
@@ -25,6 +26,17 @@ def _auth_mode(environ: Mapping[str, str]) -> str:
     if not required:
         return "auto"
     return "off" if required in {"0", "f", "false", "no", "off"} else "always"
+
+
+def _limit(environ: Mapping[str, str], key: str) -> int | None:
+    """A quota variable: a whole number, or None when unset, empty or not a number."""
+    value = env_int(environ, key, -1)
+    return value if value >= 0 else None
+
+
+def _default_quota(environ: Mapping[str, str]) -> Quota:
+    """CORRAL_QUOTA_TOKENS_PER_HOUR and CORRAL_QUOTA_REQUESTS_PER_MINUTE: every user's default limits."""
+    return Quota(_limit(environ, "CORRAL_QUOTA_TOKENS_PER_HOUR"), _limit(environ, "CORRAL_QUOTA_REQUESTS_PER_MINUTE"))
 
 
 @dataclass(frozen=True)
@@ -44,6 +56,8 @@ class AuthSettings:
     auth_mode: str = "auto"  # who needs a credential for a registry token: auto (remote clients), always, off
     debug: bool = False
     telemetry: Telemetry = Telemetry()
+    quota: Quota = Quota()  # every user's limits unless set for that user
+
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "AuthSettings":
@@ -64,6 +78,6 @@ class AuthSettings:
             pepper=env_str(env, "CORRAL_AUTH_PEPPER"),
             signing_key_file=Path(key_file).expanduser() if key_file else None,
             redis_url=_redis_url(env),
-            limits=limits, auth_mode=_auth_mode(env),
+            limits=limits, auth_mode=_auth_mode(env), quota=_default_quota(env),
             debug=env_bool(env, "OLLAMA_DEBUG"), telemetry=Telemetry.from_env(env),
         )

@@ -46,6 +46,18 @@ async def account(request: Request, auth: Auth) -> Response:
     return await auth.account(request)
 
 
+@router.get("/api/usage")
+async def usage(request: Request, auth: Auth) -> Response:
+    return await auth.account(request)
+
+
+@router.put("/api/quotas/{user}")
+async def set_quota(user: str, request: Request, auth: Auth) -> Response:
+    if not user.isascii() or not user.replace("-", "").replace("_", "").isalnum():
+        raise NotFound(f"user {user!r} not found")
+    return await auth.account(request)
+
+
 @router.get("/token")
 async def registry_token(request: Request, auth: Auth) -> Response:
     return await auth.token(request)

@@ -20,6 +20,8 @@ class User(Base):
     name: Mapped[str] = mapped_column(String(80), unique=True)
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    tokens_per_hour: Mapped[int | None] = mapped_column(Integer, nullable=True)  # None: the server's default
+    requests_per_minute: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class ApiKey(Base):
@@ -35,6 +37,8 @@ class ApiKey(Base):
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    tokens_per_hour: Mapped[int | None] = mapped_column(Integer, nullable=True)  # quota of this key; None: none
+    requests_per_minute: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class DeviceKey(Base):
@@ -96,3 +100,18 @@ class AuditEntry(Base):
     route: Mapped[str] = mapped_column(Text)
     model: Mapped[str | None] = mapped_column(String(400), nullable=True)
     status: Mapped[int] = mapped_column(Integer)
+
+
+class UsageRow(Base):
+    """What one user did through one key with one model in one hour (tokens in and out, requests)."""
+
+    __tablename__ = "auth_usage"
+    __table_args__ = (UniqueConstraint("hour", "user", "key_id", "model"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    hour: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    user: Mapped[str] = mapped_column(String(80), index=True)
+    key_id: Mapped[str] = mapped_column(String(200), index=True)
+    model: Mapped[str] = mapped_column(String(400))
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)

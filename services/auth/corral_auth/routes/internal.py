@@ -11,7 +11,7 @@ from corral_common.schemas import parse_body
 from corral_auth.deps import Runtime
 from corral_auth.gate import Attempt
 from corral_auth.identity import Credential
-from corral_auth.schemas import AuditEvent, VerifyRequest
+from corral_auth.schemas import AuditEvent, UsageEvent, VerifyRequest
 
 router = APIRouter(prefix="/internal")
 
@@ -28,6 +28,12 @@ async def verify(request: Request, runtime: Runtime) -> GoJSONResponse:
 @router.post("/audit")
 async def audit(request: Request, runtime: Runtime) -> Response:
     await run_in_threadpool(runtime.audit.record, parse_body(AuditEvent, await request.body()))
+    return Response(status_code=204)
+
+
+@router.post("/usage")
+async def usage(request: Request, runtime: Runtime) -> Response:
+    await run_in_threadpool(runtime.usage.record, parse_body(UsageEvent, await request.body()))
     return Response(status_code=204)
 
 

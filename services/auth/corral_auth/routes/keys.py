@@ -9,6 +9,7 @@ from corral_common.http import GoJSONResponse
 from corral_common.schemas import parse_body
 
 from corral_auth.deps import AdminCaller, Runtime
+from corral_auth.quotas import Quota, checked
 from corral_auth.schemas import CreateKeyRequest
 
 router = APIRouter(prefix="/api/keys")
@@ -17,8 +18,10 @@ router = APIRouter(prefix="/api/keys")
 @router.post("")
 async def create_key(request: Request, caller: AdminCaller, runtime: Runtime) -> GoJSONResponse:
     req = parse_body(CreateKeyRequest, await request.body())
+    quota = Quota(checked(req.tokens_per_hour, "tokens_per_hour"), checked(req.requests_per_minute,
+                                                                            "requests_per_minute"))
     issued = await run_in_threadpool(runtime.accounts.create_key, caller, req.name, req.scopes, req.expires_at,
-                                     req.user)
+                                     req.user, quota)
     return GoJSONResponse(issued.wire())
 
 
