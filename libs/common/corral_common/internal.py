@@ -218,3 +218,14 @@ class TransferRequest(NamedRequest):
 
 class UnloadRequest(InternalModel):
     model_digest: str
+
+
+class NodeLoad(InternalModel):
+    """One inference node's occupancy: what a gateway routing between several nodes chooses by."""
+
+    models: list[str] = Field(default_factory=list, description="64-hex digests of the model blobs loaded")
+    active: int = Field(0, description="requests holding or waiting for a loaded model")
+    loaded: int = 0
+    max_loaded: int = 0
+    available_memory: int = Field(0, description="bytes the node could still load a model into")
+    idle_memory: int = Field(0, description="bytes held by idle models it would evict for another")

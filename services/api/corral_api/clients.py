@@ -24,8 +24,8 @@ from corral_common.digest import Digest
 from corral_common.errors import AppError, BadGateway, from_status
 from corral_common.health import Probe, http_probe
 from corral_common.internal import (CompletionEvent, CompletionRequest, EmbedInputs, EmbedOutput, LoadRequest,
-                                    LoadResult, ProgressEvent, ResolvedModel, TokenizeOutput, TokenizeRequest,
-                                    TransferRequest, UnloadRequest)
+                                    LoadResult, NodeLoad, ProgressEvent, ResolvedModel, TokenizeOutput,
+                                    TokenizeRequest, TransferRequest, UnloadRequest)
 from corral_common.jsonio import go_dumps
 from corral_common import tracing
 from corral_common.logs import REQUEST_ID_HEADER, note_request
@@ -266,6 +266,14 @@ class InferenceClient(_Client):
     async def ps(self, request_id: str) -> dict[str, Any]:
         """The loaded runners (``{"models": [...]}``)."""
         return await self.http.json("GET", "/run/ps", request_id)
+
+    async def node_load(self, request_id: str) -> NodeLoad:
+        """The node's occupancy, for routing between several inference nodes."""
+        return self.http.parsed(NodeLoad, await self.http.json("GET", "/run/node", request_id))
+
+    def ready_probe(self) -> Probe:
+        """A probe of the node's ``/readyz`` (it can serve, not just answer)."""
+        return http_probe(self.http.client, "/readyz")
 
 
 class WebsearchClient(_Client):

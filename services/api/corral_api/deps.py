@@ -8,7 +8,8 @@ from fastapi import Depends, Request
 
 from corral_common.http import from_state, request_id_of
 
-from corral_api.clients import AuthClient, InferenceClient, RegistryClient, WebsearchClient
+from corral_api.clients import AuthClient, RegistryClient, WebsearchClient
+from corral_api.nodes import InferenceRouter
 from corral_api.remote.runs import RemoteRuns
 from corral_api.running import Call
 from corral_api.usage import MeteredInference, reporter
@@ -24,7 +25,7 @@ def _call(request: Request) -> Call:
 
 
 Registry = Annotated[RegistryClient, Depends(from_state("registry"))]
-Inference = Annotated[InferenceClient, Depends(from_state("inference"))]
+Inference = Annotated[InferenceRouter, Depends(from_state("inference"))]
 Websearch = Annotated[WebsearchClient, Depends(from_state("websearch"))]
 Auth = Annotated[AuthClient, Depends(from_state("auth"))]
 RequestId = Annotated[str, Depends(request_id_of)]

@@ -19,10 +19,11 @@ from corral_common.net import is_loopback_host
 from corral_common.shutdown import Shutdown
 
 from corral_api.auth import AuthGate, GatewayAuthSettings
-from corral_api.clients import AuthClient, InferenceClient, RegistryClient, WebsearchClient
+from corral_api.clients import AuthClient, RegistryClient, WebsearchClient
 from corral_api.guards import EdgeGuard
 from corral_api.health import SERVICES, register_checks
 from corral_api.metrics import install_gateway_metrics, watch_lazy_services
+from corral_api.nodes import InferenceRouter, split_urls
 from corral_api.remote.client import RemoteClient
 from corral_api.remote.forward import RemoteModels
 from corral_api.remote.runs import RemoteRuns
@@ -55,7 +56,7 @@ def create_app(settings: ApiSettings | None = None, auth: GatewayAuthSettings | 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_telemetry("api", settings.debug, settings.telemetry)
         app.state.registry = RegistryClient(settings.registry_url, app.state.shutdown)
-        app.state.inference = InferenceClient(settings.inference_url, app.state.shutdown)
+        app.state.inference = InferenceRouter.from_setting(settings.inference_url, app.state.shutdown)
         app.state.websearch = WebsearchClient(settings.websearch_url, app.state.shutdown)
         app.state.auth = AuthClient(auth.auth_url)
         app.state.remote, app.state.remote_runs = RemoteClient(remote), RemoteRuns()
@@ -86,7 +87,8 @@ def create_app(settings: ApiSettings | None = None, auth: GatewayAuthSettings | 
     app.add_middleware(BodyLimitMiddleware)  # outside every other reader of the body
     app.add_middleware(RequestContextMiddleware)
     if install_metrics(app, "api", route=False) is not None:
-        install_gateway_metrics(app, {"registry": settings.registry_url, "inference": settings.inference_url,
+        install_gateway_metrics(app, {"registry": settings.registry_url,
+                                      "inference": split_urls(settings.inference_url)[0],
                                       "websearch": settings.websearch_url, "auth": auth.auth_url})
         app.include_router(metrics.router)
     return app

@@ -16,6 +16,7 @@ from typing import Any, Protocol, TypeVar
 
 from corral_common.durations import FOREVER_NS
 from corral_common.errors import ServiceUnavailable
+from corral_common.internal import NodeLoad
 from corral_common.logs import get_logger
 
 from corral_inference.engine import Engine, LoadSpec
@@ -269,6 +270,14 @@ class Scheduler:
                 if self._idle(runner):
                     await self._unload(runner)
             self.changed.notify_all()
+
+    def node_load(self) -> NodeLoad:
+        """This node's occupancy, for a gateway choosing between inference nodes."""
+        runners = list(self.runners.values())
+        return NodeLoad(models=sorted({r.ref.model_digest for r in runners}), active=sum(r.active for r in runners),
+                        loaded=len(runners), max_loaded=self.settings.max_loaded_models,
+                        available_memory=self.memory_available(),
+                        idle_memory=sum(r.size for r in runners if self._idle(r)))
 
     def ps(self) -> list[dict[str, Any]]:
         """Loaded runners for /api/ps, latest expiry first."""

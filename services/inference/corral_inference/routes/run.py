@@ -56,3 +56,8 @@ async def unload(request: Request, scheduler: SchedulerDep) -> GoJSONResponse:
 @router.get("/ps")
 async def ps(scheduler: SchedulerDep) -> GoJSONResponse:
     return GoJSONResponse({"models": scheduler.ps()})
+
+
+@router.get("/node")
+async def node(scheduler: SchedulerDep) -> GoJSONResponse:
+    return GoJSONResponse(scheduler.node_load().model_dump())

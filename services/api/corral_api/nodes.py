@@ -1,0 +1,238 @@
+"""Several inference nodes behind one gateway: each request goes to a node that has its model loaded, else
+to the least loaded ready node with room for it; a node whose readiness fails gets nothing.
+
+CORRAL_INFERENCE_URL lists the nodes, comma separated. A URL whose host name resolves to several
+addresses (compose ``--scale inference=N``, a Kubernetes headless Service) stands for one node per
+address, so replicas that come and go are found again at the next refresh. Node state (``/readyz`` and
+``/run/node``) is refreshed at most every ``refresh_s`` seconds, on demand. A node that stops answering
+before a request got anything from it is marked down and the request goes to the next choice. With a
+single node nothing is probed: requests go straight to it, as with one ``InferenceClient``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import structlog
+
+from corral_common.errors import AppError, BadGateway, ServiceUnavailable
+from corral_common.health import DependencyDown, Probe
+from corral_common.internal import (CompletionEvent, CompletionRequest, EmbedInputs, EmbedOutput, LoadRequest,
+                                    LoadResult, NodeLoad, TokenizeOutput, TokenizeRequest)
+from corral_common.shutdown import Shutdown
+
+from corral_api.clients import InferenceClient
+
+REFRESH_S = 2.0
+PROBE_TIMEOUT_S = 2.0
+NO_NODE = "no inference node is ready: check the inference service (its /readyz)"
+T = TypeVar("T")
+Resolver = Callable[[str, int], list[str]]
+log = structlog.get_logger("corral.api.nodes")
+
+
+def split_urls(value: str) -> tuple[str, ...]:
+    """The node URLs of CORRAL_INFERENCE_URL (comma separated, trailing slashes dropped)."""
+    return tuple(u.strip().rstrip("/") for u in value.split(",") if u.strip())
+
+
+def resolve_addresses(host: str, port: int) -> list[str]:
+    """The distinct addresses a host name resolves to (a literal address: itself)."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return [host]
+    except ValueError:
+        pass
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return sorted({info[4][0] for info in infos})
+
+
+def expand(url: str, resolve: Resolver) -> list[str]:
+    """One URL per address the URL's host resolves to; the URL itself when it resolves to one (or not yet)."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        addresses = resolve(parts.hostname or "", port)
+    except (OSError, UnicodeError):
+        return [url]  # not resolvable now: probed (and found down) under its name
+    if len(addresses) <= 1:
+        return [url]
+    netloc = lambda a: f"[{a}]:{port}" if ":" in a else f"{a}:{port}"  # noqa: E731
+    return [urlunsplit((parts.scheme, netloc(a), parts.path, "", "")) for a in addresses]
+
+
+@dataclass
+class Node:
+    """One inference node: its client, what its last probe said and the requests this gateway has on it."""
+
+    url: str
+    client: InferenceClient
+    ready: bool = False
+    load: NodeLoad = field(default_factory=NodeLoad)
+    inflight: int = 0
+
+    def has(self, model_digest: str) -> bool:
+        """Whether the model is loaded here."""
+        return model_digest in self.load.models
+
+    def has_room(self) -> bool:
+        """A free model slot, or an idle model it would evict for another."""
+        return self.load.loaded < max(self.load.max_loaded, 1) or self.load.idle_memory > 0
+
+    def busyness(self) -> tuple[int, int, int]:
+        """Sort key, least loaded first: requests on it, models loaded, then the most memory free."""
+        return (max(self.load.active, self.inflight), self.load.loaded, -self.load.available_memory)
+
+    async def probe(self, request_id: str) -> None:
+        """Ready and its occupancy, or down."""
+        try:
+            await asyncio.wait_for(self.client.ready_probe()(), PROBE_TIMEOUT_S)
+            self.load = await asyncio.wait_for(self.client.node_load(request_id), PROBE_TIMEOUT_S)
+            self.ready = True
+        except (AppError, DependencyDown, httpx.HTTPError, TimeoutError) as exc:
+            if self.ready:
+                log.warning("inference node down", node=self.url, error=type(exc).__name__)
+            self.ready = False
+
+
+def choose(nodes: list[Node], model_digest: str) -> Node:
+    """The node for a model: a ready one that has it, else the least loaded ready one with room (else any)."""
+    ready = [n for n in nodes if n.ready]
+    if not ready:
+        raise ServiceUnavailable(NO_NODE)
+    holding = [n for n in ready if n.has(model_digest)]
+    roomy = [n for n in ready if n.has_room()]
+    return min(holding or roomy or ready, key=Node.busyness)
+
+
+class InferenceRouter:
+    """The gateway's inference client over every node (the same calls as ``InferenceClient``)."""
+
+    def __init__(self, urls: tuple[str, ...], shutdown: Shutdown | None = None, resolve: Resolver = resolve_addresses,
+                 refresh_s: float = REFRESH_S) -> None:
+        self.urls, self.shutdown, self.resolve, self.refresh_s = urls, shutdown, resolve, refresh_s
+        self.nodes: dict[str, Node] = {}
+        self.refreshed_at = float("-inf")
+        self.lock = asyncio.Lock()
+
+    @classmethod
+    def from_setting(cls, value: str, shutdown: Shutdown | None = None) -> "InferenceRouter":
+        """From CORRAL_INFERENCE_URL's value."""
+        return cls(split_urls(value), shutdown)
+
+    async def current(self, request_id: str = "", force: bool = False) -> list[Node]:
+        """The nodes, their state at most ``refresh_s`` old (one refresh at a time)."""
+        async with self.lock:
+            if force or time.monotonic() - self.refreshed_at >= self.refresh_s:
+                await self._refresh(request_id)
+                self.refreshed_at = time.monotonic()
+        return list(self.nodes.values())
+
+    async def _refresh(self, request_id: str) -> None:
+        wanted: list[str] = []
+        for url in self.urls:
+            wanted += await asyncio.to_thread(expand, url, self.resolve)
+        for gone in set(self.nodes) - set(wanted):
+            await self.nodes.pop(gone).client.close()
+        for url in wanted:
+            self.nodes.setdefault(url, Node(url, InferenceClient(url, self.shutdown)))
+        if len(self.nodes) == 1:
+            next(iter(self.nodes.values())).ready = True  # nothing to choose between: no probing
+        else:
+            await asyncio.gather(*(node.probe(request_id) for node in self.nodes.values()))
+
+    @asynccontextmanager
+    async def _on(self, model_digest: str, request_id: str) -> AsyncIterator[Node]:
+        """The chosen node, counted as busy while the caller uses it."""
+        node = choose(await self.current(request_id), model_digest)
+        node.inflight += 1
+        try:
+            yield node
+        finally:
+            node.inflight -= 1
+
+    async def _down(self, node: Node, request_id: str) -> bool:
+        """After a failed call: whether another node may take it, this one being down (it then gets nothing
+        until a probe finds it ready)."""
+        if len(self.nodes) < 2:
+            return False
+        await node.probe(request_id)
+        return not node.ready
+
+    async def _call(self, model_digest: str, request_id: str, call: Callable[[InferenceClient], Awaitable[T]]) -> T:
+        """One call on the chosen node; again on the next choice if that node turns out to be down."""
+        for attempt in (1, 2):
+            async with self._on(model_digest, request_id) as node:
+                try:
+                    return await call(node.client)
+                except BadGateway:
+                    if attempt == 2 or not await self._down(node, request_id):
+                        raise
+        raise AssertionError("unreachable")
+
+    async def load(self, req: LoadRequest, request_id: str) -> LoadResult:
+        """Load a model on its node."""
+        return await self._call(req.model.model_digest, request_id, lambda c: c.load(req, request_id))
+
+    async def embed(self, req: EmbedInputs, request_id: str) -> EmbedOutput:
+        """Raw vectors, from the model's node."""
+        return await self._call(req.model.model_digest, request_id, lambda c: c.embed(req, request_id))
+
+    async def tokenize(self, req: TokenizeRequest, request_id: str) -> TokenizeOutput:
+        """A prompt's tokens, from the model's node."""
+        return await self._call(req.model.model_digest, request_id, lambda c: c.tokenize(req, request_id))
+
+    async def complete(self, req: CompletionRequest, request_id: str) -> AsyncIterator[CompletionEvent]:
+        """The completion's events from the model's node (another node if the first is down before answering)."""
+        for attempt in (1, 2):
+            async with self._on(req.model.model_digest, request_id) as node:
+                started = False
+                try:
+                    async with aclosing(node.client.complete(req, request_id)) as events:
+                        async for event in events:
+                            started = True
+                            yield event
+                    return
+                except BadGateway:
+                    if started or attempt == 2 or not await self._down(node, request_id):
+                        raise
+
+    async def unload(self, model_digest: str, request_id: str) -> None:
+        """Unload the model wherever it is loaded (a node that does not have it has nothing to do)."""
+        nodes = [n for n in await self.current(request_id) if n.ready]
+        await asyncio.gather(*(n.client.unload(model_digest, request_id) for n in nodes))
+
+    async def ps(self, request_id: str) -> dict[str, Any]:
+        """The loaded runners of every ready node (``{"models": [...]}``), latest expiry first."""
+        nodes = [n for n in await self.current(request_id) if n.ready]
+        if len(nodes) == 1:
+            return await nodes[0].client.ps(request_id)
+        answers = await asyncio.gather(*(n.client.ps(request_id) for n in nodes), return_exceptions=True)
+        rows = [row for answer in answers if isinstance(answer, dict) for row in answer.get("models", [])]
+        return {"models": sorted(rows, key=lambda row: row.get("expires_at") or 0, reverse=True)}
+
+    def readiness_probe(self) -> Probe:
+        """Ready while at least one node is (one node: its ``/healthz`` answers, as for one client)."""
+
+        async def ready() -> None:
+            nodes = await self.current(force=True)
+            if len(nodes) == 1:
+                return await nodes[0].client.readiness_probe()()
+            if not any(n.ready for n in nodes):
+                raise DependencyDown(f"none of {len(nodes)} inference nodes is ready")
+
+        return ready
+
+    async def close(self) -> None:
+        """Close every node's connection pool."""
+        for node in self.nodes.values():
+            await node.client.close()
