@@ -17,7 +17,7 @@ from corral_auth import apikeys, scopes
 from corral_auth.clock import aware, iso, utcnow
 from corral_auth.db.models import ApiKey, User
 from corral_auth.identity import KEY, Principal
-from corral_auth.quotas import Quota
+from corral_auth.limits import Quota
 
 # A user name is the namespace it owns, so it follows Ollama's namespace rule (lower case here).
 _USER_NAME = re.compile(r"[a-z0-9_][a-z0-9_-]{0,79}")

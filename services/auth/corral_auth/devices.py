@@ -17,7 +17,7 @@ from corral_auth import scopes
 from corral_auth.clock import aware, iso, utcnow
 from corral_auth.db.models import DeviceKey, SigninRequest, User
 from corral_auth.identity import DEVICE, Principal
-from corral_auth.quotas import Quota
+from corral_auth.limits import Quota
 from corral_auth.signatures import SignatureError, canonical_blob
 
 _CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud over a phone or SSH

@@ -10,7 +10,7 @@ from typing import Any
 from corral_common.errors import Forbidden
 
 from corral_auth import scopes
-from corral_auth.quotas import Quota
+from corral_auth.limits import Quota
 from corral_auth.signatures import looks_signed
 
 KEY = "key"

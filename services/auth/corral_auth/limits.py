@@ -1,4 +1,5 @@
-"""Rate limits: a token bucket per key and per client address, and lockouts after failed attempts.
+"""Rate limits: a token bucket per key and per client address, and lockouts after failed attempts; and the
+shape of a quota (enforced in quotas.py).
 
 Failed attempts lock out the key id they name and throttle the address they came from (its
 further failures get 429); a valid key is never refused because of its address's failures.
@@ -18,6 +19,8 @@ from typing import Protocol
 
 import redis
 
+from corral_common.errors import BadRequest
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -28,6 +31,35 @@ class Limits:
     lockout_failures: int = 20
     lockout_window_seconds: int = 900
     lockout_seconds: int = 900
+
+
+MAX_QUOTA = 1 << 40
+
+
+@dataclass(frozen=True)
+class Quota:
+    """Limits of a user or a key; None: no limit (for a user: the server's default)."""
+
+    tokens_per_hour: int | None = None
+    requests_per_minute: int | None = None
+
+    def over(self, default: "Quota") -> "Quota":
+        """These limits, each unset one taken from ``default``."""
+        return Quota(self.tokens_per_hour if self.tokens_per_hour is not None else default.tokens_per_hour,
+                     self.requests_per_minute if self.requests_per_minute is not None else default.requests_per_minute)
+
+    def wire(self) -> dict[str, int | None]:
+        """As the API shows it."""
+        return {"tokens_per_hour": self.tokens_per_hour, "requests_per_minute": self.requests_per_minute}
+
+
+def checked(value: int | None, name: str) -> int | None:
+    """A quota value from a request: None, or a whole number 0 (nothing allowed) up to 2^40."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_QUOTA:
+        raise BadRequest(f"{name} must be a whole number from 0 to {MAX_QUOTA}, or null for no limit")
+    return value
 
 
 class RateLimiter(Protocol):

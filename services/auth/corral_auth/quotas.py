@@ -8,48 +8,16 @@ limit finishes, the next one is refused).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from corral_common.errors import BadRequest
-
 from corral_auth.clock import utcnow
 from corral_auth.errors import RateLimited
-from corral_auth.limits import RateLimiter, retry_after
+from corral_auth.limits import Quota, RateLimiter, retry_after
 
 if TYPE_CHECKING:
     from corral_auth.identity import Principal
     from corral_auth.usage import Usage
-
-MAX_QUOTA = 1 << 40
-
-
-@dataclass(frozen=True)
-class Quota:
-    """Limits of a user or a key; None: no limit (for a user: the server's default)."""
-
-    tokens_per_hour: int | None = None
-    requests_per_minute: int | None = None
-
-    def over(self, default: "Quota") -> "Quota":
-        """These limits, each unset one taken from ``default``."""
-        return Quota(self.tokens_per_hour if self.tokens_per_hour is not None else default.tokens_per_hour,
-                     self.requests_per_minute if self.requests_per_minute is not None else default.requests_per_minute)
-
-    def wire(self) -> dict[str, int | None]:
-        """As the API shows it."""
-        return {"tokens_per_hour": self.tokens_per_hour, "requests_per_minute": self.requests_per_minute}
-
-
-def checked(value: int | None, name: str) -> int | None:
-    """A quota value from a request: None, or a whole number 0 (nothing allowed) up to 2^40."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_QUOTA:
-        raise BadRequest(f"{name} must be a whole number from 0 to {MAX_QUOTA}, or null for no limit")
-    return value
-
 
 class Quotas:
     """Refuses a principal over one of its limits."""

@@ -9,8 +9,7 @@ from pathlib import Path
 from corral_common.env import corral_home, current_env, env_bool, env_int, env_positive, env_str
 from corral_common.logs import Telemetry
 
-from corral_auth.limits import Limits
-from corral_auth.quotas import Quota
+from corral_auth.limits import Limits, Quota
 
 
 def _redis_url(environ: Mapping[str, str]) -> str:

@@ -10,7 +10,7 @@ from starlette.testclient import TestClient
 from corral_common.errors import BadRequest
 
 from corral_auth.main import create_app
-from corral_auth.quotas import Quota
+from corral_auth.limits import Quota
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from corral_common.http import GoJSONResponse
 from corral_common.schemas import parse_body
 
 from corral_auth.deps import AdminCaller, Caller, Runtime
-from corral_auth.quotas import Quota, checked
+from corral_auth.limits import Quota, checked
 from corral_auth.schemas import QuotaRequest
 
 router = APIRouter()
