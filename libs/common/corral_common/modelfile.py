@@ -21,16 +21,18 @@ COMMANDS = ("from", "license", "template", "system", "adapter", "draft", "render
             "parameter", "message", "requires")
 ROLES = ("system", "user", "assistant")
 
-# The single table of Ollama options a Modelfile PARAMETER (or a request's "options") may set.
+# The single table of Ollama options a Modelfile PARAMETER (or a request's "options") may set. The mirostat ones are
+# documented by Ollama (and implemented by llama.cpp) though its newer engine drops them: corral applies them.
 OPTION_TYPES: dict[str, Any] = {
     "num_ctx": int, "num_batch": int, "num_gpu": int, "main_gpu": int, "use_mmap": bool,
     "num_thread": int, "num_keep": int, "seed": int, "num_predict": int, "top_k": int,
     "top_p": float, "min_p": float, "typical_p": float, "repeat_last_n": int,
     "temperature": float, "repeat_penalty": float, "presence_penalty": float,
     "frequency_penalty": float, "stop": list[str],
+    "mirostat": int, "mirostat_tau": float, "mirostat_eta": float,
 }
 DEPRECATED_PARAMETERS = frozenset({"penalize_newline", "low_vram", "f16_kv", "logits_all", "vocab_only",
-                                   "use_mlock", "mirostat", "mirostat_tau", "mirostat_eta"})
+                                   "use_mlock"})
 
 _INVALID_COMMAND = ('command must be one of "from", "license", "template", "system", "adapter", "draft", '
                     '"renderer", "parser", "parameter", "message", or "requires"')

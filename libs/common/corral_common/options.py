@@ -19,6 +19,7 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "seed": (-(1 << 63), (1 << 63) - 1), "top_p": (0, 1), "min_p": (0, 1), "typical_p": (0, 1),
     "temperature": (0, 100), "repeat_penalty": (0, 100),
     "presence_penalty": (-100, 100), "frequency_penalty": (-100, 100),
+    "mirostat": (0, 2), "mirostat_tau": (0, 100), "mirostat_eta": (0, 100),
 }
 RUNNER_OPTIONS = frozenset({"num_ctx", "num_batch", "num_gpu", "main_gpu", "use_mmap", "num_thread"})
 

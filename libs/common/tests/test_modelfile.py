@@ -161,6 +161,9 @@ PARAMETER repeat_penalty 1.1e0
 PARAMETER presence_penalty -1.5
 PARAMETER frequency_penalty 2.
 PARAMETER stop END
+PARAMETER mirostat 2
+PARAMETER mirostat_tau 5
+PARAMETER mirostat_eta 0.1
 """
     params = parse(text).parameters()
     assert params == {
@@ -168,6 +171,7 @@ PARAMETER stop END
         "num_thread": 8, "num_keep": 24, "seed": -42, "num_predict": 128, "top_k": 40, "top_p": 0.9,
         "min_p": 0.05, "typical_p": 1.0, "repeat_last_n": 64, "temperature": 0.8, "repeat_penalty": 1.1,
         "presence_penalty": -1.5, "frequency_penalty": 2.0, "stop": ["END"],
+        "mirostat": 2, "mirostat_tau": 5.0, "mirostat_eta": 0.1,
     }
     assert set(params) == set(OPTION_TYPES)
     assert all(type(params[k]) is getattr(t, "__origin__", t) for k, t in OPTION_TYPES.items())
@@ -185,7 +189,7 @@ def test_parse_parameter(name: str, value: str, expected: object) -> None:
 
 @pytest.mark.parametrize("name, value, message", [
     ("foo", "1", "unknown parameter 'foo'"),
-    ("mirostat", "1", "unknown parameter 'mirostat'"),
+    ("tfs_z", "1", "unknown parameter 'tfs_z'"),
     ("top_k", "1.5", "invalid int value [1.5]"),
     ("num_ctx", "4k", "invalid int value [4k]"),
     ("num_ctx", "1_000", "invalid int value [1_000]"),
@@ -216,13 +220,19 @@ def test_bad_parameters_name_the_line(line: str, message: str) -> None:
 
 
 def test_deprecated_parameters_are_dropped_with_a_warning() -> None:
-    text = "FROM x\nPARAMETER mirostat 2\nPARAMETER top_k 3\nPARAMETER penalize_newline true\n"
+    text = "FROM x\nPARAMETER use_mlock true\nPARAMETER top_k 3\nPARAMETER penalize_newline true\n"
     m = parse(text)
     assert _commands(text) == [("from", "x"), ("parameter", "top_k 3")]
     assert m.parameters() == {"top_k": 3}
-    assert m.warnings == ["(line 2): parameter mirostat is deprecated",
+    assert m.warnings == ["(line 2): parameter use_mlock is deprecated",
                           "(line 4): parameter penalize_newline is deprecated"]
-    assert "mirostat_eta" in DEPRECATED_PARAMETERS
+    assert "f16_kv" in DEPRECATED_PARAMETERS
+
+
+def test_mirostat_parameters_are_kept_and_typed() -> None:
+    text = "FROM x\nPARAMETER mirostat 2\nPARAMETER mirostat_tau 3.5\nPARAMETER mirostat_eta 0.2\n"
+    m = parse(text)
+    assert m.parameters() == {"mirostat": 2, "mirostat_tau": 3.5, "mirostat_eta": 0.2} and m.warnings == []
 
 
 @pytest.mark.parametrize("line", ["MESSAGE badguy I'm a bad guy!", "MESSAGE tool result", "MESSAGE user: hi",

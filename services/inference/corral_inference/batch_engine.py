@@ -31,6 +31,7 @@ from corral_inference.llama_engine import _gpu_layers, _threads, grammar_sampler
 from corral_inference.vision import LlamaMtmd, VisionContext
 
 log = get_logger("corral.inference.batch")
+MIROSTAT_M = 100  # tokens Mirostat 1.0 estimates s_hat from (llama.cpp's common default)
 
 
 @dataclass
@@ -226,12 +227,20 @@ class BatchEngine:
         if s.temperature <= 0:
             sampler.add_greedy()
             return sampler
+        seed = s.seed if s.seed >= 0 else random.getrandbits(31)
+        if s.mirostat:  # llama.cpp's common sampler: temperature, then Mirostat picks the token (top-k/p unused)
+            sampler.add_temp(s.temperature)
+            if s.mirostat == 1:
+                sampler.add_mirostat(self.n_vocab, seed, s.mirostat_tau, s.mirostat_eta, MIROSTAT_M)
+            else:
+                sampler.add_mirostat_v2(seed, s.mirostat_tau, s.mirostat_eta)
+            return sampler
         sampler.add_top_k(s.top_k)
         sampler.add_typical(s.typical_p, 1)
         sampler.add_top_p(s.top_p, 1)
         sampler.add_min_p(s.min_p, 1)
         sampler.add_temp(s.temperature)
-        sampler.add_dist(s.seed if s.seed >= 0 else random.getrandbits(31))
+        sampler.add_dist(seed)
         return sampler
 
     def _drop_cancelled(self) -> None:

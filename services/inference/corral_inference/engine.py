@@ -43,6 +43,9 @@ class Sampling:
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     seed: int = -1
+    mirostat: int = field(default=0, metadata={"doc": "0 off, 1 Mirostat, 2 Mirostat 2.0 (replaces top_k/p sampling)"})
+    mirostat_tau: float = 5.0
+    mirostat_eta: float = 0.1
     num_predict: int = -1
     num_keep: int = 4
     stop: tuple[str, ...] = field(default_factory=tuple)

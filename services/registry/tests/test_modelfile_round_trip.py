@@ -68,5 +68,6 @@ def test_security_create_refuses_unknown_parameters_as_the_cli_does(store: Model
 def test_create_still_drops_deprecated_parameters(store: ModelStore) -> None:
     digest = put_blob(store, small_model().build())
     request = CreateRequest.model_validate({"model": "x", "files": {"m.gguf": str(digest)},
-                                            "parameters": {"mirostat": 1, "temperature": 0.5}})
-    assert plan_create(store, request).parameters == {"temperature": 0.5}
+                                            "parameters": {"penalize_newline": True, "mirostat": 1,
+                                                           "temperature": 0.5}})
+    assert plan_create(store, request).parameters == {"mirostat": 1, "temperature": 0.5}
