@@ -242,6 +242,59 @@ def test_signed_out_identity_gets_the_what_to_do_message(local: Server, cloud: S
         cli_signin({**local.env, "OLLAMA_HOST": cloud.host}, cloud.env["CORRAL_TEST_ADMIN_KEY"], "alice")
 
 
+def _usage(cloud: Server, user: str = "alice") -> dict:
+    answer = httpx.get(f"{cloud.url}/api/usage", params={"user": user},
+                       headers={"Authorization": f"Bearer {cloud.env['CORRAL_TEST_ADMIN_KEY']}"}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["total"]
+
+
+def _usage_after(cloud: Server, before: dict, requests: int) -> dict:
+    """The usage added since ``before`` once ``requests`` more requests are counted (reports are asynchronous)."""
+    deadline = time.monotonic() + 60
+    while True:
+        now = _usage(cloud)
+        added = {k: now[k] - before[k] for k in now}
+        if added["requests"] >= requests or time.monotonic() > deadline:
+            return added
+        time.sleep(0.2)
+
+
+def test_usage_counts_match_the_tokens_the_clients_received(local: Server, cloud: Server,
+                                                            remote_model: str) -> None:
+    sdk = openai.OpenAI(base_url=f"{local.url}/v1", api_key="unused", max_retries=0)
+    before = _usage(cloud)
+    whole = sdk.chat.completions.create(model=remote_model, messages=SKY, max_tokens=8, temperature=0).usage
+    streamed = list(sdk.chat.completions.create(model=remote_model, messages=SKY, max_tokens=6, stream=True,
+                                                stream_options={"include_usage": True}))[-1].usage
+    added = _usage_after(cloud, before, 2)
+    assert added == {"requests": 2, "prompt_tokens": whole.prompt_tokens + streamed.prompt_tokens,
+                     "completion_tokens": whole.completion_tokens + streamed.completion_tokens}
+    before = _usage(cloud)
+    parts = list(ollama.Client(host=local.url).chat("gpt-oss:120b-cloud", messages=SKY, stream=True))
+    added = _usage_after(cloud, before, 1)
+    assert added["requests"] == 1 and added["completion_tokens"] == parts[-1].eval_count > 0
+    assert added["prompt_tokens"] >= parts[-1].prompt_eval_count  # the whole prompt, cached part included
+
+
+def test_a_quota_exceeded_answers_429_with_retry_after_through_the_local_corral(local: Server,
+                                                                                cloud: Server) -> None:
+    admin = {"Authorization": f"Bearer {cloud.env['CORRAL_TEST_ADMIN_KEY']}"}
+    assert httpx.put(f"{cloud.url}/api/quotas/alice", json={"requests_per_minute": 1}, headers=admin,
+                     timeout=60).status_code == 200
+    try:
+        body = {"model": "gpt-oss:120b-cloud", "messages": SKY, "stream": False}
+        assert httpx.post(f"{local.url}/api/chat", json=body, timeout=300).status_code == 200
+        refused = httpx.post(f"{local.url}/api/chat", json=body, timeout=300)
+        assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+        assert "quota exceeded" in refused.json()["error"] and "1 requests per minute" in refused.json()["error"]
+        sdk = openai.OpenAI(base_url=f"{local.url}/v1", api_key="unused", max_retries=0)
+        with pytest.raises(openai.RateLimitError, match="requests per minute"):
+            sdk.chat.completions.create(model="gpt-oss:120b-cloud", messages=SKY)
+    finally:
+        httpx.put(f"{cloud.url}/api/quotas/alice", json={}, headers=admin, timeout=60)
+
+
 def test_hosted_corral_killed_mid_stream_ends_the_stream_cleanly(local: Server, cloud: Server) -> None:
     """Last: the hosted corral is gone afterwards."""
     _create(local, "localmodel", _smollm2_modelfile())
