@@ -6,8 +6,12 @@ state (every event, and the typed error that ended the job, if any).
 
 Caller side: ``JobRunner.run`` sends the task, or joins the running one for the same key
 (single flight, recorded in a ``JobStore``), and yields its events in order, each change once.
-A job no worker picks up within ``pickup_timeout`` is a 503; a worker silent for ``stale_seconds``
-(no beat) gets the job queued again, at most ``max_restarts`` times, then the caller gets a 503.
+A job no worker picks up within ``pickup_timeout`` is a 503. The worker's beats are the job's lease:
+a worker silent for ``stale_seconds`` (killed, or its machine gone) gets the job queued again, at most
+``max_restarts`` times, then the caller's stream ends with a 503 that names the job. The caller does
+the redelivery, not the broker: a killed worker's message comes back only on AMQP at once, on Redis
+after its visibility timeout (an hour) and on the filesystem broker never. Each message expires when
+its pickup time is up, so one the broker hands out late (or again) never runs a job twice.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import structlog
@@ -26,6 +30,7 @@ from celery import Celery, Task
 from celery.result import AsyncResult
 
 from corral_common import tracing
+from corral_common.env import env_int, env_positive
 from corral_common.errors import AppError, InternalError, ServiceUnavailable, from_status
 from corral_common.internal import ProgressEvent
 from corral_common.logs import get_logger, request_context
@@ -36,6 +41,11 @@ TERMINAL = ("SUCCESS", "FAILURE", "REVOKED")
 JOB_REQUEST_ID = "request_id"  # the task header that carries the queuing request's id into the worker's log lines
 Publish = Callable[[dict[str, Any]], None]
 Event = ProgressEvent | Mapping[str, Any]  # a progress line, or a service's own event already in wire form
+LEASE_ENV = "CORRAL_JOB_LEASE_SECONDS"
+LEASE_ENV_OLD = "CORRAL_TRANSFER_STALE_SECONDS"  # its earlier, registry-only name
+REDELIVERIES_ENV = "CORRAL_JOB_REDELIVERIES"
+_DOING = {"create": "creating the model", "pull": "pulling the model", "push": "pushing the model",
+          "crawl": "crawling the site", "index": "indexing the page"}
 
 
 # --- worker side ---------------------------------------------------------------------------------------
@@ -228,12 +238,21 @@ class MemoryJobStore:
 # --- caller side --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class JobTiming:
-    """How long a caller waits for a worker to take a job, and how long a worker may stay silent."""
+    """How long a caller waits for a worker to take a job, how long a worker may stay silent (the lease),
+    and how often a job whose worker died is queued again before the caller is told."""
 
     pickup_timeout: float = 120.0
     stale_seconds: float = 30.0
     max_restarts: int = 3
     poll_seconds: float = 0.1
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], **defaults: Any) -> "JobTiming":
+        """CORRAL_JOB_LEASE_SECONDS (or its older name CORRAL_TRANSFER_STALE_SECONDS), CORRAL_JOB_REDELIVERIES."""
+        base = cls(**defaults)
+        lease = env_positive(environ, LEASE_ENV, env_positive(environ, LEASE_ENV_OLD, base.stale_seconds))
+        return replace(base, stale_seconds=lease,
+                       max_restarts=max(0, env_int(environ, REDELIVERIES_ENV, base.max_restarts)))
 
 
 @dataclass
@@ -335,7 +354,7 @@ class JobRunner:
     def _send(self, task_name: str, task_id: str, job_id: str, request: dict[str, Any]) -> None:
         try:
             self.celery.send_task(task_name, kwargs={"request": request}, task_id=task_id,
-                                  headers=_job_headers(task_name))
+                                  headers=_job_headers(task_name), expires=self.timing.pickup_timeout)
         except Exception as exc:  # broker down: say so instead of hanging
             self.store.finish(job_id, "failed", str(exc))
             raise ServiceUnavailable(f"task queue unavailable: {exc}") from None
@@ -381,12 +400,18 @@ class JobRunner:
             await self._give_up(follow, f"no worker picked up the job: is the {self.worker} worker running?")
         if state != "PENDING" and now - follow.changed_at > self.timing.stale_seconds:
             if follow.restarts >= self.timing.max_restarts:
-                await self._give_up(follow, f"the {self.worker} worker stopped responding")
+                await self._give_up(follow, self.worker_lost(follow.kind))
             follow.restarts += 1
             log.warning("job worker went silent, queueing the job again", job=follow.job_id, task=follow.task_id,
                         restart=follow.restarts)
             follow.requeued(await asyncio.to_thread(self._requeue, follow))
 
+    def worker_lost(self, kind: str) -> str:
+        """What the caller reads when the job's worker died once too often."""
+        doing = _DOING.get(kind, f"running the {kind} job")
+        return f"the {self.worker} worker stopped while {doing}; try again"
+
     async def _give_up(self, follow: _Follow, message: str) -> None:
+        log.warning("job given up", job=follow.job_id, task=follow.task_id, kind=follow.kind, error=message)
         await asyncio.to_thread(self.store.finish, follow.job_id, "failed", message)
         raise ServiceUnavailable(message)

@@ -144,6 +144,42 @@ def test_a_job_no_worker_picks_up_is_a_503(jobs: Jobs) -> None:
     assert [state for state, _ in store.finished.values()] == ["failed"]
 
 
+def test_a_job_given_up_before_any_worker_took_it_never_runs_later(jobs: Jobs) -> None:
+    jobs.task("t.late", lambda report, attempt, request: report.status("ran"))
+    runner = JobRunner(jobs.app, timing=JobTiming(pickup_timeout=0.5, poll_seconds=0.05), worker="test")
+    with pytest.raises(ServiceUnavailable, match="no worker picked up the job"):
+        asyncio.run(collect(runner.run("pull", "t.late", {}), []))
+    done = threading.Event()
+    jobs.task("t.probe", lambda report, attempt, request: done.set())
+    with worker(jobs):  # a worker that starts now finds the message, expired: the caller was told it failed
+        jobs.app.send_task("t.probe", kwargs={"request": {}})
+        assert done.wait(30)
+    assert "t.late" not in jobs.runs
+
+
+@pytest.mark.parametrize(("env", "lease", "redeliveries"), [
+    ({}, 30.0, 3),
+    ({"CORRAL_JOB_LEASE_SECONDS": "4", "CORRAL_JOB_REDELIVERIES": "1"}, 4.0, 1),
+    ({"CORRAL_TRANSFER_STALE_SECONDS": "3"}, 3.0, 3),  # the older name still works
+    ({"CORRAL_JOB_LEASE_SECONDS": "5", "CORRAL_TRANSFER_STALE_SECONDS": "3"}, 5.0, 3),
+    ({"CORRAL_JOB_LEASE_SECONDS": "0", "CORRAL_JOB_REDELIVERIES": "-2"}, 30.0, 0),
+])
+def test_lease_and_redeliveries_come_from_the_environment(env: dict, lease: float, redeliveries: int) -> None:
+    timing = JobTiming.from_env(env, pickup_timeout=60.0)
+    assert (timing.stale_seconds, timing.max_restarts, timing.pickup_timeout) == (lease, redeliveries, 60.0)
+
+
+@pytest.mark.parametrize(("worker_name", "kind", "message"), [
+    ("registry", "pull", "the registry worker stopped while pulling the model; try again"),
+    ("registry", "push", "the registry worker stopped while pushing the model; try again"),
+    ("websearch", "crawl", "the websearch worker stopped while crawling the site; try again"),
+    ("websearch", "other", "the websearch worker stopped while running the other job; try again"),
+])
+def test_a_lost_worker_is_named_with_what_it_was_doing(jobs: Jobs, worker_name: str, kind: str,
+                                                       message: str) -> None:
+    assert JobRunner(jobs.app, worker=worker_name).worker_lost(kind) == message
+
+
 def test_a_job_whose_workers_keep_going_silent_ends_with_a_final_error(jobs: Jobs) -> None:
     def hangs(report: JobReporter, attempt: int, request: dict) -> None:
         report.status(f"attempt {attempt}")
@@ -154,7 +190,8 @@ def test_a_job_whose_workers_keep_going_silent_ends_with_a_final_error(jobs: Job
     events: list[dict] = []
     with worker(jobs):
         try:
-            with pytest.raises(ServiceUnavailable, match="the registry worker stopped responding"):
+            with pytest.raises(ServiceUnavailable,
+                               match="^the registry worker stopped while creating the model; try again$"):
                 asyncio.run(collect(runner.run("create", "t.hangs", {}), events))
         finally:
             jobs.release.set()

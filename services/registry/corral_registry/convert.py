@@ -13,7 +13,6 @@ import json
 import os
 import struct
 import subprocess
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from corral_common.errors import BadRequest, InternalError
 from corral_common.gguf import GGUFFile, InvalidGGUF, read_gguf
 from corral_common.logs import get_logger
 
+from corral_registry import childproc
 from corral_registry.store import ModelStore
 
 # What a converter needs from a model directory; the CLI uploads the same kinds of files.
@@ -127,8 +127,7 @@ def convert(store: ModelStore, files: Files, work: Path) -> tuple[Path, GGUFFile
     model_dir.mkdir()
     _link_inputs(store, files, model_dir)
     log_path = work / "convert.log"
-    command = [sys.executable, "-I", "-m", "convert_hf_to_gguf", str(model_dir), "--outfile", str(out),
-               "--outtype", "auto"]
+    command = childproc.command("convert_hf_to_gguf", str(model_dir), "--outfile", str(out), "--outtype", "auto")
     with open(log_path, "wb") as output:
         try:
             result = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,

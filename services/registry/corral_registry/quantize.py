@@ -5,8 +5,9 @@ data past the end of the file), so the source is read by ``corral_common.gguf.re
 only a file that passes reaches llama.cpp.  The C code runs in a child so that an abort or a crash
 fails one job instead of the threaded worker, and so that its global log hook is ours alone.
 
-The child is ``python -m corral_registry.quantize SRC DST FTYPE``; it prints ``n total name`` for
-each tensor llama.cpp finishes and, when it fails, llama.cpp's last log lines on stderr.
+The child is ``python -m corral_registry.quantize SRC DST FTYPE`` (run through ``childproc``, so it ends
+if the worker is killed); it prints ``n total name`` for each tensor llama.cpp finishes and, when it
+fails, llama.cpp's last log lines on stderr.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from typing import IO
 from corral_common.errors import BadRequest, InternalError
 from corral_common.gguf import GGUFFile, InvalidGGUF, read_gguf
 from corral_common.internal import ProgressEvent
+
+from corral_registry import childproc
 
 # Ollama's spelling -> llama_ftype (llama.h).
 LEVELS = {"F32": 0, "F16": 1, "BF16": 32, "Q4_K_S": 14, "Q4_K_M": 15, "Q8_0": 7}
@@ -98,7 +101,7 @@ def _failure(returncode: int, stderr: IO[str]) -> InternalError:
 
 
 def _run_child(src: Path, dst: Path, level: str, progress: _Progress) -> None:
-    command = [sys.executable, "-I", "-m", "corral_registry.quantize", str(src), str(dst), str(LEVELS[level])]
+    command = childproc.command("corral_registry.quantize", str(src), str(dst), str(LEVELS[level]))
     with open(dst.with_suffix(".log"), "w+") as stderr:
         child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
                                  text=True, cwd=dst.parent)

@@ -49,7 +49,6 @@ class TransferSettings:
     retries: int = 6
     backoff_seconds: float = 1.0
     stall_seconds: float = 30.0
-    worker_stale_seconds: float = 30.0
     allow_hosts: tuple[str, ...] = ()
     allow_loopback: bool = True
     api_key: str = ""
@@ -65,7 +64,6 @@ class TransferSettings:
             retries=env_int(env, "CORRAL_TRANSFER_RETRIES", cls.retries),
             backoff_seconds=env_float(env, "CORRAL_TRANSFER_BACKOFF", cls.backoff_seconds),
             stall_seconds=env_float(env, "CORRAL_TRANSFER_STALL_SECONDS", cls.stall_seconds),
-            worker_stale_seconds=env_float(env, "CORRAL_TRANSFER_STALE_SECONDS", cls.worker_stale_seconds),
             allow_hosts=allow,
             allow_loopback=env_bool(env, "CORRAL_REGISTRY_ALLOW_LOOPBACK", True),
             api_key=env_str(env, "CORRAL_REGISTRY_API_KEY"),
@@ -151,6 +149,7 @@ class RegistrySettings:
     upload_max_age_seconds: float = 7 * 24 * 3600.0
     queue: QueueSettings | None = None  # None: the embedded broker under ``home``
     inline_worker: bool = False
+    jobs: JobTiming = JobTiming()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "RegistrySettings":
@@ -174,6 +173,7 @@ class RegistrySettings:
             gc_interval_seconds=env_float(env, "CORRAL_GC_INTERVAL_SECONDS", 0.0),
             queue=QueueSettings.from_env(env),
             inline_worker=inline_worker_enabled(env),
+            jobs=JobTiming.from_env(env),
         )
 
     def standalone(self) -> "RegistrySettings":
@@ -187,8 +187,8 @@ class RegistrySettings:
         return self.queue or QueueSettings(self.home / "celery")
 
     def job_timing(self) -> JobTiming:
-        """How long callers wait for a worker to take a job, and to hear from it."""
-        return JobTiming(stale_seconds=self.transfer.worker_stale_seconds)
+        """How long callers wait for a worker to take a job, and to hear from it (CORRAL_JOB_*)."""
+        return self.jobs
 
     def service_database_url(self) -> str:
         """The store service's database: CORRAL_DATABASE_URL, else SQLite under CORRAL_HOME."""

@@ -5,6 +5,9 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import re
+import shutil
+import socket
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
@@ -21,6 +24,24 @@ from corral_common.store_paths import blob_path, blobs_dir, manifest_path, manif
 from corral_registry.manifest import InvalidManifest, Manifest, parse_manifest
 
 log = get_logger("corral.registry.store")
+SCRATCH_PREFIX = ".scratch-"
+_SCRATCH_OWNER = re.compile(r"\.scratch-(\d+)@(.+)-[a-z0-9_]+")  # .scratch-<pid>@<host>-<random>
+
+
+def _host() -> str:
+    """This machine's name as it may appear in a file name."""
+    return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "localhost"
+
+
+def _running(pid: int) -> bool:
+    """Whether a process with this id exists here."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @dataclass(frozen=True)
@@ -127,8 +148,22 @@ class ModelStore:
         return digest, True
 
     def scratch_dir(self) -> Path:
-        """A new private directory on the store's filesystem for conversion work (the caller removes it)."""
-        return Path(tempfile.mkdtemp(prefix=".scratch-", dir=self.root))
+        """A new private directory on the store's filesystem for conversion work (the caller removes it;
+        it is named after its process, so that one a killed worker left behind can be told and swept)."""
+        self.sweep_scratch()
+        return Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}@{_host()}-", dir=self.root))
+
+    def sweep_scratch(self) -> list[str]:
+        """Remove the scratch directories of processes on this machine that are gone (a worker killed mid-job)."""
+        removed, host = [], _host()
+        for entry in self.root.glob(f"{SCRATCH_PREFIX}*"):
+            owner = _SCRATCH_OWNER.fullmatch(entry.name)
+            if owner and owner.group(2) == host and not _running(int(owner.group(1))):
+                shutil.rmtree(entry, ignore_errors=True)
+                removed.append(entry.name)
+        if removed:
+            log.info("removed scratch directories of stopped workers", directories=removed)
+        return removed
 
     def read_blob(self, digest: Digest, limit: int = 16 << 20) -> bytes:
         """Read a small blob fully (bounded)."""

@@ -61,7 +61,9 @@ def _register(app: Celery, settings: RegistrySettings) -> None:
 
 
 def worker_app(settings: RegistrySettings) -> Celery:
-    """The registry's Celery app with its tasks, configured from ``settings``."""
+    """The registry's Celery app with its tasks, configured from ``settings``; a worker starting up first
+    removes the scratch directories of workers that were killed mid-job (their jobs run again, from the start)."""
+    ModelStore(settings.models_dir).sweep_scratch()
     app = make_celery("corral-registry", settings.celery_queue())
     _register(app, settings)
     return app

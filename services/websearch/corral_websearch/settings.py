@@ -13,6 +13,7 @@ from corral_common.tasks import QueueSettings
 
 PROVIDERS = ("index", "searxng", "brave")
 BRAVE_URL = "https://api.search.brave.com/res/v1/web/search"
+JOB_PICKUP_SECONDS = 60.0  # an index job nobody takes by then is a 503
 
 
 def _split(value: str) -> tuple[str, ...]:
@@ -59,7 +60,7 @@ class WebsearchSettings:
     debug: bool = False
     telemetry: Telemetry = Telemetry()
     queue: QueueSettings | None = None  # None: the embedded broker under ``home``
-    job_pickup_timeout: float = 60.0
+    jobs: JobTiming = JobTiming(pickup_timeout=JOB_PICKUP_SECONDS)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "WebsearchSettings":
@@ -81,6 +82,7 @@ class WebsearchSettings:
             index_fetched=env_bool(env, "CORRAL_WEBSEARCH_INDEX_FETCHED", True),
             debug=env_bool(env, "OLLAMA_DEBUG"), telemetry=Telemetry.from_env(env),
             queue=QueueSettings.from_env(env),
+            jobs=JobTiming.from_env(env, pickup_timeout=JOB_PICKUP_SECONDS),
         )
 
     def celery_queue(self) -> QueueSettings:
@@ -88,8 +90,8 @@ class WebsearchSettings:
         return self.queue or QueueSettings(self.home / "celery")
 
     def job_timing(self) -> JobTiming:
-        """How long a caller waits for the websearch worker to take an index job."""
-        return JobTiming(pickup_timeout=self.job_pickup_timeout)
+        """How long a caller waits for the websearch worker to take an index job, and to hear from it."""
+        return self.jobs
 
     def index_url(self) -> str:
         """The index database: the configured URL, else SQLite under CORRAL_HOME."""
