@@ -43,8 +43,16 @@ RUNTIME_VARS = (
     EnvVar("CORRAL_IMPORT_BUNDLED", "Import the models that ship in installed packages at startup"),
     EnvVar("CORRAL_SHUTDOWN_GRACE", "Seconds running requests may finish after SIGTERM; streams still open then "
                                     "end with an error line (default 10)"),
+    EnvVar("CORRAL_MEMORY_LIMIT", "Memory ceiling of each service process (RLIMIT_DATA), e.g. 8GiB; 0 for none "
+                                  "(default 3/4 of the machine for inference and jobs, 1/4 for the others)"),
+    EnvVar("CORRAL_MAX_BODY", "Largest JSON request body, e.g. 8MiB (default 4MiB; generate, chat, embed and /v1 "
+                              "take 16 times that, for images; blob uploads have no cap)"),
     EnvVar("CORRAL_BROKER_URL", "Celery broker, e.g. redis://... (default files under $CORRAL_HOME/celery)"),
     EnvVar("CORRAL_RESULT_BACKEND", "Celery result store (default SQLite under $CORRAL_HOME/celery)"),
+    EnvVar("CORRAL_JOB_LEASE_SECONDS", "A job whose worker stays silent this long (killed) is queued again "
+                                        "(default 30)"),
+    EnvVar("CORRAL_JOB_REDELIVERIES", "Times a job is queued again after its worker died; then the caller gets "
+                                      "an error (default 3)"),
     EnvVar("CORRAL_DATABASE_URL", "Database of the auth, registry and websearch services (default SQLite "
                                   "under $CORRAL_HOME)"),
     EnvVar("CORRAL_INFERENCE_URL", "Where the gateway finds inference (serve sets it; default "
@@ -111,7 +119,7 @@ TRANSFER_VARS = (
     EnvVar("CORRAL_TRANSFER_RETRIES", "Retries of a failed part (default 6)"),
     EnvVar("CORRAL_TRANSFER_BACKOFF", "First retry delay in seconds, doubled each time (default 1)"),
     EnvVar("CORRAL_TRANSFER_STALL_SECONDS", "Give up on a part silent this long (default 30)"),
-    EnvVar("CORRAL_TRANSFER_STALE_SECONDS", "Give up on a job worker silent this long (default 30)"),
+    EnvVar("CORRAL_TRANSFER_STALE_SECONDS", "Older name of CORRAL_JOB_LEASE_SECONDS"),
 )
 
 REMOTE_VARS = (
