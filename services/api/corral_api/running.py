@@ -118,15 +118,16 @@ def _generate_messages(req: GenerateRequest, model: ResolvedModel) -> list[dict[
 
 async def _runnable(call: Call, req: GenerateRequest | ChatRequest, action: str,
                     no_model: AppError) -> ResolvedModel:
-    """The checks generate and chat share, in Ollama's order: top_logprobs, a model named, stored, can complete."""
+    """The checks generate and chat share, in Ollama's order: top_logprobs, a model named, stored, can complete;
+    then the bounds of its format."""
     if not 0 <= req.top_logprobs <= 20:
         raise BadRequest("top_logprobs must be between 0 and 20")
-    check_format(req.format)  # before anything reaches inference: a grammar's size is bounded here too
     if not req.model:
         raise no_model
     model = await resolve(call, req.model, f"model '{req.model}' not found")
     if not model.can("completion"):
         raise BadRequest(f'"{req.model}" does not support {action}')
+    check_format(req.format)  # before anything reaches inference: a grammar's size is bounded here too
     return model
 
 
