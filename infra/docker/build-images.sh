@@ -22,6 +22,11 @@ for target in "${TARGETS[@]}"; do
   [ "$target" = inference ] && name=inference-cpu
   echo "[images] $PREFIX/$name:$TAG (target $target)" >&2
   start=$SECONDS
+  previous=$(docker image inspect -f '{{.Id}}' "$PREFIX/$name:$TAG" 2>/dev/null || true)
   nice -n 10 "$HERE/buildkit.sh" build "${common[@]}" --target "$target" --tag "$PREFIX/$name:$TAG" "$ROOT"
+  # The image this tag named before, now nameless: drop it so rebuilds do not pile up on disk.
+  if [ -n "$previous" ] && [ "$(docker image inspect -f '{{.Id}}' "$PREFIX/$name:$TAG")" != "$previous" ]; then
+    docker image rm "$previous" >/dev/null 2>&1 || true
+  fi
   echo "[images] $PREFIX/$name:$TAG built in $((SECONDS - start))s, $(docker image inspect -f '{{.Size}}' "$PREFIX/$name:$TAG" | awk '{printf "%.0f MB", $1/1e6}')" >&2
 done

@@ -32,7 +32,7 @@ status=$?
 set -e
 step "done"
 echo "[compose-test] images:"
-docker image ls --format '  {{.Repository}}:{{.Tag}}  {{.Size}}' \
-  | grep -E "^  (${CORRAL_IMAGE_PREFIX:-corral}|corral-local)/" || true
+docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' \
+  | grep -E "^(${CORRAL_IMAGE_PREFIX:-corral}|corral-local)/" | sed 's/^/  /' || true
 echo "[compose-test] wall time: $((SECONDS - START))s (exit $status)"
 exit $status
