@@ -242,6 +242,29 @@ def test_signed_out_identity_gets_the_what_to_do_message(local: Server, cloud: S
         cli_signin({**local.env, "OLLAMA_HOST": cloud.host}, cloud.env["CORRAL_TEST_ADMIN_KEY"], "alice")
 
 
+def _inference_in_flight(cloud: Server) -> float:
+    """Requests the hosted corral's inference service is answering now (its own /metrics scrape included)."""
+    text = httpx.get(f"{cloud.url}/metrics", headers={"Authorization": f"Bearer {cloud.env['CORRAL_TEST_ADMIN_KEY']}"},
+                     timeout=60).text
+    line = next(line for line in text.splitlines()
+                if line.startswith("corral_http_requests_in_flight{") and 'service="inference"' in line)
+    return float(line.rsplit(" ", 1)[1])
+
+
+def test_a_local_client_that_leaves_stops_the_generation_on_the_hosted_corral(local: Server, cloud: Server) -> None:
+    endless = {"type": "array", "items": {"type": "string", "minLength": 20}, "minItems": 1000}  # minutes of output
+    body = {"model": "smollm2:135m-cloud", "prompt": "Words:", "format": endless, "options": {"num_predict": 20000}}
+    with httpx.stream("POST", f"{local.url}/api/generate", json=body, timeout=300) as answer:
+        lines = answer.iter_lines()
+        for _ in range(3):
+            assert json.loads(next(lines))["done"] is False
+        assert _inference_in_flight(cloud) >= 2  # the generation, and this scrape
+    deadline = time.monotonic() + 15  # the generation itself would run for minutes
+    while _inference_in_flight(cloud) > 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _inference_in_flight(cloud) <= 1
+
+
 def _usage(cloud: Server, user: str = "alice") -> dict:
     answer = httpx.get(f"{cloud.url}/api/usage", params={"user": user},
                        headers={"Authorization": f"Bearer {cloud.env['CORRAL_TEST_ADMIN_KEY']}"}, timeout=60)
