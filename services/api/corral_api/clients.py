@@ -83,8 +83,12 @@ class _Http:
         span = self.span(method, path)
         error: BaseException | None = None
         try:
-            return await self.client.request(method, path, content=content, headers={**headers, **span.headers},
-                                             params=params)
+            response = await self.client.request(method, path, content=content, headers={**headers, **span.headers},
+                                                 params=params)
+            # httpx binds the read body's stream back to its response: a cycle only a full garbage collection
+            # frees, each holding a whole body (a verbose /api/show of a big GGUF is megabytes per request).
+            response.stream = httpx.ByteStream(response.content)
+            return response
         except BaseException as exc:
             error = exc
             raise
