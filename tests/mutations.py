@@ -34,9 +34,10 @@ def _deep(depth: int, kind: str = "[") -> Raw:
     return Raw("[" * depth + "]" * depth if kind == "[" else '{"a":' * depth + "1" + "}" * depth)
 
 
-LONG = "A" * 10_000
+LONG = "A" * 2_000  # longer than any name may be; a prompt this long still evaluates quickly on a loaded CPU
 WRONG: list[Any] = [
     None, 0, -1, -7, 1.5, 2**64, -(2**64), 2**63, 1e308, -1e308, "", "x", "1", "true", LONG, "\ud800", "\x00",
+    "[" * 1_200, '{"a": NaN}', '{"a": 1e999}', Raw("1" + "0" * 400), Raw("-0.0e-999"),
     "../../etc/passwd", True, False, [], [None], ["x", 1], {}, {"x": {"y": [1]}}, Raw("NaN"), Raw("-Infinity"),
     Raw("1e999"), Raw("1" + "0" * 5000), Raw('"\\ud800x"'), _deep(64), _deep(64, "{"),
 ]
@@ -60,6 +61,7 @@ class Seed:
     query: dict[str, str] = field(default_factory=dict)
     keep: tuple[Path, ...] = ()
     admin: bool = False
+    expect: int = 200  # the status of the seed itself: a seed that stops being valid fuzzes nothing past parsing
 
 
 @dataclass
@@ -158,6 +160,10 @@ class Mutator:
                 ops["cap"] = self._cap
         return ops
 
+    def original(self) -> Mutation:
+        """The seed request itself."""
+        return self._mutation("none")
+
     def _mutation(self, op: str, content: bytes | None = None, **changes: Any) -> Mutation:
         """The seed request, with the changes of one mutation."""
         made = Mutation(op, self._seed_bytes() if content is None else content, dict(self.seed.params),
@@ -249,6 +255,6 @@ def _at(body: Any, path: Path) -> Any:
 
 
 def mutations(seed: Seed, rng: random.Random, count: int) -> list[Mutation]:
-    """``count`` mutations of one seed."""
+    """The seed request, then ``count`` mutations of it."""
     mutator = Mutator(seed, rng)
-    return [mutator() for _ in range(count)]
+    return [mutator.original()] + [mutator() for _ in range(count)]

@@ -170,15 +170,37 @@ def _finite(text: str) -> float:
     return value
 
 
+# Deeper bodies are refused: Python's json decodes up to ~1000 levels, but the code that walks a body afterwards
+# (validation, templates, re-encoding) recurses too and would fail part-way; no API needs more than a few dozen.
+MAX_DEPTH = 100
+TOO_DEEP = f"invalid JSON in request body: nested too deeply (more than {MAX_DEPTH} levels)"
+
+
+def _deeper_than(data: Any, limit: int) -> bool:
+    """Whether arrays and objects nest more than ``limit`` levels (walked without recursion)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def decode_json(raw: bytes) -> Any:
-    """A JSON body decoded; invalid JSON, nesting too deep to decode, a number out of range or a lone surrogate
-    is a 400 saying which."""
+    """A JSON body decoded; invalid JSON, nesting too deep, a number out of range or a lone surrogate is a 400
+    saying which."""
     try:
         data = json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
     except ValueError as exc:  # also UnicodeDecodeError, and an integer of more than 4300 digits
         raise BadRequest(f"invalid JSON in request body: {exc}") from None
     except RecursionError:
-        raise BadRequest("invalid JSON in request body: nested too deeply") from None
+        raise BadRequest(TOO_DEEP) from None
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _deeper_than(data, MAX_DEPTH):
+        raise BadRequest(TOO_DEEP)
     if _SURROGATE_ESCAPE.search(raw) and (lone := _lone_surrogate(data)) is not None:
         raise BadRequest(f"invalid JSON in request body: lone surrogate {lone} in a string (not valid Unicode)")
     return data

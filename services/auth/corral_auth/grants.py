@@ -65,6 +65,8 @@ class Grants:
 
     def revoke(self, actor: Principal, grant_id: int) -> None:
         """Remove a grant; one the actor may not manage looks the same as a missing one."""
+        if not 0 < grant_id < 2**63:  # no row has this id (and SQL integers cannot even hold it)
+            raise NotFound(f"grant {grant_id} not found")
         with self.sessions.begin() as db:
             found = db.execute(select(Grant, Repository.name).join(Repository, Repository.id == Grant.repository_id)
                                .where(Grant.id == grant_id)).first()

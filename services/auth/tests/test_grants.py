@@ -67,3 +67,11 @@ def test_revoking_a_grant_takes_effect_at_once(http, keys) -> None:
     assert http.delete(f"/api/grants/{grant_id}", headers=_as(keys["alice"])).status_code == 200
     assert _actions(http, keys["bob"], "repository:alice/secret:pull") == []
     assert http.delete(f"/api/grants/{grant_id}", headers=_as(keys["alice"])).status_code == 404
+
+
+@pytest.mark.parametrize("grant_id", ["9" * 30, str(2**63), "0"])
+def test_input_validation_a_grant_id_no_row_can_have_is_a_404(http, keys, grant_id: str) -> None:
+    """Issue 18 item 8: an id past SQL's 64-bit integers was a bare 500 (the database driver overflowed)."""
+    answer = TestClient(http.app, raise_server_exceptions=False).delete(f"/api/grants/{grant_id}",
+                                                                        headers=_as(keys["root"]))
+    assert answer.status_code == 404 and answer.json() == {"error": f"grant {int(grant_id)} not found"}

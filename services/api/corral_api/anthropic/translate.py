@@ -72,10 +72,11 @@ class Turn:
     results: list[Message] = field(default_factory=list)
 
     def tool_use(self, block: dict[str, Any], names: dict[str, str]) -> None:
-        if not block.get("id"):
-            raise BadRequest("tool_use block missing required 'id' field")
-        if not block.get("name"):
-            raise BadRequest("tool_use block missing required 'name' field")
+        for key in ("id", "name"):
+            if not block.get(key):
+                raise BadRequest(f"tool_use block missing required '{key}' field")
+            if not isinstance(block[key], str):
+                raise BadRequest(f"tool_use block '{key}' must be a string")
         arguments = block.get("input", {})
         if not isinstance(arguments, dict):
             raise BadRequest("tool_use block 'input' must be an object")
@@ -86,6 +87,8 @@ class Turn:
     def tool_result(self, block: dict[str, Any], names: dict[str, str]) -> None:
         text, images = tool_result_content(block.get("content"))
         call_id = block.get("tool_use_id") or None
+        if call_id is not None and not isinstance(call_id, str):
+            raise BadRequest("tool_result block 'tool_use_id' must be a string")
         self.results.append(Message(role="tool", content=text, images=images or None, tool_call_id=call_id,
                                     tool_name=names.get(call_id or "")))
 
@@ -151,7 +154,7 @@ def native_choice(choice: dict[str, Any] | None) -> str | dict[str, Any] | None:
         if not isinstance(choice.get("name"), str) or not choice["name"]:
             raise BadRequest("tool_choice of type \"tool\" needs a 'name'")
         return {"type": "function", "function": {"name": choice["name"]}}
-    if kind not in CHOICES:
+    if not isinstance(kind, str) or kind not in CHOICES:
         raise BadRequest(f'invalid tool_choice type "{kind}" (must be "auto", "any", "tool" or "none")')
     return CHOICES[kind]
 

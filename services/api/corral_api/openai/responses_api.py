@@ -130,7 +130,8 @@ class Conversation:
                               "tool_name": self.calls.get(call_id) or None})
 
     def reasoning(self, item: dict[str, Any]) -> None:
-        summary = "".join(s.get("text", "") for s in item.get("summary") or [] if isinstance(s, dict))
+        summary = "".join(s["text"] for s in item.get("summary") or []
+                          if isinstance(s, dict) and isinstance(s.get("text"), str))
         self.thinking = item.get("encrypted_content") or summary
 
     def native(self) -> list[Message]:
@@ -149,6 +150,25 @@ class Conversation:
 
 ITEMS = {"message": Conversation.message, "function_call": Conversation.function_call,
          "function_call_output": Conversation.function_call_output, "reasoning": Conversation.reasoning}
+# The fields of each item kind that must have one JSON type when present (the rest are read leniently).
+ITEM_TYPES: dict[str, dict[str, type]] = {
+    "message": {"role": str}, "function_call": {"call_id": str, "name": str, "arguments": str},
+    "function_call_output": {"call_id": str}, "reasoning": {"encrypted_content": str, "summary": list}}
+_JSON_TYPES = ((bool, "a boolean"), (str, "a string"), (list, "an array"), (dict, "an object"),
+               ((int, float), "a number"))
+
+
+def _json_type(value: Any) -> str:
+    return next(name for kind, name in _JSON_TYPES if isinstance(value, kind))
+
+
+def _check_types(position: int, kind: str, item: dict[str, Any]) -> None:
+    """A wrong type is a 400 in OpenAI's words, before it reaches the native messages."""
+    for name, expected in ITEM_TYPES[kind].items():
+        value = item.get(name)
+        if value is not None and not isinstance(value, expected):
+            raise BadRequest(f"Invalid type for 'input[{position}].{name}': expected {_json_type(expected())}, "
+                             f"but got {_json_type(value)} instead.")
 
 
 def messages(req: ResponsesRequest) -> list[Message]:
@@ -163,9 +183,10 @@ def messages(req: ResponsesRequest) -> list[Message]:
         kind = item.get("type") or ("message" if item.get("role") else "")
         if kind == "item_reference":
             raise BadRequest("item_reference inputs are not supported: corral implements only the stateless form")
-        if kind not in ITEMS:
+        if not isinstance(kind, str) or kind not in ITEMS:
             raise BadRequest(f'input[{position}]: unknown input item type: "{kind}"' if kind
                              else f"input[{position}] is missing its 'type'")
+        _check_types(position, kind, item)
         ITEMS[kind](conversation, item)
     native = conversation.native()
     if not native:
