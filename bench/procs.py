@@ -83,9 +83,13 @@ def _what(pid: int) -> str:
     except OSError:
         return "?"
     argv = [a for a in argv if a]
+    if len(argv) == 1:  # a title set with setproctitle (corral serve's forked services): one string
+        argv = argv[0].split()
     if argv and Path(argv[0]).name.startswith("python") and "-m" in argv[:-1]:
         module = argv[argv.index("-m") + 1]
         rest = argv[argv.index("-m") + 2:]
+        if rest[:1] == ["--lifeline"]:  # corral_cli.launch's tie to serve, before the service's own arguments
+            rest = rest[2:]
         if module in ("uvicorn", "corral_cli.launch") and rest:  # corral's services: the app module
             return f"{module} {rest[0]}"
         if module == "celery" and "-A" in rest[:-1]:

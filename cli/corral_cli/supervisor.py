@@ -6,8 +6,10 @@ OLLAMA_HOST. The supervisor binds every port itself, the public ones first, and 
 listening socket down: no internal port can take the one OLLAMA_HOST names, and a port in use
 fails ``corral serve`` at once instead of a gateway that restarts forever. Services that most
 sessions never touch (auth, needed only for keys and remote clients; websearch and its worker)
-start on their first connection, which waits in the socket's backlog meanwhile: an idle corral
-keeps their memory free. CORRAL_LAZY_SERVICES=0 starts everything at once.
+start on their first connection, which waits in the socket's backlog meanwhile, and the registry's
+job worker when the first job is queued: an idle corral keeps their memory free.
+CORRAL_LAZY_SERVICES=0 starts everything at once. The services are forked from serve, which imported
+what they share once (corral_cli.forkserver; CORRAL_FORK_SERVICES=0 spawns fresh interpreters instead).
 
 On SIGINT/SIGTERM the gateway stops first: its port closes at once, running requests get
 CORRAL_SHUTDOWN_GRACE seconds and streams still open then end with a final error line; then the rest
@@ -24,7 +26,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -34,6 +38,7 @@ from corral_common.logs import LogFormatError, configure_logging, log_format
 from corral_common.net import is_loopback_host
 from corral_common.shutdown import DEFAULT_GRACE_SECONDS, ENDING_SECONDS, shutdown_grace
 
+from corral_cli.forkserver import ForkedProcess, fork_service, forking_enabled, preload
 from corral_cli.lifeline import Lifeline
 
 log = structlog.get_logger("corral.serve")
@@ -85,9 +90,12 @@ class Child:
     sock: socket.socket | None = None
     waiting: bool = False
     wakes: tuple[str, ...] = ()
+    wake_when: Callable[[], bool] | None = None  # besides a connection: what else starts it (a job queued)
     public: bool = False  # clients reach it: stopped first, its listener closed at once
     lifeline: Lifeline | None = None  # inherited, so that it dies with the supervisor
-    process: subprocess.Popen | None = None
+    launch_args: list[str] | None = None  # corral_cli.launch's arguments, when argv runs it
+    fork: bool = False  # forked from serve (corral_cli.forkserver) rather than spawned with argv
+    process: subprocess.Popen | ForkedProcess | None = None
     restarts: int = 0
     started_at: float = 0.0
     next_start: float = 0.0
@@ -97,7 +105,10 @@ class Child:
         fds = (self.sock.fileno(),) if self.sock is not None else ()
         if self.lifeline is not None:
             fds += (self.lifeline.read_fd,)
-        self.process = subprocess.Popen(self.argv, env=self.env, start_new_session=True, pass_fds=fds)
+        if self.fork and self.launch_args is not None:
+            self.process = fork_service(self.launch_args, self.env, fds, " ".join(self.argv))
+        else:
+            self.process = subprocess.Popen(self.argv, env=self.env, start_new_session=True, pass_fds=fds)
         self.started_at = time.monotonic()
         log.info("service started", service=self.name, pid=self.process.pid)
 
@@ -149,22 +160,24 @@ PYTHON = (sys.executable, "-P")
 
 @dataclass(frozen=True)
 class Launcher:
-    """The children as ``corral_cli.launch`` runs them, each tied to the supervisor's life by the lifeline."""
+    """The children as ``corral_cli.launch`` runs them, each tied to the supervisor's life by the lifeline,
+    spawned with a fresh interpreter or, with ``fork``, forked from serve (corral_cli.forkserver)."""
 
     lifeline: Lifeline | None = None
+    fork: bool = False
 
-    def _command(self, *args: str) -> list[str]:
-        tie = self.lifeline.argv() if self.lifeline is not None else []
-        return [*PYTHON, "-m", "corral_cli.launch", *tie, *args]
+    def _child(self, name: str, env: dict[str, str], *args: str, **fields: Any) -> Child:
+        launch_args = [*(self.lifeline.argv() if self.lifeline is not None else []), *args]
+        return Child(name, [*PYTHON, "-m", "corral_cli.launch", *launch_args], env, lifeline=self.lifeline,
+                     launch_args=launch_args, fork=self.fork, **fields)
 
     def service(self, name: str, module: str, env: dict[str, str], sock: socket.socket, **fields: Any) -> Child:
         """An internal or public service serving on the supervisor's socket."""
-        return Child(name, self._command(module, "--fd", str(sock.fileno())), env, sock,
-                     lifeline=self.lifeline, **fields)
+        return self._child(name, env, module, "--fd", str(sock.fileno()), sock=sock, **fields)
 
     def celery(self, name: str, env: dict[str, str], *args: str, waiting: bool = False) -> Child:
         """A Celery command, through corral_cli.launch so that it too imports nothing from the cwd."""
-        return Child(name, self._command("celery", *args), env, waiting=waiting, lifeline=self.lifeline)
+        return self._child(name, env, "celery", *args, waiting=waiting)
 
 
 def _websearch_worker(launch: Launcher, env: dict[str, str], waiting: bool) -> Child:
@@ -180,9 +193,9 @@ INTERNAL_SERVICES = {"registry": "corral_registry.main", "inference": "corral_in
 LAZY_SERVICES = ("auth", "websearch")
 
 
-def plan_children(environ: dict[str, str], lifeline: Lifeline | None = None) -> list[Child]:
-    """The processes of the embedded runtime, wired together through environment variables (and tied to the
-    supervisor's life by ``lifeline``)."""
+def plan_children(environ: dict[str, str], lifeline: Lifeline | None = None, fork: bool = False) -> list[Child]:
+    """The processes of the embedded runtime, wired together through environment variables (tied to the
+    supervisor's life by ``lifeline``; forked from it with ``fork``)."""
     listen = parse_ollama_host(env_str(environ, "OLLAMA_HOST"))
     gateway = public_socket(listen.host, listen.port)  # before the internal ports, which take any free one
     registry_v2 = _embedded_registry_socket(environ)
@@ -193,29 +206,52 @@ def plan_children(environ: dict[str, str], lifeline: Lifeline | None = None) -> 
     lazy = env_bool(environ, "CORRAL_LAZY_SERVICES", default=True)
     if lazy:  # the gateway's /readyz must not start them by probing
         env.setdefault("CORRAL_READYZ_SKIP", ",".join(LAZY_SERVICES))
-    launch = Launcher(lifeline)
+    launch = Launcher(lifeline, fork)
     services = {name: launch.service(name, module, env, socks[name], waiting=lazy and name in LAZY_SERVICES)
                 for name, module in INTERNAL_SERVICES.items()}
     services["websearch"].wakes = ("websearch-worker",)
     return [
-        services["registry"], *_registry_worker(launch, services["registry"]), services["inference"],
+        services["registry"], *_registry_worker(launch, services["registry"], lazy), services["inference"],
         services["auth"], services["websearch"], _websearch_worker(launch, env, lazy),
         launch.service("api", "corral_api.main", env, gateway, public=True),
     ] + _embedded_registry(launch, env, registry_v2)
 
 
-def _registry_worker(launch: Launcher, registry: Child) -> list[Child]:
+@dataclass(frozen=True)
+class QueueWatch:
+    """Whether the filesystem broker holds a message for ``queue``: a job is waiting for a worker."""
+
+    inbox: Path
+    queue: str
+
+    def __call__(self) -> bool:
+        suffix = f".{self.queue}.msg"  # kombu's filesystem transport: <time>_<uuid>.<queue>.msg
+        try:
+            with os.scandir(self.inbox) as entries:
+                return any(entry.name.endswith(suffix) for entry in entries)
+        except OSError:  # not made yet: nothing was ever queued
+            return False
+
+
+def _registry_worker(launch: Launcher, registry: Child, lazy: bool) -> list[Child]:
     """The registry's job worker: its own process by default, so a job that crashes it (or is killed)
     leaves the registry serving and the caller's progress stream intact while the job is redelivered;
-    with CORRAL_REGISTRY_INLINE_WORKER=1 a thread of the registry service (one process, ~85 MiB, less)."""
+    with CORRAL_REGISTRY_INLINE_WORKER=1 a thread of the registry service (one process, ~85 MiB, less).
+    Jobs (create, pull, push) are rare: with the embedded broker the worker starts when the first one is
+    queued, and the job waits in the queue meanwhile."""
+    from corral_common.tasks import QueueSettings
     from corral_registry.settings import inline_worker_enabled
 
     if inline_worker_enabled(registry.env):
         return []
-    return [launch.celery("registry-worker", registry.env, "--quiet", "-A", "corral_registry.worker:celery_app",
-                          "worker", "--pool", "threads", "--concurrency", "4", "--loglevel", "WARNING",
-                          "--without-heartbeat", "--without-gossip", "--without-mingle", "-n",
-                          f"registry-{os.getpid()}@%h")]
+    inbox = QueueSettings.from_env(registry.env).inbox()
+    worker = launch.celery("registry-worker", registry.env, "--quiet", "-A", "corral_registry.worker:celery_app",
+                           "worker", "--pool", "threads", "--concurrency", "4", "--loglevel", "WARNING",
+                           "--without-heartbeat", "--without-gossip", "--without-mingle", "-n",
+                           f"registry-{os.getpid()}@%h", waiting=lazy and inbox is not None)
+    if inbox is not None:
+        worker.wake_when = QueueWatch(inbox, "celery")  # the registry's jobs go to Celery's default queue
+    return [worker]
 
 
 def _embedded_registry_socket(environ: dict[str, str]) -> socket.socket | None:
@@ -275,14 +311,18 @@ class Supervisor:
             child.close_socket()
 
     def _wait_for_first_use(self, timeout: float) -> None:
-        """Sleep up to timeout, starting any waiting service whose socket got a connection."""
+        """Sleep up to timeout, starting any waiting service whose socket got a connection (or whose
+        ``wake_when`` says it is needed)."""
         idle = {child.sock: child for child in self.children if child.waiting and child.sock is not None}
-        if not idle:
+        if idle:
+            ready, _, _ = select.select(list(idle), [], [], timeout)
+            for sock in ready:
+                self.activate(idle[sock])
+        else:
             self.stopping.wait(timeout)
-            return
-        ready, _, _ = select.select(list(idle), [], [], timeout)
-        for sock in ready:
-            self.activate(idle[sock])
+        for child in self.children:
+            if child.waiting and child.wake_when is not None and child.wake_when():
+                self.activate(child)
 
     def activate(self, child: Child) -> None:
         """Start a waiting service and the ones it wakes (a service and its worker come up together)."""
@@ -331,10 +371,11 @@ def serve() -> int:
     """Run the embedded default in the foreground until SIGINT/SIGTERM."""
     environ = dict(current_env())
     listen = parse_ollama_host(env_str(environ, "OLLAMA_HOST"))
+    fork = forking_enabled(environ)
     try:
         configure_logging("serve", env_bool(environ, "OLLAMA_DEBUG"), log_format(environ))
         # serve holds the lifeline's write end until it exits, however it exits: the services die with it
-        supervisor = Supervisor(plan_children(environ, Lifeline.open()), shutdown_grace(environ))
+        supervisor = Supervisor(plan_children(environ, Lifeline.open(), fork), shutdown_grace(environ))
     except (ListenError, LogFormatError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1
@@ -342,9 +383,20 @@ def serve() -> int:
     signal.signal(signal.SIGTERM, supervisor.stop)
     log.info("corral listening", address=f"{listen.host}:{listen.port}")
     warn_if_exposed(environ, listen.host)
-    if env_bool(environ, "CORRAL_IMPORT_BUNDLED"):
-        threading.Thread(target=_import_bundled, args=(listen.url(),), daemon=True).start()
+    if fork:
+        _drop_script_path()
+        preload()
+    if env_bool(environ, "CORRAL_IMPORT_BUNDLED"):  # a process, not a thread: serve forks, so runs no threads
+        subprocess.Popen([*PYTHON, "-c", "import sys; from corral_cli.supervisor import _import_bundled; "
+                          "_import_bundled(sys.argv[1])", listen.url()], env=dict(environ, PYTHONSAFEPATH="1"))
     return supervisor.run()
+
+
+def _drop_script_path() -> None:
+    """What ``-P`` does for a spawned service: the folder of the script serve was started from (or the cwd, for
+    ``python -m``) is not searched for the modules serve imports for its services."""
+    if not sys.flags.safe_path and sys.path:
+        sys.path.pop(0)
 
 
 def auth_disabled_exposure(environ: dict[str, str], host: str) -> bool:

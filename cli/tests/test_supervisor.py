@@ -29,7 +29,7 @@ def test_rarely_used_services_wait_for_first_use_by_default() -> None:
     children = plan_children(dict(ENV))
     try:
         waiting = {c.name for c in children if c.waiting}
-        assert waiting == {"auth", "websearch", "websearch-worker"}
+        assert waiting == {"auth", "websearch", "websearch-worker", "registry-worker"}
         by_name = {c.name: c for c in children}
         assert by_name["websearch"].wakes == ("websearch-worker",)
         for name in ("registry", "inference", "auth", "websearch"):

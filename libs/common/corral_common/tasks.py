@@ -38,10 +38,19 @@ class QueueSettings:
         return cls(corral_home(environ) / "celery", env_str(environ, "CORRAL_BROKER_URL"),
                    env_str(environ, "CORRAL_RESULT_BACKEND"))
 
+    def inbox(self) -> Path | None:
+        """The folder the filesystem broker keeps waiting messages in (one ``*.<queue>.msg`` file each);
+        None with a broker server."""
+        return None if self.broker_url else _inbox(self.spool)
+
+
+def _inbox(spool: Path) -> Path:
+    return spool / "queue"
+
 
 def _filesystem_broker(spool: Path) -> dict[str, Any]:
     """Broker settings for kombu's serverless filesystem transport."""
-    queue, processed, control = spool / "queue", spool / "processed", spool / "control"
+    queue, processed, control = _inbox(spool), spool / "processed", spool / "control"
     for folder in (queue, processed, control):
         folder.mkdir(parents=True, exist_ok=True)
     return {

@@ -1,0 +1,326 @@
+"""Memory and cold start (issue 17 items 1 and 8): ``corral serve`` against llama-server and plain llama-cpp-python.
+
+    .venv/bin/python bench/memory.py                      # memory table, then 3 cold starts of each
+    .venv/bin/python bench/memory.py --cold-reps 1        # a quick look
+    .venv/bin/python bench/memory.py --servers corral --cold-reps 0 --by-process
+
+Memory: the proportional set size (PSS, from /proc/PID/smaps_rollup: a page shared by several processes
+is split between them, so the sum over a process tree counts it once) and the resident set size (RSS,
+which counts a shared page once per process) of each server's whole process tree:
+
+- corral idle: a fresh ``corral serve`` with an empty store, a few seconds after it answers;
+- corral loaded: smollm2:135m imported and loaded at OLLAMA_NUM_PARALLEL=4 x OLLAMA_CONTEXT_LENGTH=4096,
+  after one generation (the throughput benchmark's setting);
+- llama-server loaded: ``-c 16384 --parallel 4 --cache-ram 0``, after one generation;
+- plain llama-cpp-python: one process holding ``Llama(n_ctx=16384)`` (the same weights and KV size), after
+  one generation.
+
+Cold start: a fresh ``corral serve`` on a store that already holds the model, from its start to the first
+byte a fresh ``corral run smollm2:135m hi`` prints (started as soon as the gateway answers), against
+``llama-server`` from its start to the first streamed token of a ``/v1/chat/completions`` "hi" (sent as soon
+as ``/health`` is 200). The model file is in the page cache for both (it was loaded just before).
+
+Results: a Markdown table on stdout, and ``bench/results/memory-<timestamp>.{md,json}`` plus
+``memory-latest.*``. Every server is stopped at the end, also on errors and Ctrl+C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import select
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import httpx
+import load
+import procs
+import servers as srv
+from llama_server_build import ensure_llama_server
+from throughput import _git_commit, _loadavg, log, threads_default
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+RESULTS = HERE / "results"
+SLOTS = 4
+SETTLE_SECONDS = 5.0  # after a server answers: the services finish starting (imports, first log lines)
+PLAIN = """
+import json, sys
+import llama_cpp
+job = json.loads(sys.argv[1])
+llm = llama_cpp.Llama(model_path=job["model"], n_ctx=job["n_ctx"], n_threads=job["threads"],
+                      n_threads_batch=job["threads"], verbose=False)
+for _ in llm.create_completion(job["prompt"], max_tokens=16, temperature=0, stream=True):
+    pass
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--servers", default="corral,llama-server,llama-cpp-python",
+                        help="which to measure, comma separated (default all)")
+    parser.add_argument("--cold-reps", type=int, default=3, help="cold starts of each server (default 3; 0: none)")
+    parser.add_argument("--threads", type=int, default=threads_default(), help="threads for every server")
+    parser.add_argument("--by-process", action="store_true", help="print each process's RSS and PSS too")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (default bench/results)")
+    parser.add_argument("--no-write", action="store_true", help="print only; write nothing under --out")
+    args = parser.parse_args(argv)
+    args.servers = [s.strip() for s in args.servers.split(",") if s.strip()]
+    return args
+
+
+# --------------------------------------------------------------------------------------------- memory
+
+
+def _warm(server: srv.Server) -> None:
+    run = asyncio.run(load.run_level(server.url, server.model, [load.prompt("memory", 0)], 16, 300))
+    if run.requests[0].error:
+        raise RuntimeError(f"{server.name}: request failed: {run.requests[0].error}\n{server.log_tail()}")
+
+
+def corral_memory(work: Path, threads: int) -> tuple[dict, dict, dict]:
+    """corral idle (empty store) and loaded; returns (idle, loaded, the env of its store for cold starts)."""
+    server = srv.corral(work, threads, SLOTS)
+    prepare = server.prepare
+    server.prepare = lambda: None  # idle first: nothing imported, nothing loaded
+    try:
+        server.start()
+        time.sleep(SETTLE_SECONDS)
+        idle = server.memory()
+        log(f"corral idle: PSS {idle['pss_mib']:.0f} MiB, RSS {idle['rss_mib']:.0f} MiB")
+        prepare()
+        _warm(server)
+        time.sleep(1)
+        loaded = server.memory()
+        log(f"corral loaded: PSS {loaded['pss_mib']:.0f} MiB, RSS {loaded['rss_mib']:.0f} MiB")
+    finally:
+        server.stop()
+    return idle, loaded, server.env
+
+
+def llama_server_memory(work: Path, binary: Path, model: Path, threads: int) -> dict:
+    server = srv.llama_server(work, binary, model, threads, SLOTS)
+    try:
+        server.start()
+        _warm(server)
+        time.sleep(1)
+        memory = server.memory()
+    finally:
+        server.stop()
+    log(f"llama-server loaded: PSS {memory['pss_mib']:.0f} MiB, RSS {memory['rss_mib']:.0f} MiB")
+    return memory
+
+
+def plain_memory(model: Path, threads: int) -> dict:
+    """One python process with llama_cpp.Llama(n_ctx=16384) after one generation."""
+    job = {"model": str(model), "n_ctx": SLOTS * srv.CTX_PER_SLOT, "threads": threads, "prompt": load.prompt("p", 0)}
+    process = subprocess.Popen([sys.executable, "-c", PLAIN, json.dumps(job)], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert process.stdout is not None
+        if process.stdout.readline().strip() != "ready":
+            raise RuntimeError("plain llama-cpp-python did not load the model")
+        memory = procs.memory(process.pid)
+    finally:
+        procs.stop_tree(process.pid, grace=5)
+    log(f"plain llama-cpp-python: PSS {memory['pss_mib']:.0f} MiB, RSS {memory['rss_mib']:.0f} MiB")
+    return memory
+
+
+# --------------------------------------------------------------------------------------------- cold start
+
+
+def _spawn(argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    with log_path.open("ab") as out:
+        return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+
+
+def _wait_ok(url: str, process: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    with httpx.Client(trust_env=False, timeout=2) as client:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"server exited with {process.returncode} before answering {url}")
+            try:
+                if client.get(url).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.01)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
+
+
+def _first_byte(process: subprocess.Popen, timeout: float = 120.0) -> None:
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], timeout)
+    if not ready or not os.read(process.stdout.fileno(), 1):
+        raise RuntimeError(f"corral run printed nothing (exit {process.poll()})")
+
+
+def corral_cold(env: dict[str, str], work: Path) -> dict:
+    """Seconds from spawning corral serve to the first byte of `corral run smollm2:135m hi`."""
+    port = srv.free_port()
+    env = {**env, "OLLAMA_HOST": f"127.0.0.1:{port}"}
+    start = time.perf_counter()
+    serve = _spawn([str(srv.BIN / "corral"), "serve"], env, work / "cold-corral.log")
+    try:
+        _wait_ok(f"http://127.0.0.1:{port}/", serve)
+        up = time.perf_counter()
+        run = subprocess.Popen([str(srv.BIN / "corral"), "run", "smollm2:135m", "hi"], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        try:
+            _first_byte(run)
+            first = time.perf_counter()
+        finally:
+            run.kill()
+            run.wait()
+    finally:
+        procs.stop_tree(serve.pid, grace=45)
+    return {"total_s": first - start, "up_s": up - start, "run_s": first - up}
+
+
+def llama_server_cold(binary: Path, model: Path, threads: int, work: Path) -> dict:
+    """Seconds from spawning llama-server to the first streamed token of a chat completion "hi"."""
+    server = srv.llama_server(work, binary, model, threads, SLOTS)
+    start = time.perf_counter()
+    process = _spawn(server.argv, server.env, work / "cold-llama-server.log")
+    try:
+        _wait_ok(f"{server.url}/health", process)
+        up = time.perf_counter()
+        body = {"messages": [{"role": "user", "content": "hi"}], "stream": True, "max_tokens": 8}
+        with httpx.stream("POST", f"{server.url}/v1/chat/completions", json=body, timeout=120,
+                          trust_env=False) as response:
+            for line in response.iter_lines():
+                if line.startswith("data: {") and json.loads(line[6:])["choices"][0]["delta"].get("content"):
+                    break
+        first = time.perf_counter()
+    finally:
+        procs.stop_tree(process.pid, grace=10)
+    return {"total_s": first - start, "up_s": up - start, "run_s": first - up}
+
+
+# --------------------------------------------------------------------------------------------- report
+
+
+def _row(label: str, memory: dict | None) -> str:
+    if not memory:
+        return f"| {label} | - | - | - |"
+    return f"| {label} | {memory['pss_mib']:.0f} | {memory['rss_mib']:.0f} | {memory['processes']} |"
+
+
+def _ratio(ours: float | None, theirs: float | None, limit: float, what: str, unit: str = "MiB") -> str:
+    if ours is None or theirs is None:
+        return f"- {what}: n/a (not measured)"
+    ratio = ours / theirs
+    return f"- {what}: **{'met' if ratio <= limit else 'MISSED'}** ({ours:.2f} vs {theirs:.2f} {unit}, {ratio:.2f} x)"
+
+
+def _median(runs: list[dict], key: str) -> float | None:
+    return statistics.median(r[key] for r in runs) if runs else None
+
+
+def markdown(result: dict) -> str:
+    m, meta = result["memory"], result["meta"]
+    lines = [f"# corral memory and cold start, {meta['started']}", "",
+             f"smollm2:135m, {SLOTS} slots x {srv.CTX_PER_SLOT} context (llama-server -c {SLOTS * srv.CTX_PER_SLOT} "
+             f"--parallel {SLOTS} --cache-ram 0), {meta['threads']} threads; corral {meta['corral_commit']}; "
+             f"load average {meta['loadavg_start']} at the start, {meta['loadavg_end']} at the end.", "",
+             "| What | PSS MiB | RSS MiB | Processes |", "|---|---|---|---|",
+             _row("corral serve, idle (empty store)", m.get("corral_idle")),
+             _row("corral serve, smollm2 loaded", m.get("corral_loaded")),
+             _row("llama-server, smollm2 loaded", m.get("llama_server")),
+             _row("plain llama-cpp-python, smollm2 loaded", m.get("plain")), ""]
+    cold = result["cold"]
+    if cold:
+        lines += ["| Cold start, s (median, min-max) | start to first token | start to answering | answering to first token |",
+                  "|---|---|---|---|"]
+        for name, runs in cold.items():
+            if runs:
+                cells = [f"{_median(runs, k):.2f} ({min(r[k] for r in runs):.2f}-{max(r[k] for r in runs):.2f})"
+                         for k in ("total_s", "up_s", "run_s")]
+                lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append("")
+    pss = {k: (v or {}).get("pss_mib") for k, v in m.items()}
+    lines += ["Targets (issue 17):", "",
+              _ratio(pss.get("corral_loaded"), pss.get("llama_server"), 1.3, "PSS loaded: corral <= 1.3 x llama-server"),
+              _ratio(pss.get("corral_idle"), 150.0, 1.0, "PSS idle: corral <= 150 MiB"),
+              _ratio(_median(cold.get("corral", []), "total_s"), _median(cold.get("llama-server", []), "total_s"),
+                     1.2, "cold start to first token: corral <= 1.2 x llama-server", "s")]
+    if result.get("notes"):
+        lines += ["", "Notes:", ""] + [f"- {n}" for n in result["notes"]]
+    if result.get("by_process"):
+        lines += ["", "By process (PSS / RSS MiB):", ""]
+        for label, memory in result["by_process"].items():
+            lines.append(f"- {label}: " + ", ".join(f"{p['what']} {p['pss_mib']:.0f}/{p['rss_mib']:.0f}"
+                                                    for p in memory["by_process"]))
+    return "\n".join(lines) + "\n"
+
+
+def write(result: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    text, data = markdown(result), json.dumps(result, indent=1, default=str) + "\n"
+    for stem in (f"memory-{result['meta']['stamp']}", "memory-latest"):
+        for suffix, content in ((".md", text), (".json", data)):
+            (out / f"{stem}{suffix}").write_text(content)
+            log(f"wrote {out / (stem + suffix)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from corral_cli.bundled import BUNDLED
+
+    model = BUNDLED[0].locate()
+    now = dt.datetime.now()
+    meta = {"started": now.astimezone().isoformat(timespec="seconds"), "stamp": now.strftime("%Y%m%d-%H%M%S"),
+            "threads": args.threads, "loadavg_start": _loadavg(), "corral_commit": _git_commit()}
+    result: dict = {"meta": meta, "memory": {}, "cold": {}, "notes": [], "by_process": {}}
+    work = Path(tempfile.mkdtemp(prefix="corral-memory-"))
+    failed = False
+    try:
+        binary = ensure_llama_server()[0] if "llama-server" in args.servers else None
+        env = None
+        if "corral" in args.servers:
+            idle, loaded, env = corral_memory(work, args.threads)
+            result["memory"].update(corral_idle=idle, corral_loaded=loaded)
+        if binary is not None:
+            result["memory"]["llama_server"] = llama_server_memory(work, binary, model, args.threads)
+        if "llama-cpp-python" in args.servers:
+            result["memory"]["plain"] = plain_memory(model, args.threads)
+        for rep in range(args.cold_reps):  # alternating, so that the machine's load falls on both
+            if env is not None:
+                result["cold"].setdefault("corral", []).append(corral_cold(env, work))
+                log(f"cold start {rep + 1} corral: {result['cold']['corral'][-1]}")
+            if binary is not None:
+                result["cold"].setdefault("llama-server", []).append(llama_server_cold(binary, model, args.threads,
+                                                                                       work))
+                log(f"cold start {rep + 1} llama-server: {result['cold']['llama-server'][-1]}")
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - report what was measured, then fail
+        failed = True
+        result["notes"].append(f"failed: {type(exc).__name__}: {str(exc)[:500]} (logs kept in {work})")
+        log(f"FAILED: {type(exc).__name__}: {exc}")
+    meta["loadavg_end"] = _loadavg()
+    if args.by_process:
+        result["by_process"] = {k: v for k, v in result["memory"].items() if k.startswith("corral")}
+    print(markdown(result))
+    if not args.no_write:
+        write(result, args.out)
+    if not failed:
+        shutil.rmtree(work, ignore_errors=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""Services forked from serve (corral_cli.forkserver): restarted when killed, dead when serve dies, holding only
+their own descriptors, and named by the command line a spawned one would have."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+
+# A service app for corral_cli.launch: it says which process answered.
+APP = """
+import os
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+async def hello(request):
+    return PlainTextResponse(str(os.getpid()))
+
+def create_app():
+    return Starlette(routes=[Route("/", hello)])
+"""
+# A stand-in for `corral serve`: one forked service on its socket, supervised, and a second socket it holds for
+# another service (which the forked one must not inherit). Prints the port, the other socket's inode, then runs.
+SERVE = """
+import os, sys
+from corral_cli.forkserver import preload
+from corral_cli.lifeline import Lifeline
+from corral_cli.supervisor import Launcher, Supervisor, listening_socket, port_of
+line, sock, other = Lifeline.open(), listening_socket(), listening_socket()
+child = Launcher(line, fork=True).service("hello", "hello_app", dict(os.environ), sock)
+preload(("starlette.applications", "uvicorn"))
+print(port_of(sock), os.fstat(other.fileno()).st_ino, flush=True)
+Supervisor([child]).run()
+"""
+
+
+def _wait(predicate, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = predicate()
+        if found:
+            return found
+        time.sleep(0.05)
+    return None
+
+
+def _runs(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _answer(port: int) -> int | None:
+    """The pid of the process that answered GET / (None while nothing answers)."""
+    try:
+        return int(httpx.get(f"http://127.0.0.1:{port}/", timeout=5, trust_env=False).text)
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
+@pytest.fixture
+def serve(tmp_path: Path):
+    (tmp_path / "hello_app.py").write_text(APP)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "CORRAL_MEMORY_LIMIT": "0"}
+    process = subprocess.Popen([sys.executable, "-c", SERVE], stdout=subprocess.PIPE, text=True, env=env,
+                               start_new_session=True)
+    port, other_inode = (int(x) for x in process.stdout.readline().split())  # type: ignore[union-attr]
+    try:
+        yield process, port, other_inode
+    finally:
+        process.kill()  # its forked service dies with it
+        process.wait(30)
+
+
+def _ppid(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def _socket_inodes(pid: int) -> set[int]:
+    found = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            found.add(int(target[8:-1]))
+    return found
+
+
+def test_a_forked_service_is_a_child_of_serve_named_by_its_command_and_holding_only_its_own_socket(serve) -> None:
+    process, port, other_inode = serve
+    pid = _wait(lambda: _answer(port))
+    assert pid and _ppid(pid) == process.pid
+    title = Path(f"/proc/{pid}/cmdline").read_bytes().decode()
+    assert "corral_cli.launch" in title and "hello_app --fd" in title
+    assert other_inode not in _socket_inodes(pid)  # serve's socket for another service stays serve's alone
+    shared = next(line for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+                  if line.startswith("Shared_Dirty:"))
+    assert int(shared.split()[1]) > 1024  # KiB of serve's own memory (imports) it shares: forked, not spawned
+
+
+def test_a_killed_forked_service_is_forked_again_and_the_next_request_succeeds(serve) -> None:
+    process, port, _ = serve
+    first = _wait(lambda: _answer(port))
+    assert first
+    os.kill(first, signal.SIGKILL)
+    assert _wait(lambda: not _runs(first), 10)
+    # serve keeps the listening socket: the next request waits in its backlog for the new process
+    second = _answer(port)
+    assert second and second != first and _ppid(second) == process.pid
+
+
+def test_a_forked_service_dies_with_serve(serve) -> None:
+    process, port, _ = serve
+    pid = _wait(lambda: _answer(port))
+    assert pid
+    process.send_signal(signal.SIGKILL)
+    process.wait(30)
+    assert _wait(lambda: not _runs(pid), 30), "the forked service outlived serve"
