@@ -245,6 +245,45 @@ def test_a_killed_inference_container_restarts_and_the_next_request_succeeds(sta
     assert chunks[-1].done and "".join(c.message.content for c in chunks).strip()
 
 
+def _loaded_on(stack: Stack, container: str) -> set[str]:
+    """The models one inference replica has loaded (its own /run/ps, asked inside its container)."""
+    code = ("import json, urllib.request; print(json.dumps([m['name'] for m in json.load("
+            "urllib.request.urlopen('http://127.0.0.1:11435/run/ps', timeout=10))['models']]))")
+    return set(json.loads(_run("docker", "exec", container, "python", "-c", code).stdout))
+
+
+def test_scale_out_to_two_inference_replicas_and_lose_one(stack: Stack) -> None:
+    stack.compose("up", "-d", "--no-build", "--pull", "never", "--no-recreate", "--scale", "inference=2",
+                  "--wait", "--wait-timeout", str(UP_TIMEOUT_S), timeout=UP_TIMEOUT_S + 60)
+    replicas = stack.compose("ps", "-q", "inference").stdout.split()
+    assert len(replicas) == 2
+    client = stack.client()
+    for _ in range(3):  # the gateway resolves `inference` to both and keeps sending the model where it is loaded
+        assert _chat(client, MODEL)[-1].done
+    holding = [r for r in replicas if MODEL in _loaded_on(stack, r)]
+    assert len(holding) == 1, {r: _loaded_on(stack, r) for r in replicas}
+    assert [m.model for m in client.ps().models].count(MODEL) == 1  # /api/ps across both replicas
+    _run("docker", "stop", holding[0], timeout=120)
+    assert _chat(client, MODEL)[-1].done  # the other replica takes it
+    survivor = next(r for r in replicas if r != holding[0])
+    assert MODEL in _loaded_on(stack, survivor)
+
+
+def test_cuda_and_rocm_targets_parse_and_select_their_vendor_images() -> None:
+    """They cannot be built without NVIDIA's and AMD's images; with a version that exists nowhere, the build
+    stops at resolving the vendor image the backend selected (not at the Dockerfile), and quickly."""
+    if not _engine_answers():
+        pytest.skip("no Docker engine answers: `make compose-test` starts one")
+    for backend, arg, expected in (("cuda", "CUDA_VERSION", "nvidia/cuda:0.0.0-corral-check"),
+                                   ("rocm", "ROCM_VERSION", "rocm/dev-ubuntu-24.04:0.0.0-corral-check")):
+        done = _run(str(ROOT / "infra" / "docker" / "buildkit.sh"), "build", "-f", str(ROOT / "infra" / "docker" /
+                    "Dockerfile"), "--target", "inference", "--build-arg", f"BACKEND={backend}", "--build-arg",
+                    f"{arg}=0.0.0-corral-check", str(ROOT), timeout=300, check=False)
+        output = done.stdout + done.stderr
+        assert done.returncode != 0 and expected in output, output[-3000:]
+        assert "dockerfile parse error" not in output.lower()
+
+
 def test_down_removes_every_container_and_volume(stack: Stack) -> None:
     stack.compose("down", "-v", "--remove-orphans", timeout=300)
     label = f"label=com.docker.compose.project={PROJECT}"
