@@ -20,7 +20,7 @@ from typing import BinaryIO
 
 from corral_common.gguf_io import (  # noqa: F401  (value types and InvalidGGUF are part of this module's API)
     ARRAY, BOOL, FLOAT32, FLOAT64, INT8, INT16, INT32, INT64, MAX_ARRAY_DEPTH, MAX_ARRAY_ELEMENTS,
-    MAX_STRING_BYTES, MIN_VALUE_BYTES, SCALARS, STRING, TYPE_NAMES, UINT8, UINT16, UINT32, UINT64, InvalidGGUF,
+    MAX_STRING_BYTES, SCALARS, STRING, UINT8, UINT16, UINT32, UINT64, InvalidGGUF,
     LazyArray, LazyString, Reader, ReadLimit, lazy_item, quoted, read_elements, read_lazy, scan_array,
 )
 

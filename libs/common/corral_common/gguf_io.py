@@ -28,9 +28,6 @@ SCALARS: dict[int, tuple[str, int]] = {
     FLOAT64: ("d", 8),
 }
 MIN_VALUE_BYTES = {**{t: size for t, (_, size) in SCALARS.items()}, STRING: 8, ARRAY: 4 + 8}
-TYPE_NAMES = {UINT8: "uint8", INT8: "int8", UINT16: "uint16", INT16: "int16", UINT32: "uint32", INT32: "int32",
-              FLOAT32: "float32", BOOL: "bool", STRING: "string", ARRAY: "array", UINT64: "uint64",
-              INT64: "int64", FLOAT64: "float64"}
 TOKENS_KEY = "tokenizer.ggml.tokens"
 _U64 = struct.Struct("<Q")
 _BYTE_TOKEN = re.compile(rb"<0x(..)>", re.DOTALL)
