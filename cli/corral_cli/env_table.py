@@ -27,6 +27,9 @@ OLLAMA_VARS = (
     EnvVar("OLLAMA_MAX_QUEUE", "Maximum number of queued requests (default 512)"),
     EnvVar("OLLAMA_MODELS", "The path to the models directory (default $CORRAL_HOME/models)"),
     EnvVar("OLLAMA_NUM_PARALLEL", "Maximum number of parallel requests (default 4)"),
+    EnvVar("OLLAMA_KV_CACHE_TYPE", "Quantization type for the K/V cache: f16, q8_0 or q4_0 (default: f16)"),
+    EnvVar("OLLAMA_FLASH_ATTENTION", "Enabled flash attention (default: llama.cpp decides; on for a quantized "
+                                     "K/V cache, which needs it)"),
     EnvVar("OLLAMA_NOPRUNE", "Do not prune the blobs a pull replaced"),
     EnvVar("OLLAMA_ORIGINS", "A comma separated list of allowed origins (added to the local ones)"),
     EnvVar("OLLAMA_NOHISTORY", "Do not preserve readline history"),

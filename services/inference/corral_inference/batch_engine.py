@@ -24,10 +24,12 @@ from llama_cpp import _internals as internals
 from corral_common.errors import AppError, BadRequest, InternalError
 from corral_common.logs import get_logger
 
+from corral_inference import kvcache
 from corral_inference.completion import (ContextOverflow, Generation, certainly_longer, common_prefix, job_tokens,
                                         reusable_prefix)
 from corral_inference.engine import CompletionJob, Emit, LoadSpec, Occupancy
-from corral_inference.llama_engine import _gpu_layers, _threads, grammar_sampler, longest_piece, offloaded_bytes
+from corral_inference.llama_engine import (_gpu_layers, _threads, grammar_sampler, longest_piece, model_kv_shape,
+                                           offloaded_bytes)
 from corral_inference.vision import LlamaMtmd, VisionContext
 
 log = get_logger("corral.inference.batch")
@@ -75,6 +77,9 @@ class BatchEngine:
         # cells, not every slot's (a unified cache makes each token attend over all slots' used range).
         params.kv_unified = False
         params.no_perf = True
+        kind = kvcache.kv_type(spec.kv_cache_type)
+        params.type_k = params.type_v = kind.ggml_type
+        params.flash_attn_type = kvcache.flash_attn_type(kind, spec.flash_attention)
         return params
 
     # --- the Engine protocol ---------------------------------------------------------------
@@ -91,10 +96,13 @@ class BatchEngine:
         return list(self.model.tokenize(text.encode("utf-8"), add_bos=True, special=True))
 
     def size_bytes(self) -> int:
-        """Weights plus an f16 KV cache for every slot."""
-        n_layer = llama_cpp.llama_model_n_layer(self.model.model)
-        n_embd = llama_cpp.llama_model_n_embd(self.model.model)
-        return int(self.model.size()) + 2 * n_layer * self.spec.num_ctx * self.slots * n_embd * 2
+        """Weights plus the KV cache of every slot, in the cache's type."""
+        return int(self.model.size()) + self.kv_bytes()
+
+    def kv_bytes(self) -> int:
+        """The KV cache llama.cpp holds: every cell of the context in the type it was loaded with."""
+        cells = llama_cpp.llama_n_ctx(self.ctx.ctx)
+        return model_kv_shape(self.model).bytes(kvcache.kv_type(self.spec.kv_cache_type), cells)
 
     def vram_bytes(self) -> int:
         """Bytes offloaded to a GPU (all of it when layers are offloaded; CPU builds report 0)."""

@@ -25,6 +25,8 @@ class LoadSpec:
     use_mmap: bool = True
     num_thread: int = 0
     embedding: bool = False
+    kv_cache_type: str = field(default="f16", metadata={"doc": "f16, q8_0 or q4_0 (OLLAMA_KV_CACHE_TYPE)"})
+    flash_attention: bool | None = field(default=None, metadata={"doc": "OLLAMA_FLASH_ATTENTION; None: auto"})
     pooling_in_model: bool = field(default=False, compare=False)
     estimate_bytes: int = field(default=0, compare=False, metadata={"doc": "weights + KV cache, before loading"})
 

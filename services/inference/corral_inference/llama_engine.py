@@ -4,6 +4,7 @@ Every call happens on the runner's own thread."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 from functools import cached_property, lru_cache
 from typing import Any
@@ -15,6 +16,7 @@ from corral_common.errors import BadRequest, InternalError
 
 from corral_inference.completion import CUT_MARGIN, certainly_longer
 from corral_inference.engine import CompletionJob, Emit, LoadSpec, Occupancy
+from corral_inference.kvcache import F16, KvShape
 
 
 @lru_cache(maxsize=64)
@@ -37,6 +39,30 @@ def grammar_sampler(model: Any, gbnf: str) -> Any:
 def longest_piece(model: Any) -> int:
     """The byte length of the model's longest token (special tokens included): no token covers more text."""
     return max((len(model.token_to_piece(token, special=True)) for token in range(model.n_vocab())), default=1)
+
+
+def _meta_int(model: Any, key: str) -> int:
+    """An integer of the model's GGUF metadata under its architecture's prefix; 0 when absent."""
+    buf = ctypes.create_string_buffer(64)
+    arch = llama_cpp.llama_model_meta_val_str(model.model, b"general.architecture", buf, len(buf))
+    if arch < 0:
+        return 0
+    key_bytes = buf.value + b"." + key.encode()
+    if llama_cpp.llama_model_meta_val_str(model.model, key_bytes, buf, len(buf)) < 0:
+        return 0
+    try:
+        return int(buf.value)
+    except ValueError:
+        return 0
+
+
+def model_kv_shape(model: Any) -> KvShape:
+    """The KV cache's rows of a loaded model (head widths from its metadata, else embedding width / heads)."""
+    m = model.model
+    heads = max(1, llama_cpp.llama_model_n_head(m))
+    head_k = _meta_int(model, "attention.key_length") or llama_cpp.llama_model_n_embd(m) // heads
+    return KvShape(layers=llama_cpp.llama_model_n_layer(m), kv_heads=llama_cpp.llama_model_n_head_kv(m),
+                   head_k=head_k, head_v=_meta_int(model, "attention.value_length") or head_k)
 
 
 def _threads(requested: int) -> int:
@@ -110,10 +136,8 @@ class LlamaEngine:
         return list(self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True))
 
     def size_bytes(self) -> int:
-        """Weights plus the f16 KV cache: 2 × layers × ctx × embedding width × 2 bytes (an estimate)."""
-        n_layer = llama_cpp.llama_model_n_layer(self.llm.model)
-        n_embd = llama_cpp.llama_model_n_embd(self.llm.model)
-        return int(self.llm._model.size()) + 2 * n_layer * self.llm.n_ctx() * n_embd * 2
+        """Weights plus the f16 KV cache of the context."""
+        return int(self.llm._model.size()) + model_kv_shape(self.llm._model).bytes(F16, self.llm.n_ctx())
 
     def vram_bytes(self) -> int:
         """Bytes offloaded to a GPU."""

@@ -22,7 +22,9 @@ from corral_common.logs import note_request
 from corral_common.lru import ByteLRU
 from corral_common.store_paths import blob_path
 
+from corral_inference import kvcache
 from corral_inference.engine import CompletionJob, Emit, Engine, LoadSpec, Sampling
+from corral_inference.kvcache import F16, KvShape
 from corral_inference.scheduler import ModelRef, Scheduler
 from corral_inference.settings import InferenceSettings
 from corral_inference.structured import grammar_for
@@ -49,13 +51,13 @@ def _meta_int(gguf: GGUFFile, key: str, default: int) -> int:
     return int(value) if isinstance(value, (int, float)) else default
 
 
-def kv_cache_bytes(gguf: GGUFFile, tokens: int) -> int:
-    """f16 K and V for every layer and token: 2 × layers × tokens × kv_heads × head_dim × 2 bytes."""
-    layers = _meta_int(gguf, "block_count", 0)
+def kv_shape(gguf: GGUFFile) -> KvShape:
+    """The KV cache's rows as the model's metadata describes them (per-layer values: the largest)."""
     heads = max(1, _meta_int(gguf, "attention.head_count", 1))
-    head_dim = _meta_int(gguf, "attention.key_length", _meta_int(gguf, "embedding_length", 0) // heads)
-    kv_heads = _meta_int(gguf, "attention.head_count_kv", heads)
-    return 2 * layers * tokens * kv_heads * head_dim * 2
+    head_k = _meta_int(gguf, "attention.key_length", _meta_int(gguf, "embedding_length", 0) // heads)
+    return KvShape(layers=_meta_int(gguf, "block_count", 0),
+                   kv_heads=_meta_int(gguf, "attention.head_count_kv", heads),
+                   head_k=head_k, head_v=_meta_int(gguf, "attention.value_length", head_k))
 
 
 def load_spec(settings: InferenceSettings, req: LoadRequest) -> LoadSpec:
@@ -72,12 +74,15 @@ def load_spec(settings: InferenceSettings, req: LoadRequest) -> LoadSpec:
     adapters = tuple(str(blob_path(root, Digest(d))) for d in req.model.adapters)
     projector = str(blob_path(root, Digest(req.model.projectors[0]))) if req.model.projectors else ""
     slots = 1 if req.embedding else settings.num_parallel
+    shape = kv_shape(gguf)  # an embedding runner keeps llama.cpp's f16 cache; generation takes the server's type
+    kind = F16 if req.embedding else kvcache.checked(settings.kv_cache_type, settings.flash_attention, shape)
     return LoadSpec(model_path=str(path), adapters=adapters, projector=projector, num_ctx=num_ctx,
                     num_batch=int(options.get("num_batch", 512)), num_gpu=int(options.get("num_gpu", -1)),
                     main_gpu=int(options.get("main_gpu", 0)), use_mmap=bool(options.get("use_mmap", True)),
                     num_thread=int(options.get("num_thread") or settings.num_thread), embedding=req.embedding,
                     pooling_in_model=f"{gguf.architecture()}.pooling_type" in gguf.metadata,
-                    estimate_bytes=gguf.file_size + kv_cache_bytes(gguf, num_ctx * slots))
+                    kv_cache_type=kind.name, flash_attention=settings.flash_attention,
+                    estimate_bytes=gguf.file_size + shape.bytes(kind, num_ctx * slots))
 
 
 def model_ref(req: LoadRequest) -> ModelRef:

@@ -13,6 +13,11 @@ from corral_common.logs import Telemetry
 DEFAULT_KEEP_ALIVE_NS = 5 * 60 * 1_000_000_000
 
 
+def _unset_or_bool(env: Mapping[str, str], key: str) -> bool | None:
+    """None when the variable is unset or empty (the default decides), else its boolean value."""
+    return env_bool(env, key) if env_str(env, key) else None
+
+
 @dataclass(frozen=True)
 class InferenceSettings:
     """Scheduler limits and defaults."""
@@ -24,12 +29,14 @@ class InferenceSettings:
     max_queue: int = 512
     num_parallel: int = 4
     num_thread: int = 0
+    kv_cache_type: str = "f16"
+    flash_attention: bool | None = None  # unset: llama.cpp decides (on for a quantized KV cache)
     debug: bool = False
     telemetry: Telemetry = Telemetry()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "InferenceSettings":
-        """OLLAMA_KEEP_ALIVE, OLLAMA_CONTEXT_LENGTH, OLLAMA_MAX_LOADED_MODELS, OLLAMA_MAX_QUEUE, ..."""
+        """OLLAMA_KEEP_ALIVE, OLLAMA_CONTEXT_LENGTH, OLLAMA_MAX_LOADED_MODELS, OLLAMA_KV_CACHE_TYPE, ..."""
         env = current_env() if environ is None else environ
         max_loaded = env_int(env, "OLLAMA_MAX_LOADED_MODELS", 0)
         return cls(
@@ -40,5 +47,7 @@ class InferenceSettings:
             max_queue=env_int(env, "OLLAMA_MAX_QUEUE", 512),
             num_parallel=max(1, env_int(env, "OLLAMA_NUM_PARALLEL", 0) or 4),
             num_thread=env_int(env, "CORRAL_NUM_THREAD", 0),
+            kv_cache_type=env_str(env, "OLLAMA_KV_CACHE_TYPE").lower() or "f16",
+            flash_attention=_unset_or_bool(env, "OLLAMA_FLASH_ATTENTION"),
             debug=env_bool(env, "OLLAMA_DEBUG"), telemetry=Telemetry.from_env(env),
         )
