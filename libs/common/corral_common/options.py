@@ -38,7 +38,10 @@ def _coerce(key: str, value: Any, kind: type) -> Any:
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BadRequest(f'option "{key}" must be of type {_TYPE_NAMES[kind]}')
-    return int(value) if kind is int else float(value)
+    try:
+        return int(value) if kind is int else float(value)
+    except OverflowError:  # an integer too large for any float (1 and 400 zeros)
+        raise BadRequest(f'option "{key}" is out of range for a float32') from None
 
 
 def _check_bounds(key: str, value: Any) -> None:

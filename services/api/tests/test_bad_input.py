@@ -135,3 +135,11 @@ def test_input_validation_an_anthropic_tool_choice_type_of_the_wrong_type_is_a_4
     assert response.status_code == 400
     assert _message(response) == ("invalid tool_choice type \"['auto']\" "
                                   '(must be "auto", "any", "tool" or "none")')
+
+
+@pytest.mark.parametrize("path", ["/api/generate", "/api/chat"])
+def test_input_validation_an_integer_too_large_for_a_float_option_is_a_400(client: TestClient, path: str) -> None:
+    body = ('{"model": "m", "prompt": "x", "messages": [{"role": "user", "content": "x"}], "stream": false,'
+            ' "options": {"temperature": 1' + "0" * 400 + "}}")
+    response = client.post(path, content=body.encode())
+    assert response.status_code == 400 and _message(response) == 'option "temperature" is out of range for a float32'
