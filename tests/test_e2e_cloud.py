@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import anthropic
 import httpx
 import ollama
 import openai
@@ -126,6 +127,11 @@ def test_pull_ls_show_and_run_of_a_cloud_model(local: Server) -> None:
     entry = next(m for m in tags if m["name"] == f"{DOCS_MODEL}-cloud")
     assert (entry["remote_model"], entry["remote_host"]) == (DOCS_MODEL, local.env["CORRAL_CLOUD_URL"])
     assert _gguf_blobs(local) == []
+    removed = local.corral("rm", f"{DOCS_MODEL}-cloud")
+    assert removed.returncode == 0 and "deleted" in removed.stdout, removed.stderr
+    assert f"{DOCS_MODEL}-cloud" not in [m["name"] for m in httpx.get(f"{local.url}/api/tags", timeout=60)
+                                         .json()["models"]]
+    assert local.corral("show", f"{DOCS_MODEL}-cloud").returncode == 0  # the cloud still runs it
 
 
 def test_docs_python_streaming_chat_runs_unchanged_through_the_local_corral(local: Server) -> None:
@@ -211,6 +217,23 @@ def test_openai_sdk_through_the_local_corral_to_a_remote_model(local: Server, re
                                                           "json_schema": {"name": "sky", "schema": schema}})
     assert json.loads(shaped.choices[0].message.content)["color"] in ("blue", "red")
     assert _gguf_blobs(local) == []  # the local store holds no weights for it (nor any other)
+
+
+def test_responses_completions_messages_and_embed_reach_the_remote_model(local: Server, remote_model: str) -> None:
+    sdk = openai.OpenAI(base_url=f"{local.url}/v1", api_key="unused", max_retries=0)
+    answered = sdk.responses.create(model=remote_model, input="Name three colors.", max_output_tokens=16,
+                                    temperature=0)
+    assert answered.output_text.strip()
+    events = list(sdk.responses.create(model=remote_model, input="Name three colors.", max_output_tokens=8,
+                                       temperature=0, stream=True))
+    assert events[-1].type in ("response.completed", "response.incomplete")  # incomplete: max_output_tokens
+    assert sdk.completions.create(model=remote_model, prompt="Once upon a time", max_tokens=8).choices[0].text
+    claude = anthropic.Anthropic(base_url=local.url, api_key="unused", max_retries=0)
+    message = claude.messages.create(model=remote_model, max_tokens=16, messages=[{"role": "user", "content": "Hi"}])
+    assert message.content[0].text.strip()
+    vectors = ollama.Client(host=local.url).embed(remote_model, ["hello", "world"]).embeddings
+    assert len(vectors) == 2 and len(vectors[0]) > 0
+    assert len(sdk.embeddings.create(model=remote_model, input="hello").data[0].embedding) == len(vectors[0])
 
 
 def test_native_chunks_of_a_remote_model_name_it_and_its_host(local: Server, cloud: Server,
