@@ -8,6 +8,7 @@ server releases on commit, rollback or a dropped connection, so a crashed migrat
 
 from __future__ import annotations
 
+import ast
 import fcntl
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA busy_timeout=30000", "PRAGMA foreign_keys=ON")
@@ -83,7 +85,10 @@ def advisory_xact_lock(connection: Connection, lock_name: str) -> None:
 
 
 def migrate(engine: Engine, alembic_dir: Path, lock_name: str) -> None:
-    """Bring the schema to the newest revision in ``alembic_dir``; one migrator per ``lock_name`` at a time."""
+    """Bring the schema to the newest revision in ``alembic_dir``; one migrator per ``lock_name`` (the name of the
+    service's version table) at a time."""
+    if at_head(engine, alembic_dir, lock_name):  # every start but the first: Alembic (~15 MiB) stays unloaded
+        return
     # Imported here: services that only open an engine (and the CLI) need not load Alembic.
     from alembic import command
     from alembic.config import Config
@@ -94,3 +99,38 @@ def migrate(engine: Engine, alembic_dir: Path, lock_name: str) -> None:
         advisory_xact_lock(connection, lock_name)
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+def head_revisions(alembic_dir: Path) -> set[str]:
+    """The revisions no other revision in ``alembic_dir/versions`` builds on, read from the scripts' own
+    ``revision`` and ``down_revision`` assignments (what Alembic's script directory reads them from)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for script in (alembic_dir / "versions").glob("*.py"):
+        values = _assignments(ast.parse(script.read_text(), str(script)), ("revision", "down_revision"))
+        revisions.update(values.get("revision", ()))
+        parents.update(values.get("down_revision", ()))
+    return revisions - parents
+
+
+def _assignments(tree: ast.Module, names: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """Module-level ``name = "rev"`` (or a tuple of revisions, or None) for each of ``names``."""
+    found: dict[str, tuple[str, ...]] = {}
+    for node in tree.body:
+        target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else \
+            node.target if isinstance(node, ast.AnnAssign) else None
+        if isinstance(target, ast.Name) and target.id in names and node.value is not None:
+            value = ast.literal_eval(node.value)
+            found[target.id] = (value,) if isinstance(value, str) else tuple(value or ())
+    return found
+
+
+def at_head(engine: Engine, alembic_dir: Path, version_table: str) -> bool:
+    """Whether the database already holds exactly the newest revisions (False when it cannot tell)."""
+    heads = head_revisions(alembic_dir)
+    try:
+        with engine.connect() as connection:
+            current = {row[0] for row in connection.execute(text(f"SELECT version_num FROM {version_table}"))}
+    except DBAPIError:  # no version table yet: a new database
+        return False
+    return bool(heads) and current == heads

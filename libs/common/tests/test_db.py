@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import secrets
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -174,3 +176,37 @@ def _migrate_concurrently(engines: list, alembic_dir: Path) -> list[BaseExceptio
             engine.dispose()
 
     return run_together(run, [(e,) for e in engines])
+
+
+_SECOND = '''
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0002"
+down_revision: str | None = "0001"
+
+
+def upgrade() -> None:
+    op.add_column("things", sa.Column("name", sa.String))
+'''
+# One start of a service: migrate, then say whether Alembic was loaded to do it.
+_START = ("import sys; from pathlib import Path; from corral_common.db import make_engine, migrate; "
+          "migrate(make_engine(sys.argv[1]), Path(sys.argv[2]), 'x_version'); print('alembic' in sys.modules)")
+
+
+def test_a_database_at_the_newest_revision_starts_without_loading_alembic(tmp_path: Path, alembic_dir: Path) -> None:
+    (alembic_dir / "env.py").write_text(_ENV.replace("common_test_alembic_version", "x_version"))
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+
+    def start() -> str:
+        return subprocess.run([sys.executable, "-c", _START, url, str(alembic_dir)], capture_output=True, text=True,
+                              check=True, timeout=120).stdout.strip()
+
+    assert [start(), start()] == ["True", "False"]  # the first start migrates; the next finds nothing to do
+    (alembic_dir / "versions" / "0002_names.py").write_text(_SECOND)
+    assert [start(), start()] == ["True", "False"]  # a new revision (annotated, as Alembic writes them) runs once
+    engine = make_engine(url)
+    with engine.connect() as db:
+        assert db.execute(text("SELECT version_num FROM x_version")).scalars().all() == ["0002"]
+        assert "name" in {c["name"] for c in inspect(engine).get_columns("things")}
+    engine.dispose()
