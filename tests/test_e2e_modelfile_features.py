@@ -3,10 +3,17 @@ cache type and flash attention settings, gpt-oss (harmony) output, and pulls thr
 
 from __future__ import annotations
 
+import asyncio
+import datetime
+import ssl
+import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
+import ollama
 import pytest
+from corral_registry.testing import FakeRegistry
 
 from serverproc import Server, start_server, stop_server
 
@@ -77,3 +84,124 @@ def test_a_q8_0_kv_cache_holds_fewer_bytes_in_ps_and_still_answers(server, q8_se
     f16_kv, q8_kv = layers * cells * 2 * kv_width * 2, layers * cells * 2 * kv_width // 32 * 34
     assert f16_size - q8_size == f16_kv - q8_kv
     assert q8_text.strip() and f16_text.strip()
+
+
+# --- item 6: HTTPS_PROXY ---------------------------------------------------------------------------
+PROXIED_HOST = "registry.invalid"  # a name no resolver knows (RFC 2606): only the proxy below maps it
+
+
+def _tls_files(folder: Path) -> tuple[Path, Path, Path]:
+    """A CA (the file SSL_CERT_FILE names) and a certificate and key it signed for PROXIED_HOST."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def cert(subject: str, key, issuer: str, issuer_key, ca: bool) -> x509.Certificate:
+        now = datetime.datetime.now(datetime.timezone.utc)
+        builder = (x509.CertificateBuilder()
+                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+                   .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(hours=1))
+                   .not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+                   .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+                   .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+                                  critical=False))
+        if ca:
+            builder = builder.add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+                                            critical=True)
+        else:
+            builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(PROXIED_HOST)]), critical=False)
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    paths = folder / "ca.pem", folder / "registry.pem", folder / "registry.key"
+    paths[0].write_bytes(cert("test CA", ca_key, "test CA", ca_key, True).public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert(PROXIED_HOST, key, "test CA", ca_key, False).public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return paths
+
+
+class ConnectProxy:
+    """An HTTP CONNECT proxy on 127.0.0.1 that resolves names from its own table (as a corporate proxy resolves
+    what the machine behind it cannot) and tunnels bytes; it records every CONNECT target."""
+
+    def __init__(self, names: dict[str, str]) -> None:
+        self.names, self.targets = names, []
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def start(self) -> "ConnectProxy":
+        self.thread.start()
+        started = asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.server = asyncio.run_coroutine_threadsafe(started, self.loop).result(10)
+        self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+        return self
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.server.close)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        method, target, _ = head.split(b"\r\n", 1)[0].decode().split(" ", 2)
+        self.targets.append(target)
+        host, _, port = target.rpartition(":")
+        if method != "CONNECT" or host not in self.names:
+            writer.write(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+            writer.close()
+            return
+        upstream_reader, upstream_writer = await asyncio.open_connection(self.names[host], int(port))
+        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        await asyncio.gather(self._pipe(reader, upstream_writer), self._pipe(upstream_reader, writer))
+
+    @staticmethod
+    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(1 << 16):
+                writer.write(data)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+
+@pytest.fixture(scope="module")
+def tls_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FakeRegistry, Path]]:
+    """A registry on 127.0.0.1 speaking TLS as PROXIED_HOST, holding library/m:tag; and the CA that signed it."""
+    ca, certificate, key = _tls_files(tmp_path_factory.mktemp("tls"))
+    registry = FakeRegistry()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certificate, key)
+    registry.server.socket = context.wrap_socket(registry.server.socket, server_side=True)
+    registry.add_model("library/m", "tag", [b"proxied weights " * 1000])
+    registry.start()
+    try:
+        yield registry, ca
+    finally:
+        registry.stop()
+
+
+def test_a_pull_through_https_proxy_lets_the_proxy_resolve_the_registry(server, tls_registry,
+                                                                         tmp_path_factory) -> None:
+    registry, ca = tls_registry
+    name = f"{PROXIED_HOST}:{registry.server.server_address[1]}/library/m:tag"
+    with pytest.raises(ollama.ResponseError, match=f"cannot resolve registry host {PROXIED_HOST}"):
+        ollama.Client(host=server.url).pull(name)  # no proxy: the name resolves nowhere
+    proxy = ConnectProxy({PROXIED_HOST: "127.0.0.1"}).start()
+    proxied = start_server(tmp_path_factory.mktemp("corral-proxied"),
+                           {"HTTPS_PROXY": proxy.url, "NO_PROXY": "", "SSL_CERT_FILE": str(ca)})
+    try:
+        client = ollama.Client(host=proxied.url)
+        assert client.pull(name).status == "success"
+        assert name in [m.model for m in client.list().models]
+        assert proxy.targets and set(proxy.targets) == {name.split("/", 1)[0]}  # every request went through it
+        assert registry.requests("GET", "/manifests/tag")
+    finally:
+        stop_server(proxied.process)
+        proxy.stop()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from corral_common.net import ip_or_none, is_loopback_address, is_loopback_host, is_loopback_url
+from corral_common.net import (env_proxies, ip_or_none, is_loopback_address, is_loopback_host, is_loopback_url,
+                               proxy_for)
 
 
 @pytest.mark.parametrize("host, expected", [
@@ -44,3 +45,24 @@ def test_base_url(url: str, expected: bool) -> None:
 def test_ip_or_none() -> None:
     assert str(ip_or_none("::1")) == "::1"
     assert ip_or_none("host.local") is None
+
+
+PROXIES = {"https": "http://proxy:3128", "http": "http://plain:8080", "no": "example.com,.corp,10.0.0.1"}
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("https://registry.ollama.ai/v2/", "http://proxy:3128"), ("http://registry.invalid:80/v2/", "http://plain:8080"),
+    ("https://example.com:443/v2/", None), ("https://a.example.com/v2/", None), ("https://x.corp/v2/", None),
+    ("https://10.0.0.1/v2/", None), ("https://localhost:5000/v2/", None), ("https://127.0.0.1/v2/", None),
+    ("https://[::1]:5000/v2/", None),
+])
+def test_proxy_for_follows_the_scheme_no_proxy_and_never_loopback(url: str, expected: str | None) -> None:
+    assert proxy_for(url, PROXIES) == expected
+
+
+def test_env_proxies_reads_either_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")
+    assert proxy_for("https://registry.ollama.ai/", env_proxies()) == "http://proxy:3128"
+    assert proxy_for("http://registry.ollama.ai/", env_proxies()) is None

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 
 from corral_common.errors import BadGateway, Unauthorized
+from corral_common.net import env_proxies, proxy_for
 from corral_common.version import OLLAMA_API_VERSION
 
 from corral_registry.settings import TransferSettings
@@ -66,26 +67,40 @@ class RegistryClient:
         self.tokens = TokenSource(KeyPair(home / "id_ed25519"), settings.api_key)
         self._bearer: dict[tuple[str, int], str] = {}
         self._allowed: set[tuple[str, int]] = set()
-        timeout = httpx.Timeout(connect=10.0, read=settings.stall_seconds, write=settings.stall_seconds, pool=60.0)
-        options = {"timeout": timeout, "headers": {"User-Agent": user_agent(), "Accept-Encoding": "identity"},
-                   "follow_redirects": False, "transport": transport,
-                   "limits": httpx.Limits(max_connections=64, max_keepalive_connections=32)}
-        # HTTP(S)_PROXY applies to remote registries; loopback is always reached directly (as Go does).
-        self.http = httpx.Client(trust_env=True, **options)
-        self.direct = httpx.Client(trust_env=False, **options)
+        self._transport = transport
+        # HTTPS_PROXY (HTTP_PROXY for http) and NO_PROXY, read once per conversation; loopback is always reached
+        # directly (as Go does). One client per route, so the route decided here is the one the request takes.
+        self.proxies = env_proxies()
+        self._clients: dict[str | None, httpx.Client] = {}
 
     def close(self) -> None:
         """Release connections."""
-        self.http.close()
-        self.direct.close()
+        for client in self._clients.values():
+            client.close()
 
     @staticmethod
     def _key(url: httpx.URL) -> tuple[str, int]:
         return url.host.lower(), url.port or (443 if url.scheme == "https" else 80)
 
+    def _proxy(self, url: httpx.URL) -> str | None:
+        return proxy_for(str(url), self.proxies)
+
     def _client(self, url: httpx.URL) -> httpx.Client:
-        host = url.host.lower()
-        return self.direct if host == "localhost" or host.startswith("127.") or host == "::1" else self.http
+        """The client for url's route: direct, or through the proxy the environment names for it."""
+        proxy = self._proxy(url)
+        client = self._clients.get(proxy)
+        if client is None:
+            client = self._clients[proxy] = self._make_client(proxy)
+        return client
+
+    def _make_client(self, proxy: str | None) -> httpx.Client:
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
+        # An explicit transport turns httpx's own proxy lookup off; trust_env keeps SSL_CERT_FILE/SSL_CERT_DIR.
+        transport = self._transport or httpx.HTTPTransport(proxy=proxy, limits=limits, trust_env=True)
+        timeout = httpx.Timeout(connect=10.0, read=self.settings.stall_seconds, write=self.settings.stall_seconds,
+                                pool=60.0)
+        return httpx.Client(transport=transport, timeout=timeout, follow_redirects=False, trust_env=False,
+                            headers={"User-Agent": user_agent(), "Accept-Encoding": "identity"})
 
     def _send(self, method: str, url: httpx.URL, headers: dict[str, str], content: Content,
               auth: bool) -> httpx.Response:
@@ -102,7 +117,8 @@ class RegistryClient:
         """One streamed request (close it); a 401 Bearer challenge is answered once with a same-host token."""
         target = httpx.URL(url)
         if self._key(target) not in self._allowed:
-            self.policy.check(str(target))
+            # Through a proxy the name is the proxy's to resolve (it may be the only one that can).
+            self.policy.check(str(target), resolve=self._proxy(target) is None)
             self._allowed.add(self._key(target))
         response = self._send(method, target, headers or {}, content, auth)
         if response.status_code != 401 or not auth:

@@ -17,6 +17,7 @@ import httpx
 
 from corral_common.errors import BadGateway, BadRequest, Forbidden
 from corral_common.names import ModelName, parse_name
+from corral_common.net import ip_or_none
 
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
@@ -82,13 +83,16 @@ class HostPolicy:
         host = host.lower().strip("[]")
         return "*" in self.allow or host in self.allow or (port is not None and f"{host}:{port}" in self.allow)
 
-    def check(self, url: str) -> None:
-        """403 unless every address the URL's host resolves to is acceptable (checked before connecting)."""
+    def check(self, url: str, resolve: bool = True) -> None:
+        """403 unless every address the URL's host resolves to is acceptable (checked before connecting).
+
+        Without ``resolve`` (a request through a proxy) only an address written in the URL is checked: the proxy
+        resolves names, and what they may reach is its policy."""
         parsed = httpx.URL(url)
         host, port = parsed.host, parsed.port
         if parsed.scheme not in ("http", "https") or not host:
             raise Forbidden(f"registry URL {url!r} is not allowed")
-        if self._listed(host, port):
+        if self._listed(host, port) or (not resolve and ip_or_none(host.strip("[]")) is None):
             return
         for address in self._addresses(host, port or (443 if parsed.scheme == "https" else 80)):
             if address.is_loopback and self.allow_loopback:
@@ -102,5 +106,6 @@ class HostPolicy:
         try:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError) as exc:
-            raise BadGateway(f"cannot resolve registry host {host}: {exc}") from None
+            raise BadGateway(f"cannot resolve registry host {host}: {exc} (where only a proxy can resolve it, "
+                             "set HTTPS_PROXY)") from None
         return [_unwrap(ipaddress.ip_address(info[4][0].split("%", 1)[0])) for info in infos]
