@@ -107,17 +107,16 @@ class RemoteModels:
             await self.app(scope, receive, send)
             return
         body = await _read_body(receive)
-        try:
-            found = await _find(scope, body) if route is not None else await _managed(scope, body)
+        try:  # a remote model's request (model routes); an answer, a new body or nothing to do (pull/show/create)
+            outcome = await (_find(scope, body) if route is not None else _managed(scope, body))
         except AppError as exc:
-            await error_answer(path, exc)(scope, receive, send)
-            return
-        if isinstance(found, Found):
-            await _forward(scope, receive, send, route or Route(), found)
-        elif isinstance(found, Response):
-            await found(scope, receive, send)
+            outcome = error_answer(path, exc)
+        if isinstance(outcome, Found) and route is not None:
+            await _forward(scope, receive, send, route, outcome)
+        elif isinstance(outcome, Response):
+            await outcome(scope, receive, send)
         else:
-            await self.app(scope, _replaying(body if found is None else found, receive), send)
+            await self.app(scope, _replaying(outcome if isinstance(outcome, bytes) else body, receive), send)
 
 
 async def _read_body(receive: Receive) -> bytes:
