@@ -211,3 +211,22 @@ def test_a_failed_load_is_forgotten_and_the_next_request_loads_afresh() -> None:
         await s.close()
 
     asyncio.run(scenario())
+
+
+def test_node_load_reports_what_a_gateway_routes_by() -> None:
+    async def scenario() -> None:
+        s = Scheduler(InferenceSettings(models_dir=Path("/x"), max_loaded_models=2), lambda spec: FakeEngine(spec),
+                      memory_available=lambda: 5000)
+        assert s.node_load().model_dump() == {"models": [], "active": 0, "loaded": 0, "max_loaded": 2,
+                                              "available_memory": 5000, "idle_memory": 0}
+        ref, spec = _ref(1)
+        async with s.lease(ref, spec, None) as runner:
+            busy = s.node_load()
+            size = runner.size
+        idle = s.node_load()
+        assert busy.models == idle.models == [f"{1:064x}"] and busy.loaded == idle.loaded == 1
+        assert (busy.active, busy.idle_memory) == (1, 0)
+        assert size > 0 and (idle.active, idle.idle_memory) == (0, size)
+        await s.close()
+
+    asyncio.run(scenario())
