@@ -189,8 +189,10 @@ def error_message(path: str, response: httpx.Response) -> str:
 def problem(method: str, path: str, response: httpx.Response) -> str | None:
     """Why an answer is wrong for bad input (None when it is fine)."""
     status = response.status_code
-    if status < 400 or method == "HEAD":
-        return None if status < 500 or method != "HEAD" else f"bare {status}"
+    if status < 400:
+        return None
+    if method == "HEAD":  # no body to carry a message
+        return f"bare {status}" if status >= 500 else None
     message = error_message(path, response)
     if not message:
         return f"{status} without an error message in the API's shape"

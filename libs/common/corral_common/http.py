@@ -11,11 +11,12 @@ from functools import partial
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from corral_common.bodylimit import BodyLimitMiddleware
-from corral_common.errors import AppError, ClientClosed
+from corral_common.errors import AppError, BadRequest, ClientClosed
 from corral_common.jsonio import go_dumps
 from corral_common import tracing
 from corral_common.health import Readiness
@@ -46,12 +47,23 @@ def error_response(exc: AppError) -> GoJSONResponse:
 
 
 def install_error_handler(app: FastAPI) -> None:
-    """One handler per app that serialises typed errors."""
+    """One handler per app that serialises typed errors (and FastAPI's own parameter errors, as 400s)."""
 
     async def handle(_request: Request, exc: AppError) -> GoJSONResponse:
         return error_response(exc)
 
+    async def invalid(_request: Request, exc: RequestValidationError) -> GoJSONResponse:
+        return error_response(invalid_parameter(exc))
+
     app.add_exception_handler(AppError, handle)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, invalid)  # type: ignore[arg-type]
+
+
+def invalid_parameter(exc: RequestValidationError) -> BadRequest:
+    """A query or path parameter FastAPI could not parse, as a 400 naming it (not its 422 ``{"detail": [...]}``)."""
+    error = exc.errors()[0]
+    where, name = (list(error.get("loc", ())) + ["", ""])[:2]
+    return BadRequest(f"invalid {where} parameter '{name}': {error.get('msg', 'invalid value')}")
     install_memory_error_handler(app)
 
 

@@ -100,3 +100,12 @@ def test_audit_roundtrip(http) -> None:
              "key_id": "abc", "model": "smollm2:135m"}
     assert http.post("/internal/audit", json=event).status_code == 204
     assert http.get("/internal/audit").json()["events"][0]["model"] == "smollm2:135m"
+
+
+@pytest.mark.parametrize("query", ["hours=a:b:c", "hours=1.5", "hours="])
+def test_input_validation_a_query_parameter_that_does_not_parse_is_a_400_naming_it(http, admin_key, query) -> None:
+    """Issue 18 item 8: FastAPI's own 422 ``{"detail": [...]}`` is Ollama's 400 ``{"error": "..."}``."""
+    answer = http.get(f"/api/usage?{query}", headers=_bearer(admin_key))
+    assert answer.status_code == 400
+    assert answer.json() == {"error": "invalid query parameter 'hours': Input should be a valid integer, unable to "
+                                      "parse string as an integer"}
