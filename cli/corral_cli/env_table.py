@@ -59,7 +59,8 @@ RUNTIME_VARS = (
     EnvVar("CORRAL_DATABASE_URL", "Database of the auth, registry and websearch services (default SQLite "
                                   "under $CORRAL_HOME)"),
     EnvVar("CORRAL_INFERENCE_URL", "Where the gateway finds inference (serve sets it; default "
-                                   "http://127.0.0.1:11435)"),
+                                   "http://127.0.0.1:11435); several nodes comma separated, and a name "
+                                   "resolving to several addresses counts each"),
     EnvVar("CORRAL_REGISTRY_URL", "Where the gateway finds the model store (serve sets it; default "
                                   "http://127.0.0.1:11436)"),
     EnvVar("CORRAL_AUTH_URL", "Where the gateway finds auth (serve sets it; default http://127.0.0.1:11437)"),
