@@ -40,7 +40,7 @@ FORK_ENV = "CORRAL_FORK_SERVICES"
 # stack, their clients, the job queue's sending side). The rarely used ones (auth, websearch, the job
 # workers) import what else they need after their fork, so an idle corral does not hold it.
 PRELOAD = ("uvicorn", "uvicorn.lifespan.on", "uvicorn.protocols.http.h11_impl", "uvicorn.protocols.http.httptools_impl",
-           "uvicorn.protocols.websockets.auto", "fastapi", "httpx", "corral_cli.launch",
+           "uvicorn.protocols.websockets.auto", "fastapi", "anyio", "httpx", "httpcore", "corral_cli.launch",
            "corral_api.main", "corral_registry.main", "corral_inference.main")
 STDIO = (0, 1, 2)
 
@@ -96,6 +96,8 @@ class ForkedProcess:
 def preload(modules: Iterable[str] = PRELOAD) -> None:
     """Import what the services share, then freeze it: later collections, here or in a service, leave those
     objects' pages alone. The collector is off while importing, so freed objects leave no holes in them."""
+    from corral_common.tls import tls_context
+
     gc.disable()
     try:
         for name in modules:
@@ -103,6 +105,7 @@ def preload(modules: Iterable[str] = PRELOAD) -> None:
                 importlib.import_module(name)
             except ImportError:  # an optional part not installed: the service that needs it reports it
                 continue
+        tls_context()  # the CA store every HTTPS client verifies with, parsed once for all
     finally:
         gc.freeze()
         gc.enable()

@@ -31,6 +31,7 @@ from corral_common import tracing
 from corral_common.logs import REQUEST_ID_HEADER, note_request
 from corral_common.schemas import CopyRequest, CreateRequest, ShowRequest
 from corral_common.shutdown import Shutdown
+from corral_common.tls import tls_context
 
 _TIMEOUT = httpx.Timeout(connect=5.0, read=None, write=None, pool=None)
 Shape = TypeVar("Shape", bound=BaseModel)
@@ -62,7 +63,7 @@ class _Http:
     def __init__(self, base_url: str, service: str, timeout: httpx.Timeout = _TIMEOUT,
                  shutdown: Shutdown | None = None) -> None:
         self.service = service
-        self.client = httpx.AsyncClient(base_url=base_url, timeout=timeout, trust_env=False)
+        self.client = httpx.AsyncClient(base_url=base_url, timeout=timeout, trust_env=False, verify=tls_context())
         self.shutdown = shutdown or Shutdown()
 
     def headers(self, request_id: str) -> dict[str, str]:

@@ -20,6 +20,7 @@ from starlette.types import Scope
 from corral_common.env import current_env, env_bool
 from corral_common.logs import get_logger
 from corral_common.metrics import AppMetrics, merge_expositions
+from corral_common.tls import tls_context
 
 from corral_api.clients import Denial
 
@@ -102,7 +103,7 @@ async def _scrape(client: httpx.AsyncClient, name: str, url: str) -> str | None:
 async def merged_exposition(own: AppMetrics, targets: ScrapeTargets) -> str:
     """The gateway's families and every running service's, merged into one text."""
     due = targets.due()
-    async with httpx.AsyncClient(timeout=SCRAPE_TIMEOUT, trust_env=False) as client:
+    async with httpx.AsyncClient(timeout=SCRAPE_TIMEOUT, trust_env=False, verify=tls_context()) as client:
         answers = await asyncio.gather(*(_scrape(client, name, url) for name, url in due.items()))
     texts: dict[str, str] = {own.service: own.render()}
     texts.update({name: text for name, text in zip(due, answers) if text is not None})

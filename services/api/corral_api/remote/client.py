@@ -16,6 +16,7 @@ import httpx
 from corral_common.errors import AppError, BadGateway, Unauthorized, from_status
 from corral_common.jsonio import go_dumps
 from corral_common.logs import REQUEST_ID_HEADER
+from corral_common.tls import tls_context
 from corral_common.version import OLLAMA_API_VERSION
 
 from corral_api.remote.identity import Identity
@@ -41,7 +42,7 @@ class RemoteClient:
         self.settings = settings
         self.policy = RemotePolicy(settings)
         self.identity = Identity(settings.api_key, settings.identity)
-        self.http = httpx.AsyncClient(timeout=_TIMEOUT, trust_env=False, follow_redirects=False)
+        self.http = httpx.AsyncClient(timeout=_TIMEOUT, trust_env=False, follow_redirects=False, verify=tls_context())
 
     def _headers(self, request_id: str) -> dict[str, str]:
         return {"content-type": "application/json", "user-agent": f"corral/{OLLAMA_API_VERSION}",
