@@ -4,15 +4,15 @@ On disk (Ollama's layout): ``blobs/sha256-<hex>-partial`` holds the bytes at the
 ``blobs/sha256-<hex>-partial-<N>`` the state of part N (``{"N","Offset","Size","Completed"}``), so a
 crash or a killed worker resumes each part with ``Range: bytes=<offset+completed>-<end>``. A
 ``-partial.lock`` file locked with ``flock`` makes one process (or thread) download a digest while
-the others wait and report its progress. The sha256 is checked before the blob is renamed into
-place; a mismatch deletes the partial data.
+the others wait and report its progress. The sha256 is computed while the parts arrive (``OrderedHash``: no
+second pass over the blob at the end) and checked before the blob is renamed into place; a mismatch deletes
+the partial data. The data is fsynced once, at the end, while the last bytes are hashed.
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import threading
@@ -32,11 +32,13 @@ from corral_common.logs import get_logger
 from corral_registry.settings import TransferSettings
 from corral_registry.store import ModelStore
 from corral_registry.transfer.client import RegistryClient, error_text
+from corral_registry.transfer.ordered_hash import OrderedHash
 from corral_registry.transfer.remote import Remote
 
 log = get_logger("corral.registry.download")
 Progress = Callable[[int], None]
-SAVE_EVERY_BYTES = 1 << 20
+# A part's state is saved this often (and when the part ends or fails): a killed pull fetches at most this long's
+# worth of each part again. By time rather than bytes: a rename per few MiB costs more than the bytes on a fast link.
 SAVE_EVERY_SECONDS = 0.5
 
 
@@ -213,10 +215,16 @@ class _Transfer:
             log.info("resuming download", digest=str(self.digest), done=sum(p.completed for p in parts))
         self.parts = parts
         self._progress()
-        pending = [p for p in parts if not p.done]
-        if pending:
-            self._download(pending)
-        self._verify_and_commit()
+        fd = os.open(self.state.data, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.hash = OrderedHash(fd)
+            pending = [p for p in parts if not p.done]
+            if pending:
+                self._download(fd, pending)
+            digest, size = self._seal(fd)
+        finally:
+            os.close(fd)
+        self._commit(digest, size)
 
     def _progress(self) -> None:
         with self.lock:
@@ -238,21 +246,16 @@ class _Transfer:
             raise BadGateway(f"registry reports {length} bytes for {self.digest}, the manifest says "
                              f"{self.state.total}")
 
-    def _download(self, pending: list[Part]) -> None:
-        fd = os.open(self.state.data, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            with ThreadPoolExecutor(max_workers=min(len(pending), self.settings.max_parts),
-                                    thread_name_prefix="part") as pool:
-                futures = [pool.submit(self._part_with_retries, fd, part) for part in pending]
-                done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-                failed = next((f for f in done if f.exception() is not None), None)
-                if failed is not None:
-                    self.cancelled.set()
-                    wait(futures)
-                    raise failed.exception()  # type: ignore[misc]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    def _download(self, fd: int, pending: list[Part]) -> None:
+        with ThreadPoolExecutor(max_workers=min(len(pending), self.settings.max_parts),
+                                thread_name_prefix="part") as pool:
+            futures = [pool.submit(self._part_with_retries, fd, part) for part in pending]
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = next((f for f in done if f.exception() is not None), None)
+            if failed is not None:
+                self.cancelled.set()
+                wait(futures)
+                raise failed.exception()  # type: ignore[misc]
 
     def _part_with_retries(self, fd: int, part: Part) -> None:
         for attempt in range(self.settings.retries + 1):
@@ -306,7 +309,7 @@ class _Transfer:
     def _copy(self, fd: int, part: Part, response: httpx.Response, skip: int, end: int) -> None:
         """Write the body at its offsets; a 200 (Range ignored) is skipped up to the part and cut after it."""
         position = part.offset + part.completed
-        unsaved, saved_at = 0, time.monotonic()
+        saved_at = time.monotonic()
         for chunk in response.iter_raw():
             if self.cancelled.is_set():
                 return
@@ -319,28 +322,29 @@ class _Transfer:
                     raise BadGateway(f"registry sent more bytes than part {part.n} of {self.digest} holds")
                 chunk = chunk[:room]
             if chunk:
-                os.pwrite(fd, chunk, position)
+                _pwrite_all(fd, chunk, position)
+                self.hash.wrote(part.offset, position, chunk)
                 position += len(chunk)
                 with self.lock:
                     part.completed += len(chunk)
-                unsaved += len(chunk)
                 self._progress()
-            if unsaved >= SAVE_EVERY_BYTES or time.monotonic() - saved_at > SAVE_EVERY_SECONDS:
+            if time.monotonic() - saved_at > SAVE_EVERY_SECONDS:
                 self.state.save(part)
-                unsaved, saved_at = 0, time.monotonic()
+                saved_at = time.monotonic()
             if position > end:
                 break
         self.state.save(part)
 
-    def _verify_and_commit(self) -> None:
-        """Re-hash the whole file; only a match becomes ``blobs/sha256-<hex>``."""
-        hasher = hashlib.sha256()
-        with open(self.state.data, "rb") as handle:
-            size = 0
-            while block := handle.read(1 << 20):
-                hasher.update(block)
-                size += len(block)
-        got = Digest(hasher.hexdigest())
+    def _seal(self, fd: int) -> tuple[Digest, int]:
+        """Hash whatever is not hashed yet while the data is flushed to disk; the digest and size on disk."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fsync") as pool:
+            flushed = pool.submit(os.fsync, fd)
+            digest, size = self.hash.finish(self.state.total)
+            flushed.result()
+        return digest, size
+
+    def _commit(self, got: Digest, size: int) -> None:
+        """Only a match becomes ``blobs/sha256-<hex>``; a mismatch drops the partial data."""
         if got != self.digest or size != self.state.total:
             self.state.clear()
             raise DigestMismatch(f"digest mismatch, file must be downloaded again: want {self.digest}, got {got}")
@@ -348,3 +352,11 @@ class _Transfer:
         os.replace(self.state.data, target)
         fsync_dir(target.parent)
         self.state.clear()
+
+
+def _pwrite_all(fd: int, data: bytes, position: int) -> None:
+    """Write all of data at position (a regular file may take less than asked at a time)."""
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, position)
+        view, position = view[written:], position + written

@@ -1,0 +1,333 @@
+"""Blob transfer (issue 17 item 7): push and pull of one big blob to ``corral registry`` on loopback, against ``cp``.
+
+    .venv/bin/python bench/blob_transfer.py                 # 2 GiB, the issue's size
+    .venv/bin/python bench/blob_transfer.py --size 512M     # a quicker run
+
+Everything lives in one scratch folder (``--dir``, default a new folder under the system temp dir, deleted at
+the end unless ``--keep``), so ``cp``, the registry's storage and both model stores share one disk. Steps:
+
+1. a model whose weights are ``--size`` bytes of random data (not sparse) in store ``a``;
+2. ``cp`` of that blob on the same disk, timed (and ``cp`` followed by ``sync`` of the copy, for reference:
+   corral fsyncs what it stores);
+3. ``corral registry`` (the real command) on a free loopback port;
+4. push a→registry, then pull registry→``b``, each by a client process of its own running corral's transfer code
+   (what the registry worker runs for ``/api/push`` and ``/api/pull``), timed inside the client; the RSS of the
+   client and of the registry's process tree is sampled (psutil, every 20 ms) and its growth over the value just
+   before the transfer is reported;
+5. resume: a pull into ``c`` is killed (SIGKILL) once about half the blob is on disk, then run again; the bytes
+   the registry served to the second run (its ``corral_registry_blob_bytes_total{direction="out"}``) are compared
+   with what the first run had not finished.
+
+Targets: push and pull ≥ 0.7x ``cp`` throughput, RSS growth ≤ 64 MiB for server and client, the resumed pull
+reads only the missing part. Each line says met or missed. The page cache is not dropped (that needs root): the
+source is fsynced before every timed step, so no step pays for an earlier one's writeback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+MIB = 1 << 20
+RSS_LIMIT_MIB = 64
+RATIO_TARGET = 0.7
+NAME = "bench/blob:latest"
+
+
+def parse_size(text: str) -> int:
+    """``2G``, ``512M``, ``100k`` or plain bytes (binary units)."""
+    match = re.fullmatch(r"(\d+)([kKmMgG]?)(?:i?[bB])?", text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r}")
+    return int(match.group(1)) << {"": 0, "k": 10, "m": 20, "g": 30}[match.group(2).lower()]
+
+
+# --- the client: one push or pull in a process of its own --------------------------------------------------------
+def client_main(direction: str, store_root: Path, name: str) -> int:
+    """Import everything, say ready, wait for ``go`` on stdin, transfer, print the seconds it took as JSON."""
+    from corral_common.internal import TransferRequest
+    from corral_common.jobs import JobReporter
+    from corral_registry.pull import pull_model
+    from corral_registry.push import push_model
+    from corral_registry.settings import TransferSettings
+    from corral_registry.store import ModelStore
+    from corral_registry.transfer.client import RegistryClient
+
+    settings = TransferSettings.from_env(os.environ)
+    store = ModelStore(store_root)
+    client = RegistryClient(settings, store_root.parent / "home")
+    print("ready", flush=True)
+    sys.stdin.readline()
+    started = time.perf_counter()
+    run = push_model if direction == "push" else pull_model
+    run(store, client, settings, TransferRequest(model=name, insecure=True), JobReporter())
+    print(json.dumps({"seconds": time.perf_counter() - started}), flush=True)
+    client.close()
+    return 0
+
+
+# --- the scratch data --------------------------------------------------------------------------------------------
+def make_model(store_root: Path, name: str, size: int) -> Path:
+    """A model in a fresh store whose weights are ``size`` random bytes; returns the weights blob's path."""
+    import hashlib
+
+    from corral_common.digest import Digest
+    from corral_common.names import ModelName
+    from corral_registry import media_types
+    from corral_registry.manifest import Layer, Manifest
+    from corral_registry.store import ModelStore
+
+    store = ModelStore(store_root)
+    tmp, hasher = store_root / "blobs" / ".bench-weights.tmp", hashlib.sha256()
+    with open(tmp, "wb") as handle:
+        left = size
+        while left:
+            block = os.urandom(min(4 * MIB, left))
+            hasher.update(block)
+            handle.write(block)
+            left -= len(block)
+        handle.flush()
+        os.fsync(handle.fileno())
+    digest = Digest(hasher.hexdigest())
+    os.replace(tmp, store.blob_path(digest))
+    config, _ = store.put_bytes(b'{"model_format":"gguf","model_family":"llama"}')
+    manifest = Manifest(Layer(media_types.CONFIG, config, store.blob_path(config).stat().st_size),
+                        (Layer(media_types.MODEL, digest, size),))
+    store.put_manifest(ModelName.parse(name), manifest)
+    return store.blob_path(digest)
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file's dirty pages, so the next timed step does not pay for them."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def time_cp(source: Path, work: Path, sync: bool) -> float:
+    """Seconds for ``cp source copy`` (then ``sync copy`` when asked); the copy is deleted afterwards."""
+    copy = work / "cp-copy"
+    started = time.perf_counter()
+    subprocess.run(["cp", str(source), str(copy)], check=True)
+    if sync:
+        subprocess.run(["sync", str(copy)], check=True)
+    seconds = time.perf_counter() - started
+    copy.unlink()
+    return seconds
+
+
+# --- the registry and the clients ----------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_registry(work: Path, port: int) -> subprocess.Popen:
+    """``corral registry`` on 127.0.0.1:port, storing under work/registry; waits until /v2/ answers."""
+    env = dict(os.environ, CORRAL_REGISTRY_HOST=f"127.0.0.1:{port}", CORRAL_REGISTRY_DATA=str(work / "registry"),
+               CORRAL_HOME=str(work / "reghome"), CORRAL_METRICS="1")
+    log = open(work / "registry.log", "wb")
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "corral"), "registry"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"corral registry exited ({proc.returncode}); log: {work / 'registry.log'}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2):
+                return proc
+        except OSError:
+            time.sleep(0.3)
+    raise SystemExit("corral registry did not start within 180 s")
+
+
+def served_bytes(port: int) -> int:
+    """The registry's blob bytes sent so far (its metrics counter)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    match = re.search(r'^corral_registry_blob_bytes_total\{direction="out"\} (\S+)$', text, re.M)
+    return int(float(match.group(1))) if match else 0
+
+
+def tree_rss(proc: psutil.Process) -> int:
+    """RSS of a process and its children, bytes (0 once gone)."""
+    total = 0
+    try:
+        for p in [proc, *proc.children(recursive=True)]:
+            try:
+                total += p.memory_info().rss
+            except psutil.Error:
+                pass
+    except psutil.Error:
+        return 0
+    return total
+
+
+class Sampler:
+    """The peak RSS of some process trees, sampled every 20 ms in a thread."""
+
+    def __init__(self, procs: dict[str, psutil.Process]) -> None:
+        self.procs = procs
+        self.base = {k: tree_rss(p) for k, p in procs.items()}
+        self.peak = dict(self.base)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            for key, proc in self.procs.items():
+                self.peak[key] = max(self.peak[key], tree_rss(proc))
+
+    def stop(self) -> dict[str, float]:
+        """Growth over the starting RSS per tree, MiB."""
+        self._stop.set()
+        self._thread.join()
+        return {k: (self.peak[k] - self.base[k]) / MIB for k in self.procs}
+
+
+def spawn_client(direction: str, store: Path, name: str) -> subprocess.Popen:
+    """A client process, imported and waiting for ``go``."""
+    proc = subprocess.Popen([sys.executable, __file__, "--client", direction, "--store", str(store), "--name", name],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    if proc.stdout.readline().strip() != "ready":
+        proc.kill()
+        raise SystemExit(f"the {direction} client did not start")
+    return proc
+
+
+def transfer(direction: str, store: Path, name: str, server: subprocess.Popen) -> dict[str, float]:
+    """One timed push or pull with RSS sampling of client and server."""
+    client = spawn_client(direction, store, name)
+    sampler = Sampler({"client": psutil.Process(client.pid), "server": psutil.Process(server.pid)})
+    client.stdin.write("go\n")
+    client.stdin.flush()
+    out, _ = client.communicate(timeout=3600)
+    growth = sampler.stop()
+    if client.returncode != 0:
+        raise SystemExit(f"{direction} failed (exit {client.returncode})")
+    return {"seconds": json.loads(out.strip().splitlines()[-1])["seconds"], **growth}
+
+
+def saved_progress(store: Path) -> int:
+    """Bytes an interrupted pull recorded as done in its ``-partial-<N>`` state files."""
+    done = 0
+    for path in (store / "blobs").glob("sha256-*-partial-[0-9]*"):
+        try:
+            done += json.loads(path.read_text())["Completed"]
+        except (OSError, ValueError, KeyError):
+            pass
+    return done
+
+
+def resume(store: Path, name: str, size: int, port: int, server: subprocess.Popen) -> dict[str, float]:
+    """Kill a pull at about half, pull again; what the second run was served against what was missing."""
+    client = spawn_client("pull", store, name)
+    client.stdin.write("go\n")
+    client.stdin.flush()
+    deadline = time.monotonic() + 3600
+    while saved_progress(store) < size // 2 and client.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(client.pid, signal.SIGKILL)
+    client.wait()
+    saved = saved_progress(store)
+    before = served_bytes(port)
+    second = transfer("pull", store, name, server)
+    time.sleep(0.2)  # the counter is added to when the response ends
+    return {"saved": saved, "missing": size - saved, "served": served_bytes(port) - before, **second}
+
+
+# --- the report ----------------------------------------------------------------------------------------------------
+def verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+def report(size: int, cp: float, cp_sync: float, push: dict, pull: dict, resumed: dict | None) -> list[str]:
+    """The table and the met/missed lines."""
+    rate = lambda seconds: size / seconds / MIB  # noqa: E731
+    lines = [f"blob {size / MIB:.0f} MiB, load average {os.getloadavg()[0]:.1f}",
+             f"{'step':<14}{'seconds':>9}{'MiB/s':>9}{'x cp':>7}{'client +MiB':>13}{'server +MiB':>13}",
+             f"{'cp':<14}{cp:>9.2f}{rate(cp):>9.0f}{1:>7.2f}",
+             f"{'cp + sync':<14}{cp_sync:>9.2f}{rate(cp_sync):>9.0f}{cp / cp_sync:>7.2f}"]
+    for label, row in (("push", push), ("pull", pull)) + ((("resumed pull", resumed),) if resumed else ()):
+        lines.append(f"{label:<14}{row['seconds']:>9.2f}{rate(row['seconds']):>9.0f}{cp / row['seconds']:>7.2f}"
+                     f"{row['client']:>13.1f}{row['server']:>13.1f}")
+    lines.append("")
+    for label, row in (("push", push), ("pull", pull)):
+        ratio = cp / row["seconds"]
+        lines.append(f"{label} throughput {ratio:.2f}x cp (target >= {RATIO_TARGET}): {verdict(ratio >= RATIO_TARGET)}")
+        worst = max(row["client"], row["server"])
+        lines.append(f"{label} RSS growth client {row['client']:.1f} MiB, server {row['server']:.1f} MiB "
+                     f"(target <= {RSS_LIMIT_MIB}): {verdict(worst <= RSS_LIMIT_MIB)}")
+    if resumed:
+        extra = resumed["served"] - resumed["missing"]
+        lines.append(f"resumed pull: {resumed['saved'] / MIB:.1f} MiB were done, the registry then served "
+                     f"{resumed['served'] / MIB:.1f} MiB for the {resumed['missing'] / MIB:.1f} MiB missing "
+                     f"({extra} bytes more): {verdict(extra <= 0)}")
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", type=parse_size, default=parse_size("2G"), help="blob size (2G, 512M, ...)")
+    parser.add_argument("--dir", type=Path, help="scratch folder (default: a new one in the temp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    parser.add_argument("--no-resume", action="store_true", help="skip the interrupted-pull step")
+    parser.add_argument("--client", choices=("push", "pull"), help=argparse.SUPPRESS)
+    parser.add_argument("--store", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--name", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.client:
+        return client_main(args.client, args.store, args.name)
+    work = Path(tempfile.mkdtemp(prefix="corral-blob-bench-", dir=args.dir))
+    needed = args.size * 5 + 256 * MIB  # source, the cp copy, upload + stored blob at the registry, one pulled copy
+    if shutil.disk_usage(work).free < needed:
+        shutil.rmtree(work)
+        raise SystemExit(f"need {needed / MIB:.0f} MiB free under {work.parent}")
+    server = None
+    try:
+        port = free_port()
+        name = f"127.0.0.1:{port}/{NAME}"
+        print(f"scratch {work}; writing {args.size / MIB:.0f} MiB of random data", flush=True)
+        source = make_model(work / "a", name, args.size)
+        cp, cp_sync = time_cp(source, work, False), time_cp(source, work, True)
+        server = start_registry(work, port)
+        push = transfer("push", work / "a", name, server)
+        fsync_path(source)
+        pull = transfer("pull", work / "b", name, server)
+        shutil.rmtree(work / "b")
+        resumed = None if args.no_resume else resume(work / "c", name, args.size, port, server)
+        print("\n".join(report(args.size, cp, cp_sync, push, pull, resumed)))
+    finally:
+        if server is not None:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
