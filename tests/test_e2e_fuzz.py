@@ -258,8 +258,8 @@ def fuzz_route(http: httpx.Client, method: str, path: str, admin: str | None, se
 def test_fuzz_every_route_answers_mutated_input_with_a_4xx_naming_it(server: Server, admin_key: str | None,
                                                                        tidy_store: None) -> None:
     routes = gateway_routes(server.env)
-    print(f"\nfuzz: seed {FUZZ_SEED} (CORRAL_FUZZ_SEED), {len(routes)} routes x {PER_ROUTE} mutations "
-          f"= {len(routes) * PER_ROUTE} requests; admin key: {'yes' if admin_key else 'no'}")
+    print(f"\nfuzz: seed {FUZZ_SEED} (CORRAL_FUZZ_SEED), {len(routes)} routes x (the seed + {PER_ROUTE} mutations) "
+          f"= {len(routes) * (PER_ROUTE + 1)} requests; admin key: {'yes' if admin_key else 'no'}")
     failures: list[str] = []
     statuses: Counter[int] = Counter()
     with httpx.Client(base_url=server.url, timeout=120, trust_env=False) as http:
