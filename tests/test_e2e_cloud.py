@@ -26,7 +26,8 @@ import openai
 import pytest
 
 from corral_cli.bundled import BUNDLED
-from serverproc import BIN, Server, cli_signin, start_server, stop_server
+from corral_cli.supervisor import free_port
+from serverproc import BIN, Server, cli_signin, spawn, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 DOCS_MODEL = "gpt-oss:120b"  # on the hosted corral: smollm2:135m answering at most 24 tokens
@@ -263,6 +264,27 @@ def test_signed_out_identity_gets_the_what_to_do_message(local: Server, cloud: S
             sdk.chat.completions.create(model="gpt-oss:120b-cloud", messages=SKY)
     finally:
         cli_signin({**local.env, "OLLAMA_HOST": cloud.host}, cloud.env["CORRAL_TEST_ADMIN_KEY"], "alice")
+
+
+def test_a_revoked_key_is_refused_by_the_cloud_and_the_local_user_told_what_to_do(cloud: Server, tmp_path) -> None:
+    key = _key(cloud, "inference", "models:read")
+    port = free_port()
+    env = {**os.environ, "OLLAMA_HOST": f"127.0.0.1:{port}", "OLLAMA_MODELS": str(tmp_path / "models"),
+           "CORRAL_HOME": str(tmp_path / "home"), "CORRAL_CLOUD_URL": cloud.url, "CORRAL_REMOTE_ALLOW_PRIVATE": "1",
+           "OLLAMA_API_KEY": key["key"]}  # the key this corral shows the cloud
+    url = f"http://127.0.0.1:{port}"
+    process = spawn([str(BIN / "corral"), "serve"], env, tmp_path / "serve.log", f"{url}/api/tags")
+    try:
+        client = ollama.Client(host=url)
+        assert client.chat("gpt-oss:120b-cloud", messages=SKY).message.content.strip()
+        revoked = httpx.delete(f"{cloud.url}/api/keys/{key['id']}", timeout=60,
+                               headers={"Authorization": f"Bearer {cloud.env['CORRAL_TEST_ADMIN_KEY']}"})
+        assert revoked.status_code == 200
+        with pytest.raises(ollama.ResponseError) as refused:
+            client.chat("gpt-oss:120b-cloud", messages=SKY)
+        assert refused.value.status_code == 401 and "refused the key in OLLAMA_API_KEY" in refused.value.error
+    finally:
+        stop_server(process)
 
 
 def _inference_in_flight(cloud: Server) -> float:
