@@ -15,7 +15,7 @@ import random
 import threading
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 
 import llama_cpp
 import numpy as np
@@ -30,7 +30,7 @@ from corral_inference.completion import (ContextOverflow, Generation, certainly_
 from corral_inference.engine import CompletionJob, Emit, LoadSpec, Occupancy
 from corral_inference.llama_engine import (_gpu_layers, _threads, grammar_sampler, longest_piece, model_kv_shape,
                                            offloaded_bytes)
-from corral_inference.vision import LlamaMtmd, VisionContext
+from corral_inference.vision import EncodedPrompt, ImageEncoder, LlamaMtmd, VisionContext
 
 log = get_logger("corral.inference.batch")
 MIROSTAT_M = 100  # tokens Mirostat 1.0 estimates s_hat from (llama.cpp's common default)
@@ -45,6 +45,24 @@ class _Slot:
     gen: Generation | None = None
     sampler: internals.LlamaSampler | None = None
     pending: list[int] = field(default_factory=list, metadata={"doc": "prompt tokens not yet decoded"})
+
+
+class _Queued(NamedTuple):
+    """A request waiting for a slot; an image request comes with its prompt encoded, or the error that ends it."""
+
+    job: CompletionJob
+    emit: Emit
+    encoded: EncodedPrompt | AppError | None = None
+
+    @property
+    def prompt(self) -> EncodedPrompt | None:
+        """The encoded image prompt, if the request has one."""
+        return self.encoded if isinstance(self.encoded, EncodedPrompt) else None
+
+    def discard(self) -> None:
+        """Free what encoding the request's images holds."""
+        if self.prompt is not None:
+            self.prompt.close()
 
 
 class BatchEngine:
@@ -62,8 +80,10 @@ class BatchEngine:
         self.seqs = [_Slot(i) for i in range(self.slots)]
         self.vision: VisionContext | None = (VisionContext.load(LlamaMtmd(), spec.projector, self.model.model,
                                                                 _threads(spec.num_thread)) if spec.projector else None)
-        self.inbox: queue.Queue[tuple[CompletionJob, Emit] | None] = queue.Queue()
-        self.waiting: list[tuple[CompletionJob, Emit]] = []
+        self.inbox: queue.Queue[_Queued | None] = queue.Queue()
+        self.waiting: list[_Queued] = []
+        # Images are encoded on a thread of their own: the loop keeps stepping the other slots meanwhile.
+        self.encoder = ImageEncoder(self._encode, self._encoded) if self.vision is not None else None
         self.thread = threading.Thread(target=self._loop, name="llama-batch", daemon=True)
         self.thread.start()
 
@@ -84,8 +104,11 @@ class BatchEngine:
 
     # --- the Engine protocol ---------------------------------------------------------------
     def submit(self, job: CompletionJob, emit: Emit) -> None:
-        """Queue a request; events arrive through emit on the loop thread."""
-        self.inbox.put((job, emit))
+        """Queue a request (one with images is encoded first); events arrive through emit on the loop thread."""
+        if job.images and self.encoder is not None:
+            self.encoder.submit(job, emit)
+        else:
+            self.inbox.put(_Queued(job, emit))
 
     def embed(self, texts: list[str], truncate: bool) -> tuple[list[list[float]], int]:
         """A generation runner does not embed (embedding requests load the model in embedding mode)."""
@@ -110,13 +133,15 @@ class BatchEngine:
 
     def occupancy(self, active: int) -> Occupancy:
         """Slots in use, requests waiting for one, KV cells used and held (read from any thread: a snapshot)."""
-        seqs = list(self.seqs)
+        seqs, encoding = list(self.seqs), self.encoder.pending() if self.encoder else 0
         return Occupancy(busy=sum(1 for slot in seqs if slot.gen is not None),
-                         waiting=len(self.waiting) + self.inbox.qsize(),
+                         waiting=len(self.waiting) + self.inbox.qsize() + encoding,
                          kv_used=sum(len(slot.kv) for slot in seqs), kv_total=self.spec.num_ctx * self.slots)
 
     def close(self) -> None:
         """Stop the loop (queued and running requests end with an error) and free the model."""
+        if self.encoder is not None:
+            self.encoder.close()  # before the loop: what it hands back still reaches the loop, and ends there
         self.inbox.put(None)
         self.thread.join(30)
         if self.vision is not None:
@@ -150,7 +175,10 @@ class BatchEngine:
                 if item is None:
                     self._fail_all(InternalError("model unloaded"))
                     return False
-                self.waiting.append(item)
+                if isinstance(item.encoded, AppError):
+                    item.emit(item.encoded)  # an image that does not decode ends its request before it waits
+                else:
+                    self.waiting.append(item)
                 item = self.inbox.get_nowait()
         except queue.Empty:
             return True
@@ -161,11 +189,13 @@ class BatchEngine:
             free = [slot for slot in self.seqs if slot.gen is None]
             if not free:
                 return
-            job, emit = self.waiting.pop(0)
+            queued = self.waiting.pop(0)
+            job, emit = queued.job, queued.emit
             if job.cancel.is_set():
+                queued.discard()
                 continue
             try:
-                self._start(job, emit, free)
+                self._start(job, emit, free, queued.prompt)
             except AppError as exc:  # a prompt that does not fit, an image that does not decode
                 emit(exc)
             except Exception as exc:  # a bad grammar or tokenizer failure ends this request only
@@ -179,9 +209,9 @@ class BatchEngine:
         """The longest token's text in bytes (read once, when a prompt first is long enough to ask)."""
         return longest_piece(self.model)
 
-    def _start(self, job: CompletionJob, emit: Emit, free: list[_Slot]) -> None:
+    def _start(self, job: CompletionJob, emit: Emit, free: list[_Slot], encoded: EncodedPrompt | None = None) -> None:
         if job.images:
-            self._start_with_images(job, emit, free[0])
+            self._start_with_images(job, emit, free[0], encoded)
             return
         tokens, dropped = job_tokens(job, self._tokenize, self.spec.num_ctx, self.n_vocab, lambda: self.piece_max)
         sampler = self._sampler(job)
@@ -191,20 +221,32 @@ class BatchEngine:
         slot.kv = slot.kv[:keep]
         self._occupy(slot, Generation(job, emit, tokens, keep, self.spec.num_ctx, dropped), sampler, tokens[keep:])
 
-    def _start_with_images(self, job: CompletionJob, emit: Emit, slot: _Slot) -> None:
-        """Evaluate an image prompt through the projector into the slot, then sample its first token.
-
-        Runs on the loop thread, so the other slots wait for the image encoding (one step's delay)."""
-        if self.vision is None:
-            raise BadRequest("this model has no vision projector")
+    def _encode(self, job: CompletionJob) -> EncodedPrompt:
+        """Tokenize an image prompt and encode its images (on the encoder's thread, never the loop's)."""
+        assert self.vision is not None
         if certainly_longer(job.prompt.encode("utf-8"), self.spec.num_ctx, lambda: self.piece_max):
             raise ContextOverflow()  # an image prompt is never truncated: refused before any of it is encoded
-        self.ctx.kv_cache_seq_rm(slot.seq_id, 0, -1)
-        slot.kv = []
-        used = self.vision.evaluate(self.ctx.ctx, job.prompt, list(job.images), self.spec.num_batch, slot.seq_id)
+        return self.vision.encode(job.prompt, list(job.images))
+
+    def _encoded(self, job: CompletionJob, emit: Emit, result: EncodedPrompt | AppError) -> None:
+        """The encoder's result joins the line for a slot (from the encoder's thread)."""
+        self.inbox.put(_Queued(job, emit, result))
+
+    def _start_with_images(self, job: CompletionJob, emit: Emit, slot: _Slot, encoded: EncodedPrompt | None) -> None:
+        """Decode an image prompt the encoder prepared into the slot, then sample its first token.
+
+        Only the decoding runs on the loop thread (one step's work); the images were encoded off it."""
+        if self.vision is None or encoded is None:
+            raise BadRequest("this model has no vision projector")
+        try:
+            if encoded.positions >= self.spec.num_ctx:
+                raise ContextOverflow()
+            self.ctx.kv_cache_seq_rm(slot.seq_id, 0, -1)
+            slot.kv = []
+            used = self.vision.decode(self.ctx.ctx, encoded, self.spec.num_batch, slot.seq_id)
+        finally:
+            encoded.close()
         slot.kv = [-1] * used  # image positions are never the prefix of a later prompt
-        if used >= self.spec.num_ctx:
-            raise ContextOverflow()
         gen = Generation(job, emit, [], 0, self.spec.num_ctx, image_positions=used)
         if self._occupy(slot, gen, self._sampler(job), []):
             self._take(slot, -1)  # the prompt's last logits
@@ -333,6 +375,7 @@ class BatchEngine:
             if slot.gen:
                 slot.gen.fail(error)
                 self._free(slot)
-        for _, emit in self.waiting:
-            emit(error)
+        for queued in self.waiting:
+            queued.discard()
+            queued.emit(error)
         self.waiting.clear()
