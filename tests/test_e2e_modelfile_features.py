@@ -4,6 +4,7 @@ cache type and flash attention settings, gpt-oss (harmony) output, and pulls thr
 from __future__ import annotations
 
 import asyncio
+import json
 import datetime
 import ssl
 import threading
@@ -205,3 +206,43 @@ def test_a_pull_through_https_proxy_lets_the_proxy_resolve_the_registry(server, 
     finally:
         stop_server(proxied.process)
         proxy.stop()
+
+
+# --- item 5: harmony (gpt-oss) output ------------------------------------------------------------
+_SHOTS = [("What is 2+2?", "I add two and two, which makes four.", "4"),
+          ("What color is the sky?", "On a clear day the sky looks blue.", "Blue"),
+          ("What is the capital of France?", "France's capital city is Paris.", "Paris")]
+# Few-shot harmony conversations teach smollm2 the format; the prompt then opens an assistant message, as the
+# gpt-oss template does, and the model writes its channels itself (as text: smollm2 has no such tokens).
+HARMONY_TEMPLATE = ("<|start|>system<|message|>You are a helpful assistant.<|end|>\n" + "".join(
+    f"<|start|>user<|message|>{q}<|end|><|start|>assistant<|channel|>analysis<|message|>{a}<|end|>"
+    f"<|start|>assistant<|channel|>final<|message|>{f}<|return|>\n" for q, a, f in _SHOTS)
+    + "{{ range .Messages }}<|start|>{{ .Role }}<|message|>{{ .Content }}<|end|>{{ end }}<|start|>assistant")
+
+
+@pytest.fixture(scope="module")
+def harmony_model(server) -> str:
+    created = httpx.post(f"{server.url}/api/create", timeout=300, trust_env=False, json={
+        "model": "smol-harmony", "from": MODEL, "template": HARMONY_TEMPLATE, "stream": False,
+        "parameters": {"stop": ["<|return|>"], "temperature": 0, "num_predict": 48}})
+    assert created.status_code == 200, created.text
+    return "smol-harmony"
+
+
+def test_harmony_channels_become_thinking_and_content(server, harmony_model: str) -> None:
+    body = {"model": harmony_model, "messages": [{"role": "user", "content": "Name a fruit."}]}
+    whole = httpx.post(f"{server.url}/api/chat", json={**body, "stream": False}, timeout=300, trust_env=False)
+    assert whole.status_code == 200, whole.text
+    message = whole.json()["message"]
+    assert message["thinking"].strip() and message["content"].strip()
+    assert "<|" not in message["thinking"] + message["content"]  # no framing left in either field
+    with httpx.stream("POST", f"{server.url}/api/chat", json=body, timeout=300, trust_env=False) as response:
+        chunks = [json.loads(line) for line in response.iter_lines() if line]
+    thinking_chunks = [c["message"]["thinking"] for c in chunks if c["message"].get("thinking")]
+    assert len(thinking_chunks) > 1  # reasoning streams as it is written, not all at the end
+    assert "".join(thinking_chunks) == message["thinking"]
+    assert "".join(c["message"]["content"] for c in chunks) == message["content"]
+    assert ollama.Client(host=server.url).show(harmony_model).capabilities == ["completion", "thinking"]
+    without = httpx.post(f"{server.url}/api/chat", json={**body, "stream": False, "think": False}, timeout=300,
+                         trust_env=False).json()["message"]
+    assert "thinking" not in without and without["content"] == message["content"]

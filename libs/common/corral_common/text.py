@@ -7,3 +7,13 @@ def partial_suffix(text: str, tag: str) -> int:
         if text.endswith(tag[:n]):
             return n
     return 0
+
+
+# OpenAI's harmony format (gpt-oss): the tokens that frame its messages. The inference engine renders them as text
+# where the model's vocabulary has them as control tokens, and the gateway's parser splits the output on them.
+HARMONY_TOKENS = ("<|start|>", "<|end|>", "<|message|>", "<|channel|>", "<|constrain|>", "<|return|>", "<|call|>")
+
+
+def is_harmony(template: str) -> bool:
+    """Whether a chat template (Go or Jinja) writes harmony messages: it opens channels and message bodies."""
+    return "<|channel|>" in template and "<|message|>" in template

@@ -20,7 +20,8 @@ from corral_common.schemabounds import check_format, checked_schema_text
 from corral_api import prompt as prompts
 from corral_api.images import place_markers
 from corral_api.clients import InferenceClient, RegistryClient
-from corral_api.shaping import OutputShaper
+from corral_api.harmony import HarmonyParser, is_harmony_model
+from corral_api.shaping import OutputShaper, Shaper
 from corral_api.thinking import ThinkingSplitter
 from corral_api.toolcalls import ToolCallCollector, family_of, forced_call
 
@@ -136,7 +137,7 @@ def _done(chunk: ChunkMaker, reason: str | None) -> dict[str, Any]:
     return {**chunk("", "", []), "done": True, "done_reason": reason}
 
 
-async def _streamed(call: Call, body: CompletionRequest, shaper: OutputShaper, chunk: ChunkMaker,
+async def _streamed(call: Call, body: CompletionRequest, shaper: Shaper, chunk: ChunkMaker,
                     final: Callable[[CompletionEvent], dict[str, Any]], cached: bool) -> AsyncIterator[dict[str, Any]]:
     """Inference events as response chunks: shaped text as it comes, what the shaper held back, the final chunk
     (with ``cached``, it also says how many prompt tokens came from the cache)."""
@@ -235,10 +236,13 @@ def _tool_setup(req: ChatRequest, model: ResolvedModel) -> ToolSetup:
 
 
 def _shaper(req_think: Any, model: ResolvedModel, collector: ToolCallCollector | None,
-            prompt: str) -> OutputShaper:
+            prompt: str) -> Shaper:
     """Thinking is split for models that can think (inside already if the prompt opened the tag), never in a
-    forced call; it is kept unless ``think`` is false."""
-    thinks = model.can("thinking") and not (collector and collector.forced)
+    forced call; it is kept unless ``think`` is false. gpt-oss (harmony) output has a parser of its own."""
+    forced = bool(collector and collector.forced)
+    if not forced and is_harmony_model(model):
+        return HarmonyParser(prompt, keep_thinking=req_think is not False)
+    thinks = model.can("thinking") and not forced
     splitter = ThinkingSplitter(inside=prompt.rstrip().endswith("<think>")) if thinks else None
     return OutputShaper(splitter, keep_thinking=thinks and req_think is not False, tools=collector)
 

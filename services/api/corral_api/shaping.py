@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from corral_api.thinking import ThinkingSplitter
 from corral_api.toolcalls import ToolCallCollector
+
+
+class Shaper(Protocol):
+    """Raw model text in, message fields out: ``OutputShaper``, or ``harmony.HarmonyParser`` for gpt-oss."""
+
+    def feed(self, text: str) -> tuple[str, str]:
+        """(thinking, content) to emit for a piece of raw text."""
+
+    def finish(self) -> tuple[str, str, list[dict[str, Any]]]:
+        """What is left when generation ends: thinking, content and any tool calls."""
 
 
 class OutputShaper:

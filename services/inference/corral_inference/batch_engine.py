@@ -23,8 +23,9 @@ from llama_cpp import _internals as internals
 
 from corral_common.errors import AppError, BadRequest, InternalError
 from corral_common.logs import get_logger
+from corral_common.text import HARMONY_TOKENS
 
-from corral_inference import kvcache
+from corral_inference import kvcache, lora
 from corral_inference.completion import (ContextOverflow, Generation, certainly_longer, common_prefix, job_tokens,
                                         reusable_prefix)
 from corral_inference.engine import CompletionJob, Emit, LoadSpec, Occupancy
@@ -75,8 +76,10 @@ class BatchEngine:
         model_params.main_gpu, model_params.use_mmap = spec.main_gpu, spec.use_mmap
         self.model = internals.LlamaModel(path_model=spec.model_path, params=model_params, verbose=False)
         self.ctx = internals.LlamaContext(model=self.model, params=self._context_params(spec), verbose=False)
+        self.adapters = lora.apply_adapters(self.model, self.ctx, spec.adapters)
         self.batch = internals.LlamaBatch(n_tokens=spec.num_batch, embd=0, n_seq_max=self.slots)
         self.n_vocab = self.model.n_vocab()
+        self.shown_controls = self._harmony_tokens()
         self.seqs = [_Slot(i) for i in range(self.slots)]
         self.vision: VisionContext | None = (VisionContext.load(LlamaMtmd(), spec.projector, self.model.model,
                                                                 _threads(spec.num_thread)) if spec.projector else None)
@@ -148,6 +151,7 @@ class BatchEngine:
             self.vision.close()
         self.batch.close()
         self.ctx.close()
+        lora.free_adapters(self.adapters)
         self.model.close()
 
     # --- the step loop (runs on self.thread only) ----------------------------------------
@@ -200,6 +204,14 @@ class BatchEngine:
                 emit(exc)
             except Exception as exc:  # a bad grammar or tokenizer failure ends this request only
                 emit(InternalError(f"inference failed: {exc}"))
+
+    def _harmony_tokens(self) -> frozenset[int]:
+        """The harmony framing tokens this vocabulary has as single (control) tokens: written out as text, so the
+        gateway can split gpt-oss output into channels (llama.cpp leaves control tokens out of pieces)."""
+        ids = {text: self._tokenize(text.encode(), False) for text in HARMONY_TOKENS}
+        if len(ids["<|channel|>"]) != 1 or len(ids["<|message|>"]) != 1:
+            return frozenset()  # no harmony vocabulary: control tokens stay out of the text, as before
+        return frozenset(found[0] for found in ids.values() if len(found) == 1)
 
     def _tokenize(self, data: bytes, add_bos: bool) -> list[int]:
         return self.model.tokenize(data, add_bos=add_bos, special=True)
@@ -341,7 +353,7 @@ class BatchEngine:
         if llama_cpp.llama_vocab_is_eog(self.model.vocab, token):
             piece, logprobs = None, None
         else:
-            piece = self._piece(token, special=False)
+            piece = self._piece(token, special=token in self.shown_controls)
             logprobs = self._logprobs(index, token, gen.job.top_logprobs) if gen.job.logprobs else None
         if gen.step(token, piece, logprobs):
             self._free(slot)

@@ -14,6 +14,7 @@ from corral_common.jsonio import local_time
 from corral_common.lru import ByteLRU
 from corral_common.modelfile import quote_value
 from corral_common.schemas import model_details
+from corral_common.text import is_harmony
 
 from corral_registry import media_types
 from corral_registry.store import ModelStore, StoredModel
@@ -121,11 +122,11 @@ def _template_capabilities(template: str | None, chat_template: str) -> list[str
             variables = set()
         caps += [cap for var, cap in (("Tools", "tools"), ("Suffix", "insert"), ("Think", "thinking"))
                  if var in variables]
-        if "thinking" not in caps and "<think>" in template:
+        if "thinking" not in caps and ("<think>" in template or is_harmony(template)):
             caps.append("thinking")
     elif chat_template:
         caps += ["tools"] if ("tools" in chat_template or "tool_call" in chat_template) else []
-        caps += ["thinking"] if "<think>" in chat_template else []
+        caps += ["thinking"] if "<think>" in chat_template or is_harmony(chat_template) else []
     return caps
 
 
