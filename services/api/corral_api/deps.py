@@ -10,6 +10,7 @@ from corral_common.http import from_state, request_id_of
 
 from corral_api.clients import AuthClient, RegistryClient, WebsearchClient
 from corral_api.nodes import InferenceRouter
+from corral_api.remote.known import RESOLVED, KnownModel
 from corral_api.remote.runs import RemoteRuns
 from corral_api.running import Call
 from corral_api.usage import MeteredInference, reporter
@@ -21,7 +22,9 @@ def _call(request: Request) -> Call:
     state = request.app.state
     principal = getattr(request.state, "principal", None)
     inference = MeteredInference(state.inference, reporter(state.auth, principal)) if principal else state.inference
-    return Call(state.registry, inference, request_id_of(request))
+    known = getattr(request.state, RESOLVED, None)
+    registry = KnownModel(state.registry, *known) if known else state.registry
+    return Call(registry, inference, request_id_of(request))
 
 
 Registry = Annotated[RegistryClient, Depends(from_state("registry"))]

@@ -269,3 +269,20 @@ def test_create_from_a_cloud_name_runs_it_on_the_cloud(tmp_path) -> None:
     gateway.app.state.inference = FakeInference()
     assert gateway.post("/api/create", json={"model": "mine", "from": "gpt-oss:20b-cloud"}).status_code == 200
     assert (seen[0].from_, seen[0].remote_host) == ("gpt-oss:20b-cloud", CLOUD)
+
+
+def test_a_local_model_is_resolved_once_per_request(tmp_path) -> None:
+    gateway = _gateway(Upstream(lambda r: httpx.Response(500)), tmp_path)
+    registry = gateway.app.state.registry
+    registry.resolved = model()  # a local model this time
+    asked: list[str] = []
+    plain = registry.resolve
+
+    async def counted(name: str, request_id: str):
+        asked.append(name)
+        return await plain(name, request_id)
+
+    registry.resolve = counted
+    gateway.app.state.inference = FakeInference()
+    answer = gateway.post("/api/generate", json={"model": "m", "prompt": "x", "stream": False})
+    assert answer.json()["response"] == "Hello" and asked == ["m"]

@@ -34,6 +34,7 @@ from corral_api.openai import errors as openai_errors
 from corral_api.openai.sse import event
 from corral_api.remote import cloud
 from corral_api.remote.client import RemoteClient, Target
+from corral_api.remote.known import RESOLVED
 from corral_api.remote.runs import RemoteRuns
 
 T = TypeVar("T")
@@ -176,8 +177,10 @@ async def _find(scope: Scope, body: bytes) -> Found | None:
     except AppError:
         return None  # not stored, or the store is down: the route says so in its own words
     if not model.remote_host:
+        scope.setdefault("state", {})[RESOLVED] = (name, model)  # the route uses it instead of asking again
         return None
     return Found(Target(model.remote_host, model.remote_model), name, data, model)
+
 
 
 async def _managed(scope: Scope, body: bytes) -> Response | bytes | None:
