@@ -16,7 +16,7 @@ from corral_common.internal import ForcedCall
 from corral_common.schemabounds import checked_schema_text
 
 _SPACE_RULE = re.compile(r"^space ::= .*$", re.M)
-_COMPILE_ERRORS = (ValueError, KeyError, TypeError, AssertionError, RecursionError)
+_COMPILE_ERRORS = (ValueError, KeyError, TypeError, AttributeError, IndexError, AssertionError, RecursionError)
 
 
 def _converter() -> Any:

@@ -68,6 +68,19 @@ def test_bad_tool_parameters_are_a_400(parameters: dict, message: str) -> None:
         grammar_for(None, ForcedCall.model_validate({"functions": [{"name": "f", "parameters": parameters}]}))
 
 
+@pytest.mark.parametrize("schema", [
+    {"type": "object", "properties": {"a": ["x", 1]}},
+    {"type": "object", "properties": ["a"]},
+    {"type": "object", "properties": {"a": "string"}},
+    {"type": "object", "properties": {"a": 3}},
+    {"type": "array", "items": True},
+])
+def test_a_format_schema_of_the_wrong_shape_is_a_400_naming_format(schema: dict) -> None:
+    """Found by the fuzz test: a property schema that is not an object crashed the converter (a bare 500)."""
+    with pytest.raises(BadRequest, match="invalid format"):
+        grammar_for(schema)
+
+
 @pytest.fixture(scope="module")
 def engine(smollm2_path: Path):
     batch = pytest.importorskip("corral_inference.batch_engine")
