@@ -28,6 +28,7 @@ from corral_common.http import error_response, ndjson_line
 from corral_common.internal import ResolvedModel
 from corral_common.jsonio import go_dumps
 from corral_common.remote import parse_ref
+from corral_common.schemas import decode_json
 
 from corral_api.anthropic import errors as anthropic_errors
 from corral_api.openai import errors as openai_errors
@@ -153,8 +154,8 @@ def _decoded(scope: Scope, body: bytes) -> dict[str, Any] | None:
         if name.lower() == b"content-encoding" and value.strip().lower() not in (b"", b"identity"):
             return None
     try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):
+        data = decode_json(body)  # the edge's rules: a lone surrogate or a too-deep body is the route's 400
+    except AppError:
         return None
     return data if isinstance(data, dict) else None
 
