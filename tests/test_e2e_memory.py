@@ -1,6 +1,6 @@
 """The embedded default's memory (issue 17 item 1) against a real ``corral serve``: the services are forked from
 serve and share its memory; one killed with ``kill -9`` is forked again and the next request succeeds; the job
-worker starts only when the first job is queued."""
+worker runs only while there are jobs."""
 
 from __future__ import annotations
 
@@ -24,8 +24,9 @@ SHARED_MIN_KIB = 8 * 1024  # a forked service shares tens of MiB of serve's impo
 
 @pytest.fixture(scope="module")
 def fresh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A corral of its own, with an empty store: nothing has asked for a job yet."""
-    srv = start_server(tmp_path_factory.mktemp("memory"))
+    """A corral of its own, with an empty store (nothing has asked for a job yet), whose job worker ends after
+    two idle seconds."""
+    srv = start_server(tmp_path_factory.mktemp("memory"), {"CORRAL_WORKER_IDLE_EXIT": "2"})
     try:
         yield srv
     finally:
@@ -78,15 +79,27 @@ def _gone(pid: int, timeout: float = 10) -> bool:
     return False
 
 
-def test_the_job_worker_starts_with_the_first_job(fresh: Server) -> None:
+def _no_worker(server: Server) -> bool:
+    return not [cmd for cmd in _children(server).values() if WORKER in cmd]
+
+
+def test_the_job_worker_runs_only_while_there_are_jobs(fresh: Server) -> None:
     time.sleep(1)  # a supervision round or two: nothing is queued, so nothing starts
-    assert not [cmd for cmd in _children(fresh).values() if WORKER in cmd], _children(fresh)
+    assert _no_worker(fresh), _children(fresh)
     from corral_cli.bundled import import_bundled
 
     assert import_bundled(fresh.url, only=(MODEL,)) == [MODEL]  # `corral create`: a job the worker runs
-    assert _pid(fresh, WORKER)
+    deadline = time.monotonic() + 60
+    while not _no_worker(fresh) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _no_worker(fresh), "the job worker did not end once idle"
+    time.sleep(1.5)
+    assert _no_worker(fresh), "a job worker that ended cleanly was started again without a job"
+    copy = httpx.post(f"{fresh.url}/api/create", json={"model": "again", "from": MODEL, "stream": False},
+                      timeout=300)  # the next job starts it again
+    assert copy.status_code == 200 and copy.json() == {"status": "success"}, copy.text
     names = [m["name"] for m in httpx.get(f"{fresh.url}/api/tags", timeout=30).json()["models"]]
-    assert MODEL in names
+    assert {MODEL, "again:latest"} <= set(names)
 
 
 def test_services_are_forked_from_serve_and_share_its_memory(fresh: Server) -> None:
@@ -109,9 +122,8 @@ def test_a_killed_service_is_forked_again_and_the_next_request_succeeds(fresh: S
     killed = _pid(fresh, SERVICES[service])
     os.kill(killed, signal.SIGKILL)
     assert _gone(killed)
-    # serve holds every service's listening socket: the request waits in its backlog for the new process
+    again = _pid(fresh, SERVICES[service])  # serve forks it again (the socket stays serve's meanwhile)
+    assert again != killed and _shared_kib(again) >= SHARED_MIN_KIB  # forked again, from the same shared state
     answer = _generate(fresh)
     assert answer.status_code == 200, answer.text
     assert answer.json()["done"] is True
-    again = _pid(fresh, SERVICES[service])
-    assert again != killed and _shared_kib(again) >= SHARED_MIN_KIB  # forked again, from the same shared state

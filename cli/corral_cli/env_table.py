@@ -39,7 +39,12 @@ OLLAMA_VARS = (
 RUNTIME_VARS = (
     EnvVar("CORRAL_HOME", "Keys, job spool and databases (default ~/.corral)"),
     EnvVar("CORRAL_NUM_THREAD", "CPU threads per model (default 0: every core the process may use)"),
-    EnvVar("CORRAL_LAZY_SERVICES", "Start auth and websearch on their first connection (default true)"),
+    EnvVar("CORRAL_LAZY_SERVICES", "Start auth and websearch on their first connection, the job worker when a job "
+                                   "is queued (default true)"),
+    EnvVar("CORRAL_WORKER_IDLE_EXIT", "Seconds without a job after which a job worker started on demand ends "
+                                      "(default 30)"),
+    EnvVar("CORRAL_FORK_SERVICES", "Fork the services from serve, which imported what they share once, so they "
+                                   "share that memory (default true)"),
     EnvVar("CORRAL_LOG_FORMAT", "Log lines as json or console (default console on a terminal, else json)"),
     EnvVar("CORRAL_METRICS", "Collect Prometheus metrics (default true)"),
     EnvVar("CORRAL_READYZ_SKIP", "Comma separated services the gateway's /readyz leaves out (default none)"),

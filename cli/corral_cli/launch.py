@@ -23,13 +23,17 @@ import argparse
 import asyncio
 import importlib
 import os
+import signal
 import socket
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import uvicorn
 
+from corral_common.env import env_float
 from corral_common.memlimit import apply_memory_limit
 from corral_common.shutdown import ENDING_SECONDS, Shutdown, shutdown_grace
 
@@ -55,9 +59,30 @@ def run_celery(argv: list[str]) -> None:
     import celery.utils.imports
     from celery.__main__ import main as celery_main
 
+    from corral_common.tasks import WORKER_IDLE_EXIT_ENV
+
     celery.utils.imports.cwd_in_path = _no_cwd_in_path  # it puts the cwd first on sys.path for -A imports
     sys.argv = ["celery", *argv]
+    idle = env_float(os.environ, WORKER_IDLE_EXIT_ENV, 0.0)
+    if idle > 0:
+        threading.Thread(target=_exit_when_idle, args=(idle,), name="idle-exit", daemon=True).start()
     celery_main()
+
+
+def _exit_when_idle(seconds: float) -> None:
+    """End this worker once it has run no task for ``seconds`` (a worker serve starts on first use frees its
+    memory until the next job). SIGTERM is Celery's warm shutdown: it takes no new message, and one it already
+    took runs to its end first; serve starts the worker again when the next job is queued."""
+    from celery.worker import state
+
+    idle_since = time.monotonic()
+    while True:
+        time.sleep(min(1.0, seconds / 4))
+        if state.reserved_requests or state.active_requests:  # reserved: taken from the queue, running or not
+            idle_since = time.monotonic()
+        elif time.monotonic() - idle_since >= seconds:
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
 
 
 class GracefulServer(uvicorn.Server):

@@ -43,6 +43,7 @@ from corral_cli.lifeline import Lifeline
 
 log = structlog.get_logger("corral.serve")
 RESTART_BACKOFF_MAX = 30.0
+JOB_WORKER_IDLE_EXIT = "30"  # s: a job worker started on first use ends after this long without a job
 STOP_GRACE_SECONDS = 10.0  # the services behind the gateway, which by then serve no client
 EXIT_SECONDS = 3.0  # a public service's exit after its last response (app shutdown, interpreter exit)
 
@@ -237,19 +238,21 @@ def _registry_worker(launch: Launcher, registry: Child, lazy: bool) -> list[Chil
     """The registry's job worker: its own process by default, so a job that crashes it (or is killed)
     leaves the registry serving and the caller's progress stream intact while the job is redelivered;
     with CORRAL_REGISTRY_INLINE_WORKER=1 a thread of the registry service (one process, ~85 MiB, less).
-    Jobs (create, pull, push) are rare: with the embedded broker the worker starts when the first one is
-    queued, and the job waits in the queue meanwhile."""
-    from corral_common.tasks import QueueSettings
+    Jobs (create, pull, push) are rare: with the embedded broker the worker starts when one is queued (the job
+    waits in the queue meanwhile), and ends once it has had none for CORRAL_WORKER_IDLE_EXIT seconds."""
+    from corral_common.tasks import WORKER_IDLE_EXIT_ENV, QueueSettings
     from corral_registry.settings import inline_worker_enabled
 
     if inline_worker_enabled(registry.env):
         return []
     inbox = QueueSettings.from_env(registry.env).inbox()
-    worker = launch.celery("registry-worker", registry.env, "--quiet", "-A", "corral_registry.worker:celery_app",
+    on_demand = lazy and inbox is not None
+    env = {WORKER_IDLE_EXIT_ENV: JOB_WORKER_IDLE_EXIT, **registry.env} if on_demand else registry.env
+    worker = launch.celery("registry-worker", env, "--quiet", "-A", "corral_registry.worker:celery_app",
                            "worker", "--pool", "threads", "--concurrency", "4", "--loglevel", "WARNING",
                            "--without-heartbeat", "--without-gossip", "--without-mingle", "-n",
-                           f"registry-{os.getpid()}@%h", waiting=lazy and inbox is not None)
-    if inbox is not None:
+                           f"registry-{os.getpid()}@%h", waiting=on_demand)
+    if on_demand:
         worker.wake_when = QueueWatch(inbox, "celery")  # the registry's jobs go to Celery's default queue
     return [worker]
 
@@ -333,9 +336,14 @@ class Supervisor:
                 member.start()
 
     def _check(self, child: Child) -> None:
-        """Restart a child that exited, waiting longer after each quick crash."""
+        """Restart a child that exited, waiting longer after each quick crash; one started on demand that
+        ended cleanly (a job worker with no more jobs) waits for its next use instead."""
         code = child.exited()
         if code is None and child.process is not None:
+            return
+        if code == 0 and child.wake_when is not None:
+            log.info("service idle, stopped until its next use", service=child.name)
+            child.process, child.waiting, child.restarts = None, True, 0
             return
         now = time.monotonic()
         if child.process is not None:

@@ -136,3 +136,34 @@ def test_the_registry_job_worker_is_a_process_unless_asked_to_run_inline() -> No
         assert by_name["registry"].env["CORRAL_REGISTRY_INLINE_WORKER"] == "1"
     finally:
         _close(children)
+
+
+def test_a_service_started_on_demand_waits_again_after_a_clean_exit_and_restarts_after_a_crash(tmp_path) -> None:
+    queued = threading.Event()
+    runs = tmp_path / "runs"
+    # Each start appends a line; the first run ends cleanly (no more work), the second crashes.
+    code = (f"import pathlib, sys; p = pathlib.Path({str(runs)!r}); n = len(p.read_text().splitlines()) "
+            "if p.exists() else 0; p.open('a').write('run\\n'); sys.exit(0 if n == 0 else 3)")
+    worker = Child("worker", [sys.executable, "-c", code], {}, waiting=True, wake_when=queued.is_set)
+    supervisor = Supervisor([worker])
+    runner = threading.Thread(target=supervisor.run, daemon=True)
+    runner.start()
+
+    def started() -> int:
+        return len(runs.read_text().splitlines()) if runs.exists() else 0
+
+    try:
+        time.sleep(0.6)
+        assert started() == 0  # nothing queued: not started
+        queued.set()
+        assert _poll(lambda: started() == 1)
+        queued.clear()  # the work is taken: it ends cleanly and waits for the next
+        assert _poll(lambda: worker.waiting and worker.process is None)
+        time.sleep(1.2)
+        assert started() == 1
+        queued.set()
+        assert _poll(lambda: started() >= 3)  # the second run crashes (3): restarted without waiting to be woken
+        queued.clear()
+    finally:
+        supervisor.stop()
+        runner.join(30)

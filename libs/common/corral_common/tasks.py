@@ -21,6 +21,8 @@ CREATE_MODEL_TASK = "corral.registry.create_model"
 PULL_MODEL_TASK = "corral.registry.pull_model"
 PUSH_MODEL_TASK = "corral.registry.push_model"
 REGISTRY_GC_TASK = "corral.registry.garbage_collect"
+# Seconds without a task after which a worker ends (set by corral serve on a worker it starts on first use).
+WORKER_IDLE_EXIT_ENV = "CORRAL_WORKER_IDLE_EXIT"
 S = TypeVar("S", bound="_Settings")
 
 
