@@ -3,7 +3,7 @@
 from corral_cli.env_table import CLIENT_ENV, RUN_ENV, SERVE_ENV
 
 __all__ = ["CLIENT_ENV", "RUN_ENV", "SERVE_ENV", "USAGE", "USAGE_PARAMETERS", "USAGE_SET", "USAGE_SHORTCUTS",
-           "USAGE_SHOW"]  # the env tuples stay importable from here for the command modules
+           "USAGE_SHOW", "USAGE_IMAGES"]  # the env tuples stay importable from here for the command modules
 
 USAGE = """Available Commands:
   /set            Set session variables
@@ -16,6 +16,10 @@ USAGE = """Available Commands:
   /? shortcuts    Help for keyboard shortcuts
 
 Use \"\"\" to begin a multi-line message.
+
+"""
+
+USAGE_IMAGES = """Use /path/to/file to include .jpg, .png, or .webp images.
 
 """
 

@@ -16,7 +16,8 @@ from corral_cli.commands.models import render_list
 from corral_cli.commands.show import render_info
 from corral_cli.display import stats_summary
 from corral_cli.formatting import now_utc
-from corral_cli.help_texts import USAGE, USAGE_PARAMETERS, USAGE_SET, USAGE_SHORTCUTS, USAGE_SHOW
+from corral_cli.help_texts import USAGE, USAGE_IMAGES, USAGE_PARAMETERS, USAGE_SET, USAGE_SHORTCUTS, USAGE_SHOW
+from corral_cli.images import extract_images, names_a_file
 from corral_cli.session import RunOptions, chat_body, infer_think, load_model, show
 
 QUOTES = '"""'
@@ -265,16 +266,23 @@ class Repl:
             "/clear": self._clear, "/list": self._list, "/help": self._help, "/?": self._help,
         }
         handler = handlers.get(name)
-        if handler is None:
+        if handler is None and self.opts.multimodal and names_a_file(line):
+            self.send(line)  # "/tmp/photo.png what is this?" is a prompt with an image
+        elif handler is None:
             print(f"Unknown command '{name}'. Type /? for help")
         else:
             handler(args)
         return False
 
     def send(self, text: str) -> None:
-        """Send a user message and print the answer."""
+        """Send a user message (with the image files it names, for a vision model) and print the answer."""
         opts = self.opts
-        opts.messages.append({"role": "user", "content": text})
+        message: dict[str, Any] = {"role": "user", "content": text}
+        if opts.multimodal:
+            message["content"], images = extract_images(text)
+            if images:
+                message["images"] = images
+        opts.messages.append(message)
         try:
             answer = stream_answer(self.client, "/api/chat", chat_body(opts), opts.answer_style())
         except ServerError as error:
@@ -465,4 +473,4 @@ class Repl:
         elif topic in ("shortcut", "shortcuts"):
             sys.stderr.write(USAGE_SHORTCUTS)
         elif not topic:
-            sys.stderr.write(USAGE)
+            sys.stderr.write(USAGE + (USAGE_IMAGES if self.opts.multimodal else ""))

@@ -37,11 +37,15 @@ class RunOptions:
     hide_thinking: bool = False
     word_wrap: bool = True
     verbose: bool = False
+    multimodal: bool = False  # image paths in prompts are attached (the model has a vision projector)
+    images: list[str] = field(default_factory=list)  # base64, for the one-shot prompt
 
     def apply_show(self, info: dict[str, Any]) -> None:
-        """Take the parent model and stored MESSAGEs from an /api/show answer."""
+        """Take the parent model, stored MESSAGEs and whether it sees images from an /api/show answer."""
         self.parent_model = str((info.get("details") or {}).get("parent_model") or "")
         self.loaded_messages = list(info.get("messages") or [])
+        self.multimodal = ("vision" in (info.get("capabilities") or []) or bool(info.get("projector_info"))
+                           or any(".vision." in key for key in info.get("model_info") or {}))
 
     def answer_style(self) -> AnswerStyle:
         """How answers are printed to stdout for these options."""
@@ -104,6 +108,8 @@ def generate_body(opts: RunOptions) -> dict[str, Any]:
     """The /api/generate request of a one-shot run."""
     body = _common(opts)
     body["prompt"] = opts.prompt
+    if opts.images:
+        body["images"] = list(opts.images)
     if opts.system:
         body["system"] = opts.system
     return body

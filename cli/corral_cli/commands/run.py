@@ -12,6 +12,7 @@ from corral_cli.answer import stream_answer
 from corral_cli.client import Client
 from corral_cli.display import WordWrapper, stats_summary
 from corral_cli.errors import CliError
+from corral_cli.images import extract_images
 from corral_cli.session import (
     Puller,
     RunOptions,
@@ -83,7 +84,10 @@ def print_loaded_messages(opts: RunOptions) -> None:
 
 
 def generate_once(client: Client, opts: RunOptions) -> int:
-    """Stream one /api/generate answer to stdout, then the stats with ``--verbose``."""
+    """Stream one /api/generate answer to stdout, then the stats with ``--verbose``; a vision model gets the
+    image files the prompt names."""
+    if opts.multimodal:
+        opts.prompt, opts.images = extract_images(opts.prompt)
     answer = stream_answer(client, "/api/generate", generate_body(opts), opts.answer_style())
     if answer.cancelled:
         if answer.printed:

@@ -24,7 +24,9 @@ SMOLLM2_HIDDEN = 576  # the text decoder's embedding length: the projector's out
 class ProjectorShape:
     """The encoder's size; small so that an image encodes in milliseconds on a CPU."""
 
-    image_size: int = 64  # one tile is image_size × image_size pixels
+    # One tile is image_size × image_size pixels; an image is cut into tiles at its own size rounded to
+    # whole tiles (64×64: one tile; 640×640: a hundred), and encoded as those tiles plus a one-tile overview.
+    image_size: int = 64
     patch_size: int = 16
     width: int = 64  # the encoder's hidden size
     ffn: int = 128  # must differ from width (llama.cpp swaps up/down of old files where they look alike)
@@ -55,7 +57,6 @@ def idefics3_projector(seed: int = 0, shape: ProjectorShape = ProjectorShape()) 
          .add("clip.projector_type", STRING, "idefics3")
          .add("clip.use_gelu", BOOL, True)
          .add("clip.vision.image_size", UINT32, s.image_size)
-         .add("clip.vision.preproc_image_size", UINT32, s.image_size)  # any image: one tile plus the overview
          .add("clip.vision.patch_size", UINT32, s.patch_size)
          .add("clip.vision.embedding_length", UINT32, s.width)
          .add("clip.vision.feed_forward_length", UINT32, s.ffn)
