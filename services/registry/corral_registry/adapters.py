@@ -22,6 +22,7 @@ from typing import Any
 from corral_common.digest import Digest
 from corral_common.errors import BadRequest
 from corral_common.gguf import GGUFFile
+from corral_common.gguf_io import LazyArray
 
 from corral_registry import convert
 from corral_registry.store import ModelStore
@@ -56,7 +57,8 @@ def check_fits(adapter: GGUFFile, base: GGUFFile) -> None:
                          "(its general.type must be \"adapter\")")
     kind = adapter.metadata.get("adapter.type")
     if kind != "lora":
-        raise BadRequest(f"unsupported adapter type {kind!r}: only LoRA adapters (adapter.type \"lora\") can be applied")
+        raise BadRequest(f"unsupported adapter type {kind!r}: only LoRA adapters (adapter.type \"lora\") "
+                         "can be applied")
     if adapter.architecture() != base.architecture():
         raise BadRequest(f"the adapter is for {adapter.architecture()} models but the base model is "
                          f"{base.architecture()}: {_FIX}")
@@ -153,7 +155,7 @@ def base_config(base: GGUFFile) -> dict[str, Any]:
             config[hf_key] = value
     if "vocab_size" not in config:
         tokens = base.metadata.get("tokenizer.ggml.tokens")
-        config["vocab_size"] = getattr(tokens, "count", None) or len(tokens or [])
+        config["vocab_size"] = tokens.count if isinstance(tokens, LazyArray) else len(tokens or [])
     return config
 
 

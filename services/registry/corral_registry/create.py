@@ -151,9 +151,9 @@ def _plan_adapters(store: ModelStore, plan: CreatePlan, files: dict[str, str]) -
     sources = _model_sources(store, plan)
     base = sources[0] if sources else None
     if convert.is_safetensors(files):
-        plan.peft_adapter = adapters.plan_peft(store, _checked_files(store, files))
         if not plan.convert_files:
             adapters.check_base(base)
+        plan.peft_adapter = adapters.plan_peft(store, _checked_files(store, files))
         return
     if len(files) > 1:
         raise BadRequest("only one adapter is currently supported")
