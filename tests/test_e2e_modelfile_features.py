@@ -4,8 +4,8 @@ cache type and flash attention settings, gpt-oss (harmony) output, and pulls thr
 from __future__ import annotations
 
 import asyncio
-import json
 import datetime
+import json
 import ssl
 import threading
 from collections.abc import Iterator
