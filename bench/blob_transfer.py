@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -73,10 +74,10 @@ def client_main(direction: str, store_root: Path, name: str) -> int:
     client = RegistryClient(settings, store_root.parent / "home")
     print("ready", flush=True)
     sys.stdin.readline()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     run = push_model if direction == "push" else pull_model
     run(store, client, settings, TransferRequest(model=name, insecure=True), JobReporter())
-    print(json.dumps({"seconds": time.perf_counter() - started}), flush=True)
+    print(json.dumps({"seconds": time.perf_counter() - started, "cpu": time.process_time() - cpu}), flush=True)
     client.close()
     return 0
 
@@ -121,16 +122,22 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def time_cp(source: Path, work: Path, sync: bool) -> float:
-    """Seconds for ``cp source copy`` (then ``sync copy`` when asked); the copy is deleted afterwards."""
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def time_cp(source: Path, work: Path, sync: bool) -> tuple[float, float]:
+    """Seconds and CPU seconds for ``cp source copy`` (then ``sync copy`` when asked); the copy is deleted after."""
     copy = work / "cp-copy"
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), children_cpu()
     subprocess.run(["cp", str(source), str(copy)], check=True)
     if sync:
         subprocess.run(["sync", str(copy)], check=True)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, children_cpu() - cpu
     copy.unlink()
-    return seconds
+    fsync_path(work)
+    return seconds, cpu
 
 
 # --- the registry and the clients ----------------------------------------------------------------------------------
@@ -165,6 +172,18 @@ def served_bytes(port: int) -> int:
         text = answer.read().decode()
     match = re.search(r'^corral_registry_blob_bytes_total\{direction="out"\} (\S+)$', text, re.M)
     return int(float(match.group(1))) if match else 0
+
+
+def tree_cpu(proc: psutil.Process) -> float:
+    """User + system CPU seconds of a process and its children so far."""
+    total = 0.0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            times = p.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            pass
+    return total
 
 
 def tree_rss(proc: psutil.Process) -> int:
@@ -217,14 +236,18 @@ def spawn_client(direction: str, store: Path, name: str) -> subprocess.Popen:
 def transfer(direction: str, store: Path, name: str, server: subprocess.Popen) -> dict[str, float]:
     """One timed push or pull with RSS sampling of client and server."""
     client = spawn_client(direction, store, name)
-    sampler = Sampler({"client": psutil.Process(client.pid), "server": psutil.Process(server.pid)})
+    server_proc = psutil.Process(server.pid)
+    sampler = Sampler({"client": psutil.Process(client.pid), "server": server_proc})
+    server_cpu = tree_cpu(server_proc)
     client.stdin.write("go\n")
     client.stdin.flush()
     out, _ = client.communicate(timeout=3600)
     growth = sampler.stop()
     if client.returncode != 0:
         raise SystemExit(f"{direction} failed (exit {client.returncode})")
-    return {"seconds": json.loads(out.strip().splitlines()[-1])["seconds"], **growth}
+    timing = json.loads(out.strip().splitlines()[-1])
+    return {"seconds": timing["seconds"], "client_cpu": timing["cpu"], "server_cpu": tree_cpu(server_proc) - server_cpu,
+            **growth}
 
 
 def saved_progress(store: Path) -> int:
@@ -238,8 +261,10 @@ def saved_progress(store: Path) -> int:
     return done
 
 
-def resume(store: Path, name: str, size: int, port: int, server: subprocess.Popen) -> dict[str, float]:
-    """Kill a pull at about half, pull again; what the second run was served against what was missing."""
+def resume(store: Path, name: str, size: int, others: dict[str, int], port: int,
+           server: subprocess.Popen) -> dict[str, float]:
+    """Kill a pull at about half, pull again; what the second run was served against what was missing (the
+    unfinished part of the weights, and ``others``, the model's small blobs, unless the first run got them)."""
     client = spawn_client("pull", store, name)
     client.stdin.write("go\n")
     client.stdin.flush()
@@ -249,10 +274,11 @@ def resume(store: Path, name: str, size: int, port: int, server: subprocess.Pope
     os.kill(client.pid, signal.SIGKILL)
     client.wait()
     saved = saved_progress(store)
+    small = sum(n for blob, n in others.items() if not (store / "blobs" / blob).exists())
     before = served_bytes(port)
     second = transfer("pull", store, name, server)
     time.sleep(0.2)  # the counter is added to when the response ends
-    return {"saved": saved, "missing": size - saved, "served": served_bytes(port) - before, **second}
+    return {"saved": saved, "missing": size - saved + small, "served": served_bytes(port) - before, **second}
 
 
 # --- the report ----------------------------------------------------------------------------------------------------
@@ -260,16 +286,19 @@ def verdict(ok: bool) -> str:
     return "met" if ok else "MISSED"
 
 
-def report(size: int, cp: float, cp_sync: float, push: dict, pull: dict, resumed: dict | None) -> list[str]:
+def report(size: int, cps: tuple[tuple[float, float], tuple[float, float]], push: dict, pull: dict,
+           resumed: dict | None) -> list[str]:
     """The table and the met/missed lines."""
     rate = lambda seconds: size / seconds / MIB  # noqa: E731
+    (cp, cp_cpu), (cp_sync, cp_sync_cpu) = cps
     lines = [f"blob {size / MIB:.0f} MiB, load average {os.getloadavg()[0]:.1f}",
-             f"{'step':<14}{'seconds':>9}{'MiB/s':>9}{'x cp':>7}{'client +MiB':>13}{'server +MiB':>13}",
-             f"{'cp':<14}{cp:>9.2f}{rate(cp):>9.0f}{1:>7.2f}",
-             f"{'cp + sync':<14}{cp_sync:>9.2f}{rate(cp_sync):>9.0f}{cp / cp_sync:>7.2f}"]
+             f"{'step':<14}{'seconds':>9}{'MiB/s':>9}{'x cp':>7}{'client +MiB':>13}{'server +MiB':>13}"
+             f"{'client CPU s':>14}{'server CPU s':>14}",
+             f"{'cp':<14}{cp:>9.2f}{rate(cp):>9.0f}{1:>7.2f}{'':>26}{cp_cpu:>14.2f}",
+             f"{'cp + sync':<14}{cp_sync:>9.2f}{rate(cp_sync):>9.0f}{cp / cp_sync:>7.2f}{'':>26}{cp_sync_cpu:>14.2f}"]
     for label, row in (("push", push), ("pull", pull)) + ((("resumed pull", resumed),) if resumed else ()):
         lines.append(f"{label:<14}{row['seconds']:>9.2f}{rate(row['seconds']):>9.0f}{cp / row['seconds']:>7.2f}"
-                     f"{row['client']:>13.1f}{row['server']:>13.1f}")
+                     f"{row['client']:>13.1f}{row['server']:>13.1f}{row['client_cpu']:>14.2f}{row['server_cpu']:>14.2f}")
     lines.append("")
     for label, row in (("push", push), ("pull", pull)):
         ratio = cp / row["seconds"]
@@ -308,14 +337,15 @@ def main() -> int:
         name = f"127.0.0.1:{port}/{NAME}"
         print(f"scratch {work}; writing {args.size / MIB:.0f} MiB of random data", flush=True)
         source = make_model(work / "a", name, args.size)
-        cp, cp_sync = time_cp(source, work, False), time_cp(source, work, True)
+        cps = time_cp(source, work, False), time_cp(source, work, True)
         server = start_registry(work, port)
         push = transfer("push", work / "a", name, server)
         fsync_path(source)
         pull = transfer("pull", work / "b", name, server)
         shutil.rmtree(work / "b")
-        resumed = None if args.no_resume else resume(work / "c", name, args.size, port, server)
-        print("\n".join(report(args.size, cp, cp_sync, push, pull, resumed)))
+        others = {p.name: p.stat().st_size for p in source.parent.glob("sha256-*") if p != source}
+        resumed = None if args.no_resume else resume(work / "c", name, args.size, others, port, server)
+        print("\n".join(report(args.size, cps, push, pull, resumed)))
     finally:
         if server is not None:
             os.killpg(server.pid, signal.SIGTERM)

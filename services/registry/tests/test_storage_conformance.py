@@ -11,7 +11,7 @@ import pytest
 
 from corral_common.testing.backends import moto_server
 from corral_common.testing.threads import run_together
-from corral_registry.storage import InvalidKey, InvalidOffset, PathNotFound, StorageDriver
+from corral_registry.storage import InvalidKey, InvalidOffset, ObjectBusy, PathNotFound, StorageDriver
 from corral_registry.storage.filesystem import FilesystemDriver
 from corral_registry.storage.memory import MemoryDriver
 from corral_registry.testing import s3_driver
@@ -136,6 +136,46 @@ def test_large_writes_span_several_parts(driver: StorageDriver) -> None:
     assert info is not None and info.size == len(data)
     with driver.reader("big", 6 << 20) as stream:
         assert stream.read() == data[6 << 20:]
+
+
+def _append(driver: StorageDriver, key: str, offset: int, data: bytes, commit: bool = True) -> None:
+    with driver.appender(key, offset) as writer:
+        writer.write(data)
+        if commit:
+            writer.commit()
+
+
+def test_appender_extends_in_place_and_cancel_cuts_back(driver: StorageDriver) -> None:
+    if not driver.can_append:
+        pytest.skip(f"{driver.name} keeps upload chunks as objects of their own")
+    _append(driver, "up/data", 0, b"abc")
+    _append(driver, "up/data", 3, b"def")
+    assert driver.get_content("up/data") == b"abcdef"
+    _append(driver, "up/data", 6, b"zzz", commit=False)  # a failed chunk leaves the object as it was
+    assert driver.get_content("up/data") == b"abcdef"
+    _append(driver, "up/data", 3, b"XY")  # bytes past the offset (a crashed chunk's tail) are dropped
+    assert driver.get_content("up/data") == b"abcXY"
+    with driver.appender("up/data", 5):
+        pass  # holding it and writing nothing changes nothing
+    driver.move("up/data", "blob")
+    assert driver.get_content("blob") == b"abcXY"
+
+
+def test_appender_refuses_gaps_missing_objects_and_a_second_holder(driver: StorageDriver) -> None:
+    if not driver.can_append:
+        pytest.skip(f"{driver.name} keeps upload chunks as objects of their own")
+    _append(driver, "up/data", 0, b"abc")
+    with pytest.raises(InvalidOffset):
+        driver.appender("up/data", 4)
+    with pytest.raises(PathNotFound):
+        driver.appender("up/missing", 3)
+    with driver.appender("up/data", 3) as holder:
+        with pytest.raises(ObjectBusy):
+            driver.appender("up/data", 3)
+        holder.write(b"d")
+        holder.commit()
+    _append(driver, "up/data", 4, b"e")
+    assert driver.get_content("up/data") == b"abcde"
 
 
 def test_stat_reports_size_and_time(driver: StorageDriver) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -12,6 +13,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from corral_common import store_paths as paths
 from corral_common.testing.backends import moto_server, port_open, postgres_schema
 from corral_registry.main import create_app
 from corral_registry.settings import RegistrySettings, StorageSettings
@@ -173,6 +175,52 @@ def test_chunked_upload_with_wrong_digest_publishes_nothing_and_ends_the_session
     assert response.status_code == 400 and _error_code(response) == "DIGEST_INVALID"
     assert api.head(f"/v2/team/m/blobs/{wrong}").status_code == 404
     assert _error_code(api.get(location)) == "BLOB_UPLOAD_UNKNOWN"
+
+
+def test_a_chunk_racing_another_on_the_same_upload_is_refused_and_the_upload_survives(api: TestClient) -> None:
+    registry = api.app.state.registry
+    if not registry.driver.can_append:
+        pytest.skip("chunks are objects of their own on this storage")
+    data = bytes(range(256)) * 40
+    location = api.post("/v2/team/m/blobs/uploads/").headers["location"]
+    assert api.patch(location, content=data[:3000], headers={"Content-Range": "0-2999"}).status_code == 202
+    session = uuid.UUID(hex=location.rstrip("/").rsplit("/", 1)[1])
+    with registry.driver.appender(paths.upload_chunk_key(session, 0), 3000):  # another request, mid-chunk
+        raced = api.patch(location, content=b"x" * 100, headers={"Content-Range": "3000-3099"})
+        assert raced.status_code == 416 and raced.headers["range"] == "0-2999"
+    rest = api.patch(location, content=data[3000:], headers={"Content-Range": f"3000-{len(data) - 1}"})
+    assert rest.status_code == 202
+    assert api.put(f"{location}?digest={digest_of(data)}").status_code == 201
+    assert _read_blob(api, digest_of(data)) == data
+
+
+def test_a_chunked_upload_outlives_a_registry_restart_and_is_verified_from_storage(
+        settings: RegistrySettings, monkeypatch: pytest.MonkeyPatch) -> None:
+    if settings.storage.driver == "inmemory":
+        pytest.skip("memory storage ends with its process")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    good, bad = bytes(range(256)) * 40, bytes(range(255, -1, -1)) * 40
+    with TestClient(create_app(settings), follow_redirects=False) as api:
+        locations = [api.post("/v2/team/m/blobs/uploads/").headers["location"] for _ in (good, bad)]
+        for location, data in zip(locations, (good, bad)):
+            assert api.patch(location, content=data[:3000], headers={"Content-Range": "0-2999"}).status_code == 202
+    if settings.storage.driver == "filesystem":  # the second upload's first chunk rots on disk meanwhile
+        session = uuid.UUID(hex=locations[1].rstrip("/").rsplit("/", 1)[1])
+        stored = settings.storage.root / paths.upload_chunk_key(session, 0)
+        stored.write_bytes(b"\0" + stored.read_bytes()[1:])
+    else:
+        bad = good
+    with TestClient(create_app(settings), follow_redirects=False) as api:
+        for location, data in zip(locations, (good, bad)):
+            assert api.patch(location, content=data[3000:],
+                             headers={"Content-Range": f"3000-{len(data) - 1}"}).status_code == 202
+        assert api.put(f"{locations[0]}?digest={digest_of(good)}").status_code == 201
+        assert _read_blob(api, digest_of(good)) == good
+        if settings.storage.driver == "filesystem":
+            rotten = api.put(f"{locations[1]}?digest={digest_of(bad)}")
+            assert rotten.status_code == 400 and _error_code(rotten) == "DIGEST_INVALID"
+            assert api.head(f"/v2/team/m/blobs/{digest_of(bad)}").status_code == 404
 
 
 def test_cancelled_upload_is_gone(api: TestClient) -> None:

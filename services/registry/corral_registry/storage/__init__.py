@@ -1,7 +1,7 @@
 """Blob storage behind one StorageDriver protocol: filesystem, S3 and in-memory drivers."""
 
-from corral_registry.storage.base import (FileInfo, FileWriter, InvalidKey, InvalidOffset, PathNotFound,
+from corral_registry.storage.base import (FileInfo, FileWriter, InvalidKey, InvalidOffset, ObjectBusy, PathNotFound,
                                           StorageDriver, StorageError)
 
-__all__ = ["FileInfo", "FileWriter", "InvalidKey", "InvalidOffset", "PathNotFound", "StorageDriver",
+__all__ = ["FileInfo", "FileWriter", "InvalidKey", "InvalidOffset", "ObjectBusy", "PathNotFound", "StorageDriver",
            "StorageError"]

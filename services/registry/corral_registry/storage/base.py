@@ -3,7 +3,9 @@
 Keys are ``/``-separated segments of ``[A-Za-z0-9_.:-]``, never empty, never starting with a
 dot (temporary files use dot-names, so they can never collide with a key). Every driver makes
 content visible atomically: ``put_content`` and a committed ``writer`` replace the whole object
-at once, and nothing a writer wrote is visible before ``commit``.
+at once, and nothing a writer wrote is visible before ``commit``. Drivers that can extend an
+object in place (``can_append``: the filesystem, memory) also offer ``appender``, which upload
+sessions use so that a blob pushed in chunks is written once and renamed into place.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ class InvalidKey(StorageError):
 
 class InvalidOffset(StorageError):
     """A read offset beyond the end of the object."""
+
+
+class ObjectBusy(StorageError):
+    """Another appender holds the object."""
 
 
 def check_key(key: str) -> str:
@@ -79,6 +85,7 @@ class StorageDriver(Protocol):
     """What the registry needs from a blob store."""
 
     name: str
+    can_append: bool
 
     def get_content(self, key: str) -> bytes:
         """The whole object; PathNotFound if absent."""
@@ -91,6 +98,16 @@ class StorageDriver(Protocol):
 
     def writer(self, key: str) -> FileWriter:
         """A writer that replaces the object at ``commit``."""
+
+    def appender(self, key: str, offset: int) -> FileWriter:
+        """Continue the object at ``key`` from byte ``offset`` (0 creates it); only where ``can_append``.
+
+        The object is held against other appenders (ObjectBusy) until the writer is exited, so the caller can
+        record the new length elsewhere first. Nothing changes before the first write, which drops whatever lies
+        past ``offset``; ``commit`` makes the bytes durable; ``cancel`` (or an exit without commit) cuts the object
+        back to ``offset``. Unlike ``writer``'s, appended bytes may be visible before commit: this is for upload
+        data, whose valid length the caller keeps. PathNotFound or InvalidOffset when the object is missing or
+        shorter than ``offset``."""
 
     def stat(self, key: str) -> FileInfo | None:
         """Size and modification time of an object, None if there is no object at the key."""

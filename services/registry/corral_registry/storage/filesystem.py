@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import shutil
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import BinaryIO, Iterator
 
 from corral_common.fsio import fsync_dir, temp_name
 
-from corral_registry.storage.base import FileInfo, InvalidOffset, PathNotFound, check_key, check_prefix
+from corral_registry.storage.base import FileInfo, InvalidOffset, ObjectBusy, PathNotFound, check_key, check_prefix
 
 
 class FilesystemWriter:
@@ -53,10 +54,78 @@ class FilesystemWriter:
             self.cancel()
 
 
+class FilesystemAppender:
+    """Extends a file in place under an exclusive ``flock`` (other processes' appenders get ObjectBusy)."""
+
+    def __init__(self, path: Path, key: str, offset: int) -> None:
+        if offset == 0:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_RDWR | (os.O_CREAT if offset == 0 else 0), 0o644)
+        except (FileNotFoundError, NotADirectoryError):
+            raise PathNotFound(key) from None
+        try:
+            _lock_current(fd, path, key)
+            size = os.fstat(fd).st_size
+            if offset < 0 or offset > size:
+                raise InvalidOffset(f"{key}: append at {offset}, the object holds {size} bytes")
+        except BaseException:
+            os.close(fd)
+            raise
+        self.fd, self.offset, self.size = fd, offset, 0
+        self._committed = self._closed = False
+
+    def write(self, data: bytes) -> int:
+        assert not self._closed and not self._committed, "appender is closed"
+        if self.size == 0:
+            os.ftruncate(self.fd, self.offset)  # a crashed append's tail is no part of the object
+        view, position = memoryview(data), self.offset + self.size
+        while view:
+            written = os.pwrite(self.fd, view, position)
+            view, position = view[written:], position + written
+        self.size += len(data)
+        return len(data)
+
+    def commit(self) -> None:
+        assert not self._closed and not self._committed, "appender is closed"
+        os.fsync(self.fd)
+        self._committed = True
+
+    def cancel(self) -> None:
+        if not self._committed and self.size and not self._closed:
+            os.ftruncate(self.fd, self.offset)
+        self._committed = True  # nothing more to undo
+
+    def __enter__(self) -> "FilesystemAppender":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._closed:
+            return
+        self.cancel()
+        os.close(self.fd)  # releases the lock
+        self._closed = True
+
+
+def _lock_current(fd: int, path: Path, key: str) -> None:
+    """flock fd, which must still be the file at path (a finished upload renames it away while holding the lock)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise ObjectBusy(key) from None
+    try:
+        current = os.stat(path).st_ino
+    except FileNotFoundError:
+        current = None
+    if current != os.fstat(fd).st_ino:
+        raise PathNotFound(key)
+
+
 class FilesystemDriver:
     """Objects as files under ``root`` (the key is the relative path)."""
 
     name = "filesystem"
+    can_append = True
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -96,6 +165,9 @@ class FilesystemDriver:
 
     def writer(self, key: str) -> FilesystemWriter:
         return FilesystemWriter(self.path(key))
+
+    def appender(self, key: str, offset: int) -> FilesystemAppender:
+        return FilesystemAppender(self.path(key), key, offset)
 
     def stat(self, key: str) -> FileInfo | None:
         try:

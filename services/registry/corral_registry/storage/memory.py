@@ -7,7 +7,7 @@ import threading
 import time
 from typing import BinaryIO, Iterator
 
-from corral_registry.storage.base import FileInfo, InvalidOffset, PathNotFound, check_key, check_prefix
+from corral_registry.storage.base import FileInfo, InvalidOffset, ObjectBusy, PathNotFound, check_key, check_prefix
 
 
 class MemoryWriter:
@@ -40,13 +40,37 @@ class MemoryWriter:
             self.cancel()
 
 
+class MemoryAppender(MemoryWriter):
+    """Buffers until commit, then replaces the object with its first ``offset`` bytes and the new ones."""
+
+    def __init__(self, driver: "MemoryDriver", key: str, offset: int) -> None:
+        super().__init__(driver, key)
+        self.offset, self._closed = offset, False
+
+    def commit(self) -> None:
+        assert not self._done, "writer is closed"
+        with self.driver._lock:
+            base = self.driver._objects.get(self.key, (b"", 0.0))[0][: self.offset]
+            self.driver._objects[self.key] = (base + b"".join(self._parts), time.time())
+        self._done = True
+
+    def __exit__(self, *exc: object) -> None:
+        super().__exit__(*exc)
+        if not self._closed:
+            self._closed = True
+            with self.driver._lock:
+                self.driver._appending.discard(self.key)
+
+
 class MemoryDriver:
     """Objects in a dict, guarded by a lock."""
 
     name = "inmemory"
+    can_append = True
 
     def __init__(self) -> None:
         self._objects: dict[str, tuple[bytes, float]] = {}
+        self._appending: set[str] = set()
         self._lock = threading.Lock()
 
     def get_content(self, key: str) -> bytes:
@@ -70,6 +94,20 @@ class MemoryDriver:
 
     def writer(self, key: str) -> MemoryWriter:
         return MemoryWriter(self, check_key(key))
+
+    def appender(self, key: str, offset: int) -> MemoryAppender:
+        with self._lock:
+            found = self._objects.get(check_key(key))
+            if found is None and offset > 0:
+                raise PathNotFound(key)
+            if offset < 0 or offset > (len(found[0]) if found else 0):
+                raise InvalidOffset(f"{key}: append at {offset}")
+            if key in self._appending:
+                raise ObjectBusy(key)
+            if found is None:
+                self._objects[key] = (b"", time.time())
+            self._appending.add(key)
+        return MemoryAppender(self, key, offset)
 
     def stat(self, key: str) -> FileInfo | None:
         with self._lock:

@@ -112,6 +112,10 @@ class S3Driver:
     """Objects in one bucket, under an optional prefix."""
 
     name = "s3"
+    can_append = False  # upload sessions keep one object per chunk here
+
+    def appender(self, key: str, offset: int) -> S3Writer:
+        raise NotImplementedError("S3 objects cannot be extended in place")
 
     def __init__(self, config: S3Config, client: Any = None) -> None:
         self.config = config

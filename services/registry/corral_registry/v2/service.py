@@ -3,6 +3,11 @@
 Invariants (distribution's blobwriter and Ollama's store): a blob becomes visible only after its
 size and sha256 are verified; a manifest is accepted only when every blob it names exists, and
 its tag file is written last and atomically; every storage key comes from ``corral_common.store_paths``.
+
+Upload sessions: where the driver can append (filesystem, memory) a session's chunks extend one data object
+(its chunk key at offset 0) under the driver's lock, hashed as they arrive, and a finished upload is renamed
+into place: each pushed byte is written once and read never. Elsewhere (S3) each chunk is an object of its own,
+hashed and joined when the upload finishes.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import hashlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from corral_common import store_paths as paths
 from corral_common.digest import Digest
@@ -22,13 +27,13 @@ from corral_registry import media_types
 from corral_registry.db import Database
 from corral_registry.db import queries as q
 from corral_registry.manifest import MAX_MANIFEST_BYTES, InvalidManifest, parse_manifest
-from corral_registry.storage import FileInfo, FileWriter, PathNotFound, StorageDriver
+from corral_registry.storage import FileInfo, FileWriter, InvalidOffset, ObjectBusy, PathNotFound, StorageDriver
 from corral_registry.v2.errors import RegistryError
 from corral_registry.v2.names import Repo
+from corral_registry.v2.upload_io import RunningDigests, pump
 
 log = get_logger("corral.registry.v2")
 MANIFEST_TYPES = (media_types.MANIFEST, "application/vnd.oci.image.manifest.v1+json")
-_BUFFER = 1 << 20
 READ_CHUNK = 1 << 20
 
 
@@ -39,24 +44,6 @@ class Upload:
     id: uuid.UUID
     repo: str
     offset: int
-
-
-async def _pump(body: AsyncIterator[bytes], writer: FileWriter, hasher: "hashlib._Hash", limit: int | None) -> int:
-    """Copy a request body into a writer (1 MiB at a time, off the event loop), hashing it; returns its size."""
-    buffer, total = bytearray(), 0
-    async for chunk in body:
-        total += len(chunk)
-        if limit is not None and total > limit:
-            raise RegistryError("SIZE_INVALID", {"limit": limit})
-        buffer += chunk
-        if len(buffer) >= _BUFFER:
-            hasher.update(buffer)
-            await asyncio.to_thread(writer.write, bytes(buffer))
-            buffer.clear()
-    if buffer:
-        hasher.update(buffer)
-        await asyncio.to_thread(writer.write, bytes(buffer))
-    return total
 
 
 def iter_reader(stream: BinaryIO, length: int) -> Iterator[bytes]:
@@ -77,6 +64,7 @@ class Registry:
 
     def __init__(self, driver: StorageDriver, db: Database, layout_host: str, redirect: bool = True) -> None:
         self.driver, self.db, self.layout_host, self.redirect = driver, db, layout_host, redirect
+        self.digests = RunningDigests()
 
     # --- blobs ----------------------------------------------------------------------------------
     def blob_info(self, digest: Digest) -> FileInfo:
@@ -109,14 +97,14 @@ class Registry:
         hasher = hashlib.sha256()
         writer = await asyncio.to_thread(self.driver.writer, paths.blob_key(digest))
         try:
-            size = await _pump(body, writer, hasher, length)
+            size = await pump(body, writer, hasher, length)
             self._check(digest, hasher, size, length)
             await asyncio.to_thread(writer.commit)
         finally:
             await asyncio.to_thread(writer.__exit__, None, None, None)
 
     @staticmethod
-    def _check(digest: Digest, hasher: "hashlib._Hash", size: int, length: int | None) -> None:
+    def _check(digest: Digest, hasher: Any, size: int, length: int | None) -> None:
         if length is not None and size != length:
             raise RegistryError("SIZE_INVALID", {"expected": length, "got": size})
         got = Digest(hasher.hexdigest())
@@ -152,20 +140,71 @@ class Registry:
         """Store one chunk; it must start at the session's offset (else 416)."""
         start = upload.offset if start is None else start
         if start != upload.offset:
-            raise RegistryError("RANGE_INVALID", {"offset": upload.offset},
-                                {"Range": f"0-{upload.offset - 1}"} if upload.offset else {})
+            raise _out_of_order(upload.offset)
+        if self.driver.can_append:
+            size = await self._append_in_place(upload, start, body, length)
+        else:
+            size = await self._append_chunk(upload, start, body, length)
+        return Upload(upload.id, upload.repo, start + size)
+
+    async def _append_in_place(self, upload: Upload, start: int, body: AsyncIterator[bytes],
+                               length: int | None) -> int:
+        """Extend the session's data object, hashing the chunk onto the session's running digest."""
+        writer = await asyncio.to_thread(self._hold, upload, start)
+        try:
+            sha = self.digests.resume(upload.id.hex, start)
+            size = await pump(body, writer, sha, length)
+            _check_length(size, length)
+            if size:
+                await asyncio.to_thread(self._commit_and_advance, writer, upload, start, size)
+                self.digests.record(upload.id.hex, start + size, sha)
+        finally:
+            await asyncio.to_thread(writer.__exit__, None, None, None)
+        return size
+
+    def _hold(self, upload: Upload, start: int) -> FileWriter:
+        """The session's data object, locked, once the database says (under the lock) the session ends at start."""
+        try:
+            writer = self.driver.appender(paths.upload_chunk_key(upload.id, 0), start)
+        except ObjectBusy:
+            raise _out_of_order(start) from None
+        except PathNotFound:
+            raise RegistryError("BLOB_UPLOAD_UNKNOWN", {"uuid": upload.id.hex}) from None
+        except InvalidOffset:
+            raise RegistryError("BLOB_UPLOAD_INVALID", {"uuid": upload.id.hex}) from None
+        try:
+            with self.db.session() as session:
+                row = q.get_upload(session, upload.id.hex)
+                current = None if row is None else row.offset
+            if current is None:
+                raise RegistryError("BLOB_UPLOAD_UNKNOWN", {"uuid": upload.id.hex})
+            if current != start:
+                raise _out_of_order(current)
+        except BaseException:
+            writer.__exit__(None, None, None)
+            raise
+        return writer
+
+    def _commit_and_advance(self, writer: FileWriter, upload: Upload, start: int, size: int) -> None:
+        """Make the chunk durable, then move the session's offset (still under the lock)."""
+        writer.commit()
+        if not self._advance(upload, start, size):
+            raise RegistryError("RANGE_INVALID", {"offset": start})
+
+    async def _append_chunk(self, upload: Upload, start: int, body: AsyncIterator[bytes],
+                            length: int | None) -> int:
+        """Store the chunk as an object of its own (drivers that cannot append)."""
         writer = await asyncio.to_thread(self.driver.writer, paths.upload_chunk_key(upload.id, start))
         try:
-            size = await _pump(body, writer, hashlib.sha256(), length)
-            if length is not None and size != length:
-                raise RegistryError("SIZE_INVALID", {"expected": length, "got": size})
+            size = await pump(body, writer, None, length)
+            _check_length(size, length)
             if size:
                 await asyncio.to_thread(writer.commit)
         finally:
             await asyncio.to_thread(writer.__exit__, None, None, None)
         if size and not await asyncio.to_thread(self._advance, upload, start, size):
             raise RegistryError("RANGE_INVALID", {"offset": start})
-        return Upload(upload.id, upload.repo, start + size)
+        return size
 
     def _advance(self, upload: Upload, start: int, size: int) -> bool:
         with self.db.session() as session:
@@ -189,19 +228,43 @@ class Registry:
         return ordered
 
     def finish(self, upload: Upload, digest: Digest) -> None:
-        """Verify the uploaded chunks against the digest, then make the blob visible; the session ends either way."""
+        """Verify the uploaded bytes against the digest, then make the blob visible; the session ends either way."""
         try:
-            chunks = self._chunks(upload)
-            hasher = hashlib.sha256()
-            for key in chunks:
-                with self.driver.reader(key) as stream:
-                    while block := stream.read(READ_CHUNK):
-                        hasher.update(block)
-            self._check(digest, hasher, upload.offset, None)
-            if self.driver.stat(paths.blob_key(digest)) is None:
-                self._assemble(chunks, paths.blob_key(digest))
+            if self.driver.can_append:
+                self._finish_in_place(upload, digest)
+            else:
+                self._finish_chunks(upload, digest)
         finally:
             self.cancel(upload)
+
+    def _finish_in_place(self, upload: Upload, digest: Digest) -> None:
+        """Check the session's data (its running digest, or read back when this process did not see it all) and
+        rename it into place while holding it, so no append can reach the blob."""
+        key = paths.upload_chunk_key(upload.id, 0)
+        sha = self.digests.take(upload.id.hex, upload.offset)
+        with self._hold(upload, upload.offset):
+            info = self.driver.stat(key)
+            if info is None or info.size != upload.offset:
+                raise RegistryError("BLOB_UPLOAD_INVALID", {"uuid": upload.id.hex})
+            self._check(digest, sha or self._hash_objects([key]), upload.offset, None)
+            if self.driver.stat(paths.blob_key(digest)) is None:
+                self.driver.move(key, paths.blob_key(digest))
+
+    def _finish_chunks(self, upload: Upload, digest: Digest) -> None:
+        """Hash the chunk objects in order, then join them into the blob."""
+        chunks = self._chunks(upload)
+        self._check(digest, self._hash_objects(chunks), upload.offset, None)
+        if self.driver.stat(paths.blob_key(digest)) is None:
+            self._assemble(chunks, paths.blob_key(digest))
+
+    def _hash_objects(self, keys: list[str]) -> Any:
+        """The sha256 of the objects' bytes, one after the other."""
+        hasher = hashlib.sha256()
+        for key in keys:
+            with self.driver.reader(key) as stream:
+                while block := stream.read(READ_CHUNK):
+                    hasher.update(block)
+        return hasher
 
     def _assemble(self, chunks: list[str], target: str) -> None:
         """One chunk is renamed into place; several are concatenated through a writer."""
@@ -217,6 +280,7 @@ class Registry:
 
     def cancel(self, upload: Upload) -> None:
         """Drop a session and its chunks."""
+        self.digests.take(upload.id.hex, -1)
         with self.db.session() as session:
             q.delete_upload(session, upload.id.hex)
         try:
@@ -349,3 +413,13 @@ class Registry:
                 namespace, _, model = repo.partition("/")
                 if self.driver.stat(paths.tag_key(Repo(namespace, model).name(self.layout_host, tag))) is None:
                     q.delete_tag(session, repo, tag)
+
+
+def _out_of_order(offset: int) -> RegistryError:
+    """416 naming the session's offset, for a chunk that does not start there (or that races another)."""
+    return RegistryError("RANGE_INVALID", {"offset": offset}, {"Range": f"0-{offset - 1}"} if offset else {})
+
+
+def _check_length(size: int, length: int | None) -> None:
+    if length is not None and size != length:
+        raise RegistryError("SIZE_INVALID", {"expected": length, "got": size})
