@@ -31,7 +31,7 @@ from corral_inference.completion import (ContextOverflow, Generation, certainly_
 from corral_inference.engine import CompletionJob, Emit, LoadSpec, Occupancy
 from corral_inference.llama_engine import (_gpu_layers, _threads, grammar_sampler, longest_piece, model_kv_shape,
                                            offloaded_bytes)
-from corral_inference.vision import EncodedPrompt, ImageEncoder, LlamaMtmd, VisionContext
+from corral_inference.vision import EncodedPrompt, ImageEncoder, LlamaMtmd, PromptFeed, VisionContext
 
 log = get_logger("corral.inference.batch")
 MIROSTAT_M = 100  # tokens Mirostat 1.0 estimates s_hat from (llama.cpp's common default)
@@ -46,6 +46,7 @@ class _Slot:
     gen: Generation | None = None
     sampler: internals.LlamaSampler | None = None
     pending: list[int] = field(default_factory=list, metadata={"doc": "prompt tokens not yet decoded"})
+    feed: PromptFeed | None = field(default=None, metadata={"doc": "an image prompt not yet decoded"})
 
 
 class _Queued(NamedTuple):
@@ -245,23 +246,45 @@ class BatchEngine:
         self.inbox.put(_Queued(job, emit, result))
 
     def _start_with_images(self, job: CompletionJob, emit: Emit, slot: _Slot, encoded: EncodedPrompt | None) -> None:
-        """Decode an image prompt the encoder prepared into the slot, then sample its first token.
+        """Put an image prompt the encoder prepared into the slot; the loop decodes it a piece per step.
 
-        Only the decoding runs on the loop thread (one step's work); the images were encoded off it."""
+        The images were encoded off the loop thread; between the pieces (a run of text, one image's embeddings)
+        the other slots keep generating."""
         if self.vision is None or encoded is None:
             raise BadRequest("this model has no vision projector")
         try:
             if encoded.positions >= self.spec.num_ctx:
                 raise ContextOverflow()
-            self.ctx.kv_cache_seq_rm(slot.seq_id, 0, -1)
-            slot.kv = []
-            used = self.vision.decode(self.ctx.ctx, encoded, self.spec.num_batch, slot.seq_id)
-        finally:
+            feed, sampler = self.vision.feed(encoded, slot.seq_id, self.spec.num_batch), self._sampler(job)
+        except BaseException:
             encoded.close()
-        slot.kv = [-1] * used  # image positions are never the prefix of a later prompt
-        gen = Generation(job, emit, [], 0, self.spec.num_ctx, image_positions=used)
-        if self._occupy(slot, gen, self._sampler(job), []):
-            self._take(slot, -1)  # the prompt's last logits
+            raise
+        self.ctx.kv_cache_seq_rm(slot.seq_id, 0, -1)
+        slot.kv = [-1] * encoded.positions  # image positions are never the prefix of a later prompt
+        slot.feed = feed
+        self._occupy(slot, Generation(job, emit, [], 0, self.spec.num_ctx, image_positions=encoded.positions),
+                     sampler, [])
+
+    def _feed_prompts(self) -> None:
+        """Decode the next piece of each image prompt going in; one fully in samples its first token."""
+        for slot in self.seqs:
+            if slot.feed is None or slot.gen is None:
+                continue
+            try:
+                if slot.feed.decode_next(self.ctx.ctx):
+                    slot.feed.close()
+                    slot.feed = None
+                    self._take(slot, -1)  # the prompt's last logits, before the step's decode replaces them
+            except AppError as exc:  # this request fails, the others go on
+                self._end(slot, exc)
+            except Exception as exc:
+                self._end(slot, InternalError(f"inference failed: {exc}"))
+
+    def _end(self, slot: _Slot, error: AppError) -> None:
+        """End the slot's request with an error."""
+        if slot.gen is not None:
+            slot.gen.fail(error)
+        self._free(slot)
 
     def _occupy(self, slot: _Slot, gen: Generation, sampler: internals.LlamaSampler, pending: list[int]) -> bool:
         """Put a request in a slot; False if it ended at once (no room to generate)."""
@@ -275,7 +298,9 @@ class BatchEngine:
         """Empty the slot (its KV stays for prefix reuse)."""
         if slot.sampler is not None:
             slot.sampler.close()
-        slot.gen, slot.sampler, slot.pending = None, None, []
+        if slot.feed is not None:
+            slot.feed.close()
+        slot.gen, slot.sampler, slot.pending, slot.feed = None, None, [], None
 
     def _sampler(self, job: CompletionJob) -> internals.LlamaSampler:
         """The request's own sampler chain inside llama.cpp (Ollama's order of samplers)."""
@@ -312,11 +337,12 @@ class BatchEngine:
 
     def _step(self) -> None:
         """One llama_decode over every active slot: prompt chunks and one new token per generating slot."""
+        self._feed_prompts()
         self.batch.reset()
         budget, sampled = self.spec.num_batch, []
         for slot in self.seqs:
             gen = slot.gen
-            if gen is None or budget == 0:
+            if gen is None or budget == 0 or slot.feed is not None:
                 continue
             feed = slot.pending[:budget] if slot.pending else gen.generated[-1:]
             done_prompt = len(feed) == len(slot.pending) or not slot.pending

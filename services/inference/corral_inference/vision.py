@@ -147,27 +147,58 @@ class VisionContext:
         positions = sum(len(p) if isinstance(p, list) else p.positions for p in parts)
         return EncodedPrompt(parts, positions, lambda: self.backend.free_chunks(chunks))
 
-    def decode(self, llama_ctx: Any, prompt: EncodedPrompt, n_batch: int, seq_id: int = 0) -> int:
-        """Decode an encoded prompt into sequence seq_id from position 0; returns the positions used.
-
-        The logits of the prompt's last position are left for sampling the first generated token."""
+    def feed(self, prompt: EncodedPrompt, seq_id: int, n_batch: int) -> "PromptFeed":
+        """The prompt as pieces to decode into sequence seq_id from position 0: runs of at most n_batch text
+        tokens and one image's embeddings each; a prompt that ends with an image is a 400."""
         parts = [p for p in prompt.parts if not isinstance(p, list) or p]
         if not parts or not isinstance(parts[-1], list):
             raise BadRequest("a prompt with images needs text after its last image")
-        n_past = 0
-        for index, part in enumerate(parts):
-            if isinstance(part, list):
-                n_past = self.backend.decode_text(llama_ctx, part, n_past, seq_id, n_batch, index == len(parts) - 1)
-            else:
-                n_past = self.backend.decode_image(self.ctx, llama_ctx, part.chunk, part.embeddings, n_past, seq_id,
-                                                   n_batch)
-        return n_past
+        pieces: list[list[int] | EncodedImage] = []
+        for part in parts:
+            pieces += [part[i:i + n_batch] for i in range(0, len(part), n_batch)] if isinstance(part, list) else [part]
+        return PromptFeed(self, prompt, seq_id, n_batch, pieces)
+
+    def decode(self, llama_ctx: Any, prompt: EncodedPrompt, n_batch: int, seq_id: int = 0) -> int:
+        """Decode a whole encoded prompt into sequence seq_id; returns the positions used (its last logits are
+        left for sampling the first generated token)."""
+        feed = self.feed(prompt, seq_id, n_batch)
+        while not feed.decode_next(llama_ctx):
+            pass
+        return feed.n_past
 
     def close(self) -> None:
         """Free the projector."""
         if self.ctx is not None:
             self.backend.free(self.ctx)
             self.ctx = None
+
+
+@dataclass
+class PromptFeed:
+    """An encoded prompt going into one sequence a piece per call, so that a batch loop steps its other
+    sequences between the pieces instead of waiting for the whole prompt."""
+
+    vision: VisionContext
+    prompt: EncodedPrompt
+    seq_id: int
+    n_batch: int
+    pieces: list[list[int] | EncodedImage]
+    n_past: int = 0
+
+    def decode_next(self, llama_ctx: Any) -> bool:
+        """Decode the next piece; True once the whole prompt is in (the logits of its last token are ready)."""
+        piece, backend = self.pieces.pop(0), self.vision.backend
+        if isinstance(piece, list):
+            self.n_past = backend.decode_text(llama_ctx, piece, self.n_past, self.seq_id, self.n_batch,
+                                              not self.pieces)
+        else:
+            self.n_past = backend.decode_image(self.vision.ctx, llama_ctx, piece.chunk, piece.embeddings,
+                                               self.n_past, self.seq_id, self.n_batch)
+        return not self.pieces
+
+    def close(self) -> None:
+        """Free the encoded prompt (decoded or not)."""
+        self.prompt.close()
 
 
 # What the encoder hands back for a job: the encoded prompt, or the error that ends the request.

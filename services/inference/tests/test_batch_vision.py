@@ -133,3 +133,28 @@ def test_a_text_stream_keeps_producing_tokens_while_an_image_is_encoded(engine: 
     during = [t for t in text.pieces if window[0] < t < window[-1]]
     assert len(during) >= 5, "the text stream stalled while the image was encoded"
     assert image.pieces[0] > window[-1]  # the image request's answer came after its encoding
+
+
+def test_a_text_stream_keeps_producing_tokens_while_an_image_prompt_is_decoded(engine: BatchEngine) -> None:
+    backend: Any = engine.vision.backend
+    decoded: list[float] = []
+
+    def timed_decode(*args: Any) -> int:  # each image's embeddings going into the model, one per loop step
+        used = type(backend).decode_image(backend, *args)
+        decoded.append(time.monotonic())
+        return used
+
+    backend.decode_image = timed_decode
+    try:
+        text = _Stream(engine, "<|im_start|>user\nCount from 1 to 300, separated by commas.<|im_end|>\n"
+                               "<|im_start|>assistant\n", (), 900)
+        assert _until(lambda: len(text.pieces) >= 1), "the text stream never started"
+        image = _Stream(engine, PROMPT, (png(256, 256, (90, 90, 20), stripes=4),), 8)  # 16 tiles + overview
+        assert image.ended.wait(300) and image.error is None and image.pieces
+    finally:
+        del backend.decode_image
+        text.job.cancel.set()
+    assert text.ended.wait(120) and text.error is None
+    assert len(decoded) == 17
+    between = [t for t in text.pieces if decoded[0] < t < decoded[-1]]
+    assert len(between) >= 5, "the text stream waited for the whole image prompt"
