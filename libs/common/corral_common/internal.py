@@ -218,6 +218,9 @@ class TransferRequest(NamedRequest):
 
 class UnloadRequest(InternalModel):
     model_digest: str
+    adapters: list[str] | None = Field(default=None, description="64-hex digests of the model's adapters: only the "
+                                                                 "runner with exactly these (None: every runner of "
+                                                                 "the blob)")
 
 
 class NodeLoad(InternalModel):

@@ -23,9 +23,9 @@ from pydantic import BaseModel, ValidationError
 from corral_common.digest import Digest
 from corral_common.errors import AppError, BadGateway, from_status
 from corral_common.health import Probe, http_probe
-from corral_common.internal import (CompletionEvent, CompletionRequest, EmbedInputs, EmbedOutput, LoadRequest,
-                                    LoadResult, NodeLoad, ProgressEvent, ResolvedModel, TokenizeOutput,
-                                    TokenizeRequest, TransferRequest, UnloadRequest)
+from corral_common.internal import (CompletionEvent, CompletionRequest, EmbedInputs, EmbedOutput, EngineModel,
+                                    LoadRequest, LoadResult, NodeLoad, ProgressEvent, ResolvedModel,
+                                    TokenizeOutput, TokenizeRequest, TransferRequest, UnloadRequest)
 from corral_common.jsonio import go_dumps
 from corral_common import tracing
 from corral_common.logs import REQUEST_ID_HEADER, note_request
@@ -252,9 +252,10 @@ class InferenceClient(_Client):
         """Load a model without generating."""
         return self.http.parsed(LoadResult, await self.http.json("POST", "/run/load", request_id, req))
 
-    async def unload(self, model_digest: str, request_id: str) -> None:
-        """Unload a model's runners."""
-        await self.http.json("POST", "/run/unload", request_id, UnloadRequest(model_digest=model_digest))
+    async def unload(self, model: EngineModel, request_id: str) -> None:
+        """Unload the model's runner (its blob with exactly its adapters)."""
+        unload = UnloadRequest(model_digest=model.model_digest, adapters=model.adapters)
+        await self.http.json("POST", "/run/unload", request_id, unload)
 
     def complete(self, req: CompletionRequest, request_id: str) -> AsyncIterator[CompletionEvent]:
         """Text pieces, then the final event with the metrics."""

@@ -26,8 +26,8 @@ import structlog
 
 from corral_common.errors import AppError, BadGateway, ServiceUnavailable
 from corral_common.health import DependencyDown, Probe
-from corral_common.internal import (CompletionEvent, CompletionRequest, EmbedInputs, EmbedOutput, LoadRequest,
-                                    LoadResult, NodeLoad, TokenizeOutput, TokenizeRequest)
+from corral_common.internal import (CompletionEvent, CompletionRequest, EmbedInputs, EmbedOutput, EngineModel,
+                                    LoadRequest, LoadResult, NodeLoad, TokenizeOutput, TokenizeRequest)
 from corral_common.shutdown import Shutdown
 
 from corral_api.clients import InferenceClient
@@ -206,10 +206,10 @@ class InferenceRouter:
                     if started or attempt == 2 or not await self._down(node, request_id):
                         raise
 
-    async def unload(self, model_digest: str, request_id: str) -> None:
+    async def unload(self, model: EngineModel, request_id: str) -> None:
         """Unload the model wherever it is loaded (a node that does not have it has nothing to do)."""
         nodes = [n for n in await self.current(request_id) if n.ready]
-        await asyncio.gather(*(n.client.unload(model_digest, request_id) for n in nodes))
+        await asyncio.gather(*(n.client.unload(model, request_id) for n in nodes))
 
     async def ps(self, request_id: str) -> dict[str, Any]:
         """The loaded runners of every ready node (``{"models": [...]}``), latest expiry first."""

@@ -77,7 +77,7 @@ def merged_options(model: ResolvedModel, options: dict[str, Any] | None) -> dict
 async def _lifecycle(call: Call, model: ResolvedModel, options: dict, keep_alive: int | None) -> str:
     """Empty prompt: unload for keep_alive 0, else load. Returns the done_reason."""
     if keep_alive == 0:
-        await call.inference.unload(model.model_digest, call.request_id)
+        await call.inference.unload(model.engine_model(), call.request_id)
         return "unload"
     load = LoadRequest(model=model.engine_model(), options=options, keep_alive_ns=keep_alive)
     await call.inference.load(load, call.request_id)

@@ -55,6 +55,7 @@ class ModelRef:
     model_digest: str
     manifest_digest: str = ""
     details: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    adapters: tuple[str, ...] = field(default=(), metadata={"doc": "digests of the LoRA adapters it runs with"})
 
 
 @dataclass(eq=False)
@@ -262,10 +263,12 @@ class Scheduler:
                 await self._unload(runner)
                 self.changed.notify_all()
 
-    async def unload_model(self, model_digest: str) -> None:
-        """keep_alive 0 with no prompt: unload every idle runner of a model now, busy ones when done."""
+    async def unload_model(self, model_digest: str, adapters: list[str] | None = None) -> None:
+        """keep_alive 0 with no prompt: unload every idle runner of a model now, busy ones when done (only the
+        runner with exactly ``adapters`` when given: the base model and the base with a LoRA are two models)."""
         async with self.changed:
-            for runner in [r for r in self.runners.values() if r.ref.model_digest == model_digest]:
+            for runner in [r for r in self.runners.values() if r.ref.model_digest == model_digest
+                           and (adapters is None or r.ref.adapters == tuple(adapters))]:
                 runner.keep_alive_ns = 0
                 if self._idle(runner):
                     await self._unload(runner)

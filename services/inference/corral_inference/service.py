@@ -89,7 +89,7 @@ def model_ref(req: LoadRequest) -> ModelRef:
     """The scheduler's view of the requested model (named on the request's log lines and span)."""
     m = req.model
     note_request(model=m.name)
-    return ModelRef(m.name, m.model_digest, m.manifest_digest, m.details)
+    return ModelRef(m.name, m.model_digest, m.manifest_digest, m.details, tuple(m.adapters))
 
 
 async def load(scheduler: Scheduler, settings: InferenceSettings, req: LoadRequest) -> LoadResult:

@@ -52,6 +52,25 @@ def test_keep_alive_zero_unloads_after_the_request() -> None:
     asyncio.run(scenario())
 
 
+def test_a_model_with_an_adapter_is_a_runner_of_its_own_and_unloads_alone() -> None:
+    async def scenario() -> None:
+        s = _scheduler()
+        blob, lora = "1" * 64, "a" * 64
+        leases = [(ModelRef("base", blob), LoadSpec(model_path="/m")),
+                  (ModelRef("tuned", blob, adapters=(lora,)), LoadSpec(model_path="/m", adapters=(f"/{lora}",)))]
+        engines = []
+        for ref, spec in leases:
+            async with s.lease(ref, spec, None) as runner:
+                engines.append(runner.engine)
+        assert engines[0] is not engines[1] and sorted(row["name"] for row in s.ps()) == ["base", "tuned"]
+        await s.unload_model(blob, [lora])
+        assert engines[1].closed and not engines[0].closed and [row["name"] for row in s.ps()] == ["base"]
+        await s.unload_model(blob)
+        assert engines[0].closed and s.ps() == []
+
+    asyncio.run(scenario())
+
+
 def test_short_keep_alive_expires() -> None:
     async def scenario() -> None:
         s = _scheduler()

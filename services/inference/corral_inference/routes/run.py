@@ -49,7 +49,7 @@ async def tokenize(request: Request, scheduler: SchedulerDep, settings: Settings
 @router.post("/unload")
 async def unload(request: Request, scheduler: SchedulerDep) -> GoJSONResponse:
     req = await _parse(request, UnloadRequest)
-    await scheduler.unload_model(req.model_digest)
+    await scheduler.unload_model(req.model_digest, req.adapters)
     return GoJSONResponse({})
 
 
