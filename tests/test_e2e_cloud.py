@@ -154,6 +154,61 @@ def test_docs_python_streaming_chat_runs_unchanged_through_the_local_corral(loca
     assert result.returncode == 0 and result.stdout.strip(), result.stderr
 
 
+JS_DIR = Path(__file__).resolve().parent / "js"
+
+
+def _js_snippet(code: str, api_key: str | None = None) -> subprocess.CompletedProcess:
+    """Run a documentation snippet with node and the ollama npm package that make install puts in tests/js."""
+    if not (JS_DIR / "node_modules" / "ollama").is_dir():
+        pytest.skip("the ollama npm package is not installed: run `npm ci --prefix tests/js` (make install does)")
+    env = {k: v for k, v in os.environ.items() if k != "OLLAMA_API_KEY"}
+    env.update({"OLLAMA_API_KEY": api_key} if api_key else {})
+    return subprocess.run(["node", "--input-type=module", "-e", textwrap.dedent(code)], cwd=JS_DIR, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_docs_js_streaming_chat_runs_unchanged_through_the_local_corral(local: Server) -> None:
+    result = _js_snippet("""
+        import { Ollama } from "ollama";
+
+        const ollama = new Ollama({ host: "http://HOST" });
+
+        const response = await ollama.chat({
+          model: "gpt-oss:120b-cloud",
+          messages: [{ role: "user", content: "Explain quantum computing" }],
+          stream: true,
+        });
+
+        for await (const part of response) {
+          process.stdout.write(part.message.content);
+        }
+        """.replace("HOST", local.host))
+    assert result.returncode == 0 and result.stdout.strip(), result.stderr
+
+
+def test_docs_js_direct_api_access_with_a_key(cloud: Server) -> None:
+    key = _key(cloud, "inference", "models:read")["key"]
+    result = _js_snippet("""
+        import { Ollama } from "ollama";
+
+        const ollama = new Ollama({
+          host: "http://HOST",
+          headers: { Authorization: "Bearer " + process.env.OLLAMA_API_KEY },
+        });
+
+        const response = await ollama.chat({
+          model: "gpt-oss:120b",
+          messages: [{ role: "user", content: "Explain quantum computing" }],
+          stream: true,
+        });
+
+        for await (const part of response) {
+          process.stdout.write(part.message.content);
+        }
+        """.replace("HOST", cloud.host), key)
+    assert result.returncode == 0 and result.stdout.strip(), result.stderr
+
+
 def test_docs_curl_non_streaming_through_the_local_corral(local: Server) -> None:
     answer = _curl(f"{local.url}/api/chat", "-d", json.dumps({
         "model": "gpt-oss:120b-cloud", "messages": [{"role": "user", "content": "Why is the sky blue?"}],
