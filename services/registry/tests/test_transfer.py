@@ -61,6 +61,60 @@ def registry_url(tmp_path: Path) -> Iterator[str]:
     thread.join(5)
 
 
+class BlobReads:
+    """ASGI middleware around the registry: records each blob GET's Range and the body bytes it was sent, and can
+    cut every answer after ``cut`` bytes (the connection closes mid-body, as when a network or a worker dies)."""
+
+    def __init__(self, app: object) -> None:
+        self.app, self.cut = app, None
+        self.reads: list[tuple[str, str, int]] = []  # (blob path, Range asked, body bytes sent)
+
+    async def __call__(self, scope: dict, receive: object, send: object) -> None:
+        if scope["type"] != "http" or scope["method"] != "GET" or "/blobs/sha256:" not in scope["path"]:
+            return await self.app(scope, receive, send)
+        sent, cut = [0], self.cut
+        wanted = dict(scope["headers"]).get(b"range", b"").decode()
+
+        async def counted(message: dict) -> None:
+            if message["type"] == "http.response.body":
+                body = message.get("body", b"")
+                if cut is not None and sent[0] + len(body) > cut:
+                    await send({**message, "body": body[:cut - sent[0]], "more_body": True})
+                    sent[0] = cut
+                    self.reads.append((scope["path"], wanted, sent[0]))
+                    raise ConnectionAbortedError("cut mid-body")
+                sent[0] += len(body)
+                if not message.get("more_body"):
+                    self.reads.append((scope["path"], wanted, sent[0]))
+            await send(message)
+
+        await self.app(scope, receive, counted)
+
+
+def _serve(app: object) -> tuple[Server, threading.Thread, str]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = Server(uvicorn.Config(app, log_level="critical", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        threading.Event().wait(0.02)
+    return server, thread, f"127.0.0.1:{sock.getsockname()[1]}"
+
+
+@pytest.fixture
+def recorded_registry(tmp_path: Path) -> Iterator[tuple[str, BlobReads]]:
+    """Our own /v2 registry on loopback, its blob reads recorded (and cut on demand)."""
+    settings = RegistrySettings(models_dir=tmp_path / "unused", home=tmp_path / "reghome",
+                                registry_data=tmp_path / "registry",
+                                storage=StorageSettings(driver="filesystem", root=tmp_path / "registry")).standalone()
+    reads = BlobReads(create_app(settings))
+    server, thread, host = _serve(reads)
+    yield host, reads
+    server.should_exit = True
+    thread.join(5)
+
+
 @pytest.fixture
 def fake() -> Iterator[FakeRegistry]:
     registry = FakeRegistry().start()
@@ -139,6 +193,39 @@ def test_push_then_pull_round_trips_byte_for_byte(tmp_path: Path, registry_url: 
     stored = b.get(ModelName.parse(name))
     assert stored is not None and stored.raw == raw
     assert b.blob_path(Digest.parse(digest_of(weights))).read_bytes() == weights
+    assert not [f for f in files_under(b.root / "blobs") if "partial" in f]
+
+
+def test_an_interrupted_pull_resumes_asking_the_registry_only_for_the_missing_bytes(
+        tmp_path: Path, recorded_registry: tuple[str, BlobReads]) -> None:
+    host, reads = recorded_registry
+    a, b = store_at(tmp_path / "a"), store_at(tmp_path / "b")
+    name = f"{host}/team/resume:v1"
+    weights = blob(1_000_000, 21)
+    local_model(a, name, weights)
+    push(a, name)
+    digest = Digest.parse(digest_of(weights))
+    once = replace(FAST, retries=0)
+    reads.cut = 20_000  # every part's answer breaks off after 20 kB
+    with pytest.raises(BadGateway):
+        pull(b, name, once)
+    assert b.get(ModelName.parse(name)) is None
+    parts = [json.loads(b.part_path(digest, n).read_text()) for n in range(16)]
+    partial = b.partial_path(digest).read_bytes()
+    done = sum(p["Completed"] for p in parts)
+    assert 0 < done < len(weights)
+    for p in parts:  # what a part's state says is on disk is the blob's bytes, and nothing lies past it
+        start, end = p["Offset"], p["Offset"] + p["Size"]
+        assert partial[start:start + p["Completed"]] == weights[start:start + p["Completed"]]
+        assert not partial[start + p["Completed"]:end].strip(b"\0")
+    reads.cut, reads.reads = None, []
+    pull(b, name, once)
+    weight_reads = [(wanted, sent) for path, wanted, sent in reads.reads if path.endswith(str(digest))]
+    assert sorted(wanted for wanted, _ in weight_reads) == sorted(
+        f"bytes={p['Offset'] + p['Completed']}-{p['Offset'] + p['Size'] - 1}"
+        for p in parts if p["Completed"] < p["Size"])
+    assert sum(sent for _, sent in weight_reads) == len(weights) - done
+    assert b.blob_path(digest).read_bytes() == weights
     assert not [f for f in files_under(b.root / "blobs") if "partial" in f]
 
 

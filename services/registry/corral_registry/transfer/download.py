@@ -311,8 +311,6 @@ class _Transfer:
         position = part.offset + part.completed
         saved_at = time.monotonic()
         for chunk in response.iter_raw():
-            if self.cancelled.is_set():
-                return
             if skip:
                 dropped = min(skip, len(chunk))
                 chunk, skip = chunk[dropped:], skip - dropped
@@ -331,7 +329,7 @@ class _Transfer:
             if time.monotonic() - saved_at > SAVE_EVERY_SECONDS:
                 self.state.save(part)
                 saved_at = time.monotonic()
-            if position > end:
+            if position > end or self.cancelled.is_set():  # a chunk read is written first: nothing is fetched twice
                 break
         self.state.save(part)
 
