@@ -11,7 +11,8 @@ from corral_registry.v2.deps import BaseAccess, CatalogAccess, RegistryDep, Rela
 from corral_registry.v2.errors import RegistryError
 from corral_registry.v2.names import parse_digest, parse_reference, parse_repo_text
 from corral_registry.v2.ranges import parse_content_range, parse_range
-from corral_registry.v2.service import MANIFEST_TYPES, Upload, iter_reader
+from corral_registry.v2.blob_io import read_blocks
+from corral_registry.v2.service import MANIFEST_TYPES, Upload
 from corral_registry.v2.tokenauth import may, needed_for
 
 router = APIRouter(prefix="/v2")
@@ -119,7 +120,7 @@ async def get_blob(digest: str, request: Request, repo: RepoDep, registry: Regis
     headers["Content-Length"] = str(end - start + 1)
     if span is not None:
         headers["Content-Range"] = f"bytes {start}-{end}/{info.size}"
-    return StreamingResponse(iter_reader(stream, end - start + 1), status_code=206 if span else 200,
+    return StreamingResponse(read_blocks(stream, end - start + 1), status_code=206 if span else 200,
                              headers=headers, media_type="application/octet-stream")
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -30,7 +30,7 @@ from corral_registry.manifest import MAX_MANIFEST_BYTES, InvalidManifest, parse_
 from corral_registry.storage import FileInfo, FileWriter, InvalidOffset, ObjectBusy, PathNotFound, StorageDriver
 from corral_registry.v2.errors import RegistryError
 from corral_registry.v2.names import Repo
-from corral_registry.v2.upload_io import RunningDigests, pump
+from corral_registry.v2.blob_io import RunningDigests, pump
 
 log = get_logger("corral.registry.v2")
 MANIFEST_TYPES = (media_types.MANIFEST, "application/vnd.oci.image.manifest.v1+json")
@@ -44,19 +44,6 @@ class Upload:
     id: uuid.UUID
     repo: str
     offset: int
-
-
-def iter_reader(stream: BinaryIO, length: int) -> Iterator[bytes]:
-    """Yield ``length`` bytes of a stream in chunks, then close it."""
-    try:
-        while length > 0:
-            block = stream.read(min(READ_CHUNK, length))
-            if not block:
-                return
-            length -= len(block)
-            yield block
-    finally:
-        stream.close()
 
 
 class Registry:
