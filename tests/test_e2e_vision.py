@@ -12,6 +12,7 @@ import base64
 import json
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -24,8 +25,11 @@ from corral_common.testing.projector import ProjectorShape, idefics3_projector, 
 pytestmark = pytest.mark.e2e
 MODEL = "smolvlm-synth:latest"
 PROMPT = "Describe this picture."
-RED, STRIPES = png(64, 64, (200, 30, 30)), png(96, 64, (20, 30, 230), stripes=8)
-BIG = png(384, 384, (10, 200, 30), stripes=5)  # 36 tiles and the overview: an encoding long enough to watch
+# Tiles of 224 pixels, 16 embeddings each, through four encoder blocks 192 wide: tens of milliseconds a small
+# picture, and the big one (36 tiles and the overview) an encoding long enough to watch other tokens during.
+SHAPE = ProjectorShape(image_size=224, patch_size=14, width=192, ffn=384, blocks=4, heads=3, scale_factor=4)
+RED, STRIPES = png(64, 64, (200, 30, 30)), png(448, 224, (20, 30, 230), stripes=8)
+BIG = png(1344, 1344, (10, 200, 30), stripes=5)
 
 
 def b64(data: bytes) -> str:
@@ -36,7 +40,7 @@ def b64(data: bytes) -> str:
 def pictures(server, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The model (smollm2's GGUF + the projector GGUF, created with `corral create`) and the pictures on disk."""
     work = tmp_path_factory.mktemp("vision")
-    (work / "mmproj.gguf").write_bytes(idefics3_projector(seed=7))
+    (work / "mmproj.gguf").write_bytes(idefics3_projector(seed=7, shape=SHAPE))
     for name, data in (("red.png", RED), ("stripes.png", STRIPES), ("big.png", BIG)):
         (work / name).write_bytes(data)
     smollm2 = next(b for b in BUNDLED if b.name == "smollm2:135m")
@@ -75,9 +79,8 @@ def test_prompt_eval_count_includes_the_image_tokens(server, pictures: Path) -> 
     text_only = _generate(server, [])["prompt_eval_count"]
     red = _generate(server, [b64(RED)])["prompt_eval_count"]
     stripes = _generate(server, [b64(STRIPES)])["prompt_eval_count"]
-    per_tile = ProjectorShape().tokens_per_tile
-    # red is one tile and the overview, stripes (96×64) two tiles and the overview, besides the wrapper text
-    assert red >= text_only + 2 * per_tile and stripes >= red + per_tile
+    # red is one tile and the overview, stripes (448×224) two tiles and the overview, besides the wrapper text
+    assert red >= text_only + 2 * SHAPE.tokens_per_tile and stripes >= red + SHAPE.tokens_per_tile
 
 
 def test_api_chat(server, pictures: Path) -> None:
@@ -131,13 +134,24 @@ def test_cli_with_a_path_in_the_prompt(server, pictures: Path) -> None:
 
 
 def _stream_times(server, body: dict, times: list[float], stop: threading.Event | None = None) -> None:
-    """Stream /api/generate, noting when each piece of text arrived; leaving early (stop set) cancels it."""
+    """Stream /api/generate, noting when (wall clock) each piece of text arrived; stop set cancels it."""
     with httpx.stream("POST", f"{server.url}/api/generate", json=body, timeout=300) as answer:
         for line in answer.iter_lines():
             if line and json.loads(line).get("response"):
-                times.append(time.monotonic())
+                times.append(time.time())
             if stop is not None and stop.is_set():
                 return
+
+
+def _encodings(server) -> list[tuple[float, float, int]]:
+    """(start, end, positions) of every image encoding, from the inference service's "images encoded" log lines."""
+    found = []
+    for line in (server.home.parent / "serve.log").read_text().splitlines():
+        if '"images encoded"' in line:
+            entry = json.loads(line)
+            end = datetime.fromisoformat(entry["timestamp"].replace("Z", "+00:00")).timestamp()
+            found.append((end - entry["seconds"], end, entry["positions"]))
+    return found
 
 
 def test_a_text_stream_keeps_producing_tokens_while_an_image_is_encoded(server, pictures: Path) -> None:
@@ -153,12 +167,13 @@ def test_a_text_stream_keeps_producing_tokens_while_an_image_is_encoded(server, 
         while len(text_times) < 3 and time.monotonic() < deadline:
             time.sleep(0.01)
         assert len(text_times) >= 3, "the text stream never started"
-        sent, image_times = time.monotonic(), []
+        sent, image_times = time.time(), []
         _stream_times(server, {"model": MODEL, "prompt": PROMPT, "images": [b64(BIG)]}, image_times)
     finally:
         stop.set()
         text.join(300)
     assert image_times, "the image request answered nothing"
-    # Between sending the image and its first token the projector encoded 37 tiles; the text stream went on.
-    during = [t for t in text_times if sent < t < image_times[0]]
-    assert len(during) >= 5, f"only {len(during)} text tokens while the image was encoded"
+    start, end, positions = _encodings(server)[-1]  # the big picture's: 37 tiles
+    assert sent < start < end < image_times[0] and positions >= 37 * SHAPE.tokens_per_tile
+    during = [t for t in text_times if start < t < end]
+    assert len(during) >= 5, f"only {len(during)} text tokens in the {end - start:.2f} s the image was encoded"

@@ -13,6 +13,7 @@ import functools
 import queue
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -240,9 +241,17 @@ class ImageEncoder:
             elif not job.cancel.is_set():
                 self.busy = True
                 try:
-                    self.done(job, emit, self._encode(job))
+                    self.done(job, emit, self._timed(job))
                 finally:
                     self.busy = False
+
+    def _timed(self, job: CompletionJob) -> EncodedPrompt | AppError:
+        started = time.perf_counter()
+        result = self._encode(job)
+        if isinstance(result, EncodedPrompt):
+            log.info("images encoded", images=len(job.images), positions=result.positions,
+                     seconds=round(time.perf_counter() - started, 3))
+        return result
 
     def _encode(self, job: CompletionJob) -> EncodedPrompt | AppError:
         try:

@@ -42,7 +42,9 @@ class ProjectorShape:
 
 
 def _floats(rng: random.Random, count: int, std: float, mean: float = 0.0) -> bytes:
-    return struct.pack(f"<{count}f", *(rng.gauss(mean, std) for _ in range(count)))
+    """``count`` uniform floats with this mean and standard deviation (uniform: quicker to draw than normal)."""
+    half_width, draw = std * 3 ** 0.5, rng.random
+    return struct.pack(f"<{count}f", *(mean + half_width * (2 * draw() - 1) for _ in range(count)))
 
 
 def idefics3_projector(seed: int = 0, shape: ProjectorShape = ProjectorShape()) -> bytes:
