@@ -182,6 +182,21 @@ def test_create_by_blob_upload_then_chat_streams_and_embed(stack: Stack) -> None
     assert len(vectors) == 2 and len(vectors[0]) == len(vectors[1]) > 0
 
 
+def test_safetensors_import_converts_in_the_registry_container(stack: Stack, tmp_path: Path) -> None:
+    """The registry image has the convert extra: all-MiniLM-L6-v2 uploaded as safetensors becomes a GGUF."""
+    from corral_cli.bundled import all_minilm_dir
+    from corral_cli.commands.create import model_files, request_file_names
+
+    client = stack.client()
+    names = request_file_names(model_files(all_minilm_dir(tmp_path / "bundled")))
+    files = {name: client.create_blob(path) for path, name in names.items()}
+    assert client.create("all-minilm", files=files).status == "success"
+    assert client.show("all-minilm").details.format == "gguf"
+    vectors = client.embed(model="all-minilm", input=["a red barn"]).embeddings
+    assert len(vectors) == 1 and len(vectors[0]) == 384
+    client.delete("all-minilm")
+
+
 def test_push_to_the_stacks_registry_stores_blobs_in_s3_then_delete_and_pull_back(stack: Stack) -> None:
     client = stack.client()
     client.copy(MODEL, PUSHED)
@@ -264,7 +279,10 @@ def test_scale_out_to_two_inference_replicas_and_lose_one(stack: Stack) -> None:
     assert len(holding) == 1, {r: _loaded_on(stack, r) for r in replicas}
     assert [m.model for m in client.ps().models].count(MODEL) == 1  # /api/ps across both replicas
     _run("docker", "stop", holding[0], timeout=120)
-    assert _chat(client, MODEL)[-1].done  # the other replica takes it
+    try:
+        assert _chat(client, MODEL)[-1].done  # the other replica takes it
+    except ollama.ResponseError as exc:
+        raise AssertionError(f"{exc}\n{stack.compose('logs', '--no-color', '--tail', '40', 'api').stdout}") from None
     survivor = next(r for r in replicas if r != holding[0])
     assert MODEL in _loaded_on(stack, survivor)
 

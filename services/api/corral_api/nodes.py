@@ -1,12 +1,12 @@
 """Several inference nodes behind one gateway: each request goes to a node that has its model loaded, else
 to the least loaded ready node with room for it; a node whose readiness fails gets nothing.
 
-CORRAL_INFERENCE_URL lists the nodes, comma separated. A URL whose host name resolves to several
-addresses (compose ``--scale inference=N``, a Kubernetes headless Service) stands for one node per
-address, so replicas that come and go are found again at the next refresh. Node state (``/readyz`` and
-``/run/node``) is refreshed at most every ``refresh_s`` seconds, on demand. A node that stops answering
-before a request got anything from it is marked down and the request goes to the next choice. With a
-single node nothing is probed: requests go straight to it, as with one ``InferenceClient``.
+CORRAL_INFERENCE_URL lists the nodes, comma separated. A URL's host name is resolved and each address
+is a node (compose ``--scale inference=N`` and a Kubernetes headless Service give several), so replicas
+that come, go or change address are found again at the next refresh. Node state (``/readyz`` and
+``/run/node``) is refreshed at most every ``refresh_s`` seconds, on demand, and at once after a failed
+call: a request whose node turned out to be down (or gone) before it answered anything goes to the next
+choice. With a single node nothing is probed: requests go straight to it, as with one ``InferenceClient``.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from corral_api.clients import InferenceClient
 
 REFRESH_S = 2.0
 PROBE_TIMEOUT_S = 2.0
+ATTEMPTS = 3  # nodes one request may try
 NO_NODE = "no inference node is ready: check the inference service (its /readyz)"
 T = TypeVar("T")
 Resolver = Callable[[str, int], list[str]]
@@ -46,25 +47,30 @@ def split_urls(value: str) -> tuple[str, ...]:
 
 
 def resolve_addresses(host: str, port: int) -> list[str]:
-    """The distinct addresses a host name resolves to (a literal address: itself)."""
+    """The distinct addresses a host name resolves to (a literal address: itself). A dual-stack host is one
+    node, not two: its IPv4 addresses only. A loopback name (localhost) stays a name."""
     try:
         ipaddress.ip_address(host.strip("[]"))
         return [host]
     except ValueError:
         pass
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return sorted({info[4][0] for info in infos})
+    found = {ipaddress.ip_address(info[4][0].split("%", 1)[0])
+             for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)}
+    if all(address.is_loopback for address in found):
+        return [host]
+    v4 = {a for a in found if a.version == 4}
+    return sorted(str(a) for a in (v4 or found))
 
 
 def expand(url: str, resolve: Resolver) -> list[str]:
-    """One URL per address the URL's host resolves to; the URL itself when it resolves to one (or not yet)."""
+    """One URL per address the URL's host name resolves to (a literal address: the URL itself)."""
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
         addresses = resolve(parts.hostname or "", port)
     except (OSError, UnicodeError):
-        return [url]  # not resolvable now: probed (and found down) under its name
-    if len(addresses) <= 1:
+        return [url]  # not resolvable now: kept under its name (and found down if probed)
+    if addresses in ([], [parts.hostname]):
         return [url]
     netloc = lambda a: f"[{a}]:{port}" if ":" in a else f"{a}:{port}"  # noqa: E731
     return [urlunsplit((parts.scheme, netloc(a), parts.path, "", "")) for a in addresses]
@@ -160,22 +166,21 @@ class InferenceRouter:
         finally:
             node.inflight -= 1
 
-    async def _down(self, node: Node, request_id: str) -> bool:
-        """After a failed call: whether another node may take it, this one being down (it then gets nothing
-        until a probe finds it ready)."""
-        if len(self.nodes) < 2:
-            return False
-        await node.probe(request_id)
-        return not node.ready
+    async def _failover(self, failed: Node, request_id: str) -> bool:
+        """After a call failed before any answer: whether to try another node. The nodes are resolved and
+        probed again at once; yes when the failed one is gone or down and another is ready."""
+        nodes = {node.url: node for node in await self.current(request_id, force=True)}
+        still = nodes.get(failed.url)
+        return (still is None or not still.ready) and any(node.ready for node in nodes.values())
 
     async def _call(self, model_digest: str, request_id: str, call: Callable[[InferenceClient], Awaitable[T]]) -> T:
-        """One call on the chosen node; again on the next choice if that node turns out to be down."""
-        for attempt in (1, 2):
+        """One call on the chosen node; on the next choice if that node turns out to be down."""
+        for attempt in range(1, ATTEMPTS + 1):
             async with self._on(model_digest, request_id) as node:
                 try:
                     return await call(node.client)
                 except BadGateway:
-                    if attempt == 2 or not await self._down(node, request_id):
+                    if attempt == ATTEMPTS or not await self._failover(node, request_id):
                         raise
         raise AssertionError("unreachable")
 
@@ -193,7 +198,7 @@ class InferenceRouter:
 
     async def complete(self, req: CompletionRequest, request_id: str) -> AsyncIterator[CompletionEvent]:
         """The completion's events from the model's node (another node if the first is down before answering)."""
-        for attempt in (1, 2):
+        for attempt in range(1, ATTEMPTS + 1):
             async with self._on(req.model.model_digest, request_id) as node:
                 started = False
                 try:
@@ -203,7 +208,7 @@ class InferenceRouter:
                             yield event
                     return
                 except BadGateway:
-                    if started or attempt == 2 or not await self._down(node, request_id):
+                    if started or attempt == ATTEMPTS or not await self._failover(node, request_id):
                         raise
 
     async def unload(self, model: EngineModel, request_id: str) -> None:

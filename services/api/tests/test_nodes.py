@@ -8,7 +8,7 @@ from corral_common.errors import ServiceUnavailable
 from corral_common.internal import NodeLoad
 
 from corral_api.clients import InferenceClient
-from corral_api.nodes import Node, choose, expand, split_urls
+from corral_api.nodes import Node, choose, expand, resolve_addresses, split_urls
 
 SMOL, GEMMA = "a" * 64, "b" * 64
 
@@ -21,7 +21,9 @@ def test_several_urls_and_names_with_several_addresses_are_each_a_node() -> None
     assert split_urls(" http://a:1/, http://b:2 ,") == ("http://a:1", "http://b:2")
     two = lambda host, port: ["10.0.0.7", "10.0.0.5"]  # noqa: E731
     assert expand("http://inference:11435", two) == ["http://10.0.0.7:11435", "http://10.0.0.5:11435"]
-    assert expand("http://inference:11435", lambda host, port: ["10.0.0.7"]) == ["http://inference:11435"]
+    assert expand("http://inference:11435", lambda host, port: ["10.0.0.7"]) == ["http://10.0.0.7:11435"]
+    assert expand("http://127.0.0.1:11435", resolve_addresses) == ["http://127.0.0.1:11435"]
+    assert expand("http://localhost:11435", resolve_addresses) == ["http://localhost:11435"]
 
     def unknown(host: str, port: int) -> list[str]:
         raise OSError("no such host")
