@@ -85,6 +85,8 @@ def _what(pid: int) -> str:
     argv = [a for a in argv if a]
     if len(argv) == 1:  # a title set with setproctitle (corral serve's forked services): one string
         argv = argv[0].split()
+    if argv and argv[0] == "[celeryd:" and "-A" in argv[:-1]:  # Celery's own title, with its argv in brackets
+        return f"celery {argv[argv.index('-A') + 1]}"
     if argv and Path(argv[0]).name.startswith("python") and "-m" in argv[:-1]:
         module = argv[argv.index("-m") + 1]
         rest = argv[argv.index("-m") + 2:]

@@ -32,6 +32,7 @@ import threading
 import time
 import traceback
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from corral_common.env import env_bool
 
@@ -98,6 +99,7 @@ def preload(modules: Iterable[str] = PRELOAD) -> None:
     objects' pages alone. The collector is off while importing, so freed objects leave no holes in them."""
     from corral_common.tls import tls_context
 
+    _claim_title_room()
     gc.disable()
     try:
         for name in modules:
@@ -111,8 +113,29 @@ def preload(modules: Iterable[str] = PRELOAD) -> None:
         gc.enable()
 
 
-def fork_service(launch_args: list[str], env: Mapping[str, str], keep_fds: Iterable[int], title: str) -> ForkedProcess:
-    """Fork a process that runs ``corral_cli.launch`` with ``launch_args``, as ``title``; call from the main thread."""
+def build_app(module: str, env: Mapping[str, str]) -> Any:
+    """``module``'s ``create_app()`` built here, in serve, with the service's environment (its settings are read from
+    it), for the service to run after the fork: what building it allocates is then shared, and a restarted service
+    gets the same app, never started. None when ``module`` was not preloaded or building fails (the service builds
+    it itself then, and reports what is wrong)."""
+    if module not in sys.modules:
+        return None
+    saved = dict(os.environ)
+    try:
+        os.environ.clear()
+        os.environ.update(env)
+        return sys.modules[module].create_app()
+    except Exception:  # noqa: BLE001 - the service itself fails the same way, in its own log
+        return None
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def fork_service(launch_args: list[str], env: Mapping[str, str], keep_fds: Iterable[int], title: str,
+                 app: Any = None) -> ForkedProcess:
+    """Fork a process that runs ``corral_cli.launch`` with ``launch_args`` (and ``app``, built by ``build_app``), as
+    ``title``; call from the main thread."""
     for stream in (sys.stdout, sys.stderr):  # nothing buffered here is written twice
         if stream is not None:
             stream.flush()
@@ -125,7 +148,7 @@ def fork_service(launch_args: list[str], env: Mapping[str, str], keep_fds: Itera
         _become_service(env, set(keep_fds), title, launch_args)
         from corral_cli import launch
 
-        launch.main(launch_args)
+        launch.main(launch_args, app)
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
@@ -139,7 +162,7 @@ def fork_service(launch_args: list[str], env: Mapping[str, str], keep_fds: Itera
 def _become_service(env: Mapping[str, str], keep_fds: set[int], title: str, argv: list[str]) -> None:
     """What a fresh ``python -P`` in a new session would have: default signals, its own environment and
     descriptors, unbuffered stdio (PYTHONUNBUFFERED), its own argv and title."""
-    _set_title(title)  # first: setproctitle finds the room for it next to the environment it is about to move
+    _set_title(title)
     os.setsid()
     signal.signal(signal.SIGINT, signal.default_int_handler)
     for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
@@ -165,6 +188,16 @@ def _unbuffered(fd: int, like: io.TextIOBase | None) -> io.TextIOWrapper:
     encoding = getattr(like, "encoding", None) or "utf-8"
     errors = getattr(like, "errors", None) or "backslashreplace"
     return io.TextIOWrapper(io.FileIO(fd, "w", closefd=False), encoding=encoding, errors=errors, write_through=True)
+
+
+def _claim_title_room() -> None:
+    """setproctitle takes the room for a title from the environment block the kernel laid out after argv: let it
+    do so now, before serve changes its environment (build_app), so that each forked service can set its own."""
+    try:
+        from setproctitle import getproctitle
+    except ImportError:
+        return
+    getproctitle()
 
 
 def _set_title(title: str) -> None:

@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import uvicorn
 
@@ -100,10 +101,11 @@ class GracefulServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def serve_app(module: str, fd: int) -> None:
-    """Serve ``module``'s ``create_app()`` on the listening socket ``fd`` until SIGTERM/SIGINT."""
+def serve_app(module: str, fd: int, app: Any = None) -> None:
+    """Serve ``module``'s ``create_app()`` (or ``app``, which serve built with it) on the listening socket ``fd``
+    until SIGTERM/SIGINT."""
     sock = socket.socket(fileno=fd)  # family and type are read from the descriptor itself
-    app = importlib.import_module(module).create_app()
+    app = app if app is not None else importlib.import_module(module).create_app()
     grace = shutdown_grace(os.environ)
     # log_config=None: uvicorn's records go through the service's own log setup (JSON lines stay JSON)
     config = uvicorn.Config(app, access_log=False, log_level="warning", log_config=None,
@@ -111,9 +113,10 @@ def serve_app(module: str, fd: int) -> None:
     GracefulServer(config, getattr(app.state, "shutdown", None), grace).run(sockets=[sock])
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, app: Any = None) -> None:
     """Run the service's app until SIGTERM/SIGINT, accepting on the inherited socket (or, after
-    ``celery``, a Celery command); with ``--lifeline FD`` first, only as long as the supervisor lives."""
+    ``celery``, a Celery command); with ``--lifeline FD`` first, only as long as the supervisor lives.
+    ``app``: the service's app already built (by serve, before it forked this process)."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == [lifeline.OPTION]:
         lifeline.hold(int(argv[1]))
@@ -123,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
         run_celery(argv[1:])
         return
     args = parse_args(argv)
-    serve_app(args.module, args.fd)
+    serve_app(args.module, args.fd, app)
 
 
 if __name__ == "__main__":

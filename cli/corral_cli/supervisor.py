@@ -38,7 +38,7 @@ from corral_common.logs import LogFormatError, configure_logging, log_format
 from corral_common.net import is_loopback_host
 from corral_common.shutdown import DEFAULT_GRACE_SECONDS, ENDING_SECONDS, shutdown_grace
 
-from corral_cli.forkserver import ForkedProcess, fork_service, forking_enabled, preload
+from corral_cli.forkserver import ForkedProcess, build_app, fork_service, forking_enabled, preload
 from corral_cli.lifeline import Lifeline
 
 log = structlog.get_logger("corral.serve")
@@ -96,6 +96,8 @@ class Child:
     lifeline: Lifeline | None = None  # inherited, so that it dies with the supervisor
     launch_args: list[str] | None = None  # corral_cli.launch's arguments, when argv runs it
     fork: bool = False  # forked from serve (corral_cli.forkserver) rather than spawned with argv
+    module: str | None = None  # the service's app module (a web service, not a Celery command)
+    app: Any = None  # its app, built by serve before the fork (corral_cli.forkserver.build_app)
     process: subprocess.Popen | ForkedProcess | None = None
     restarts: int = 0
     started_at: float = 0.0
@@ -107,7 +109,7 @@ class Child:
         if self.lifeline is not None:
             fds += (self.lifeline.read_fd,)
         if self.fork and self.launch_args is not None:
-            self.process = fork_service(self.launch_args, self.env, fds, " ".join(self.argv))
+            self.process = fork_service(self.launch_args, self.env, fds, " ".join(self.argv), self.app)
         else:
             self.process = subprocess.Popen(self.argv, env=self.env, start_new_session=True, pass_fds=fds)
         self.started_at = time.monotonic()
@@ -174,7 +176,7 @@ class Launcher:
 
     def service(self, name: str, module: str, env: dict[str, str], sock: socket.socket, **fields: Any) -> Child:
         """An internal or public service serving on the supervisor's socket."""
-        return self._child(name, env, module, "--fd", str(sock.fileno()), sock=sock, **fields)
+        return self._child(name, env, module, "--fd", str(sock.fileno()), sock=sock, module=module, **fields)
 
     def celery(self, name: str, env: dict[str, str], *args: str, waiting: bool = False) -> Child:
         """A Celery command, through corral_cli.launch so that it too imports nothing from the cwd."""
@@ -394,6 +396,9 @@ def serve() -> int:
     if fork:
         _drop_script_path()
         preload()
+        for child in supervisor.children:
+            if child.fork and child.module is not None:
+                child.app = build_app(child.module, child.env)
     if env_bool(environ, "CORRAL_IMPORT_BUNDLED"):  # a process, not a thread: serve forks, so runs no threads
         subprocess.Popen([*PYTHON, "-c", "import sys; from corral_cli.supervisor import _import_bundled; "
                           "_import_bundled(sys.argv[1])", listen.url()], env=dict(environ, PYTHONSAFEPATH="1"))

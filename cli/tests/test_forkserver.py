@@ -15,29 +15,33 @@ import pytest
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
-# A service app for corral_cli.launch: it says which process answered.
+# A service app for corral_cli.launch: it says which process answered, which built it, and with what setting.
 APP = """
 import os
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-async def hello(request):
-    return PlainTextResponse(str(os.getpid()))
-
 def create_app():
+    built_by, greeting = os.getpid(), os.environ.get("GREETING")
+
+    async def hello(request):
+        return PlainTextResponse(f"{os.getpid()} {built_by} {greeting}")
+
     return Starlette(routes=[Route("/", hello)])
 """
 # A stand-in for `corral serve`: one forked service on its socket, supervised, and a second socket it holds for
 # another service (which the forked one must not inherit). Prints the port, the other socket's inode, then runs.
 SERVE = """
 import os, sys
-from corral_cli.forkserver import preload
+from corral_cli.forkserver import build_app, preload
 from corral_cli.lifeline import Lifeline
 from corral_cli.supervisor import Launcher, Supervisor, listening_socket, port_of
 line, sock, other = Lifeline.open(), listening_socket(), listening_socket()
-child = Launcher(line, fork=True).service("hello", "hello_app", dict(os.environ), sock)
-preload(("starlette.applications", "uvicorn"))
+child = Launcher(line, fork=True).service("hello", "hello_app", dict(os.environ, GREETING="hi"), sock)
+preload(("starlette.applications", "uvicorn", "hello_app"))
+child.app = build_app(child.module, child.env)
+assert "GREETING" not in os.environ  # built with the service's environment; serve's own is as it was
 print(port_of(sock), os.fstat(other.fileno()).st_ino, flush=True)
 Supervisor([child]).run()
 """
@@ -63,9 +67,14 @@ def _runs(pid: int) -> bool:
 def _answer(port: int) -> int | None:
     """The pid of the process that answered GET / (None while nothing answers)."""
     try:
-        return int(httpx.get(f"http://127.0.0.1:{port}/", timeout=5, trust_env=False).text)
+        return int(_hello(port)[0])
     except (httpx.HTTPError, ValueError):
         return None
+
+
+def _hello(port: int) -> list[str]:
+    """The answering pid, the pid that built the app, and the setting it was built with."""
+    return httpx.get(f"http://127.0.0.1:{port}/", timeout=5, trust_env=False).text.split()
 
 
 @pytest.fixture
@@ -108,6 +117,7 @@ def test_a_forked_service_is_a_child_of_serve_named_by_its_command_and_holding_o
     shared = next(line for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
                   if line.startswith("Shared_Dirty:"))
     assert int(shared.split()[1]) > 1024  # KiB of serve's own memory (imports) it shares: forked, not spawned
+    assert _hello(port) == [str(pid), str(process.pid), "hi"]  # the app serve built, with the service's settings
 
 
 def test_a_killed_forked_service_is_forked_again_and_the_next_request_succeeds(serve) -> None:
