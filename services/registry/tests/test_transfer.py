@@ -7,10 +7,12 @@ import hashlib
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import httpx
 import pytest
 import uvicorn
 
@@ -81,14 +83,14 @@ class BlobReads:
                 if cut is not None and sent[0] + len(body) > cut:
                     await send({**message, "body": body[:cut - sent[0]], "more_body": True})
                     sent[0] = cut
-                    self.reads.append((scope["path"], wanted, sent[0]))
                     raise ConnectionAbortedError("cut mid-body")
                 sent[0] += len(body)
-                if not message.get("more_body"):
-                    self.reads.append((scope["path"], wanted, sent[0]))
             await send(message)
 
-        await self.app(scope, receive, counted)
+        try:
+            await self.app(scope, receive, counted)
+        finally:
+            self.reads.append((scope["path"], wanted, sent[0]))
 
 
 def _serve(app: object) -> tuple[Server, threading.Thread, str]:
@@ -227,6 +229,22 @@ def test_an_interrupted_pull_resumes_asking_the_registry_only_for_the_missing_by
     assert sum(sent for _, sent in weight_reads) == len(weights) - done
     assert b.blob_path(digest).read_bytes() == weights
     assert not [f for f in files_under(b.root / "blobs") if "partial" in f]
+
+
+def test_a_blob_read_whose_client_hangs_up_stops_early(tmp_path: Path,
+                                                       recorded_registry: tuple[str, BlobReads]) -> None:
+    host, reads = recorded_registry
+    weights = blob(32 << 20, 22)
+    digest = digest_of(weights)
+    url = f"http://{host}/v2/team/big/blobs/{digest}"
+    assert httpx.post(f"http://{host}/v2/team/big/blobs/uploads/?digest={digest}", content=weights).status_code == 201
+    with httpx.stream("GET", url) as response:
+        assert response.status_code == 200
+        next(response.iter_raw())  # then hang up
+    deadline = time.monotonic() + 30
+    while not reads.reads and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert reads.reads and reads.reads[0][2] < len(weights) // 2
 
 
 def test_second_push_skips_blobs_the_registry_has(tmp_path: Path, registry_url: str) -> None:

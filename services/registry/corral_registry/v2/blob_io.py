@@ -110,6 +110,8 @@ async def read_blocks(stream: BinaryIO, length: int) -> AsyncIterator[bytes | me
             block = _read_cached(fd, want, position) if fd is not None else None
             if block is None:
                 block = await asyncio.to_thread(_read_at, stream, fd, want, position)
+            else:  # a turn for the rest of the loop: Starlette's disconnect listener ends a stream whose client left
+                await asyncio.sleep(0)
             if not block:
                 return
             position, length = position + len(block), length - len(block)
