@@ -174,6 +174,17 @@ def served_bytes(port: int) -> int:
     return int(float(match.group(1))) if match else 0
 
 
+def settled_served_bytes(port: int, quiet: float = 1.5, limit: float = 60) -> int:
+    """The served-bytes counter once it has not moved for ``quiet`` seconds."""
+    last, since, deadline = served_bytes(port), time.monotonic(), time.monotonic() + limit
+    while time.monotonic() - since < quiet and time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = served_bytes(port)
+        if now != last:
+            last, since = now, time.monotonic()
+    return last
+
+
 def tree_cpu(proc: psutil.Process) -> float:
     """User + system CPU seconds of a process and its children so far."""
     total = 0.0
@@ -275,7 +286,7 @@ def resume(store: Path, name: str, size: int, others: dict[str, int], port: int,
     client.wait()
     saved = saved_progress(store)
     small = sum(n for blob, n in others.items() if not (store / "blobs" / blob).exists())
-    before = served_bytes(port)
+    before = settled_served_bytes(port)  # the killed client's answers are counted when the registry ends them
     second = transfer("pull", store, name, server)
     time.sleep(0.2)  # the counter is added to when the response ends
     return {"saved": saved, "missing": size - saved + small, "served": served_bytes(port) - before, **second}

@@ -104,10 +104,10 @@ class StorageDriver(Protocol):
 
         The object is held against other appenders (ObjectBusy) until the writer is exited, so the caller can
         record the new length elsewhere first. Nothing changes before the first write, which drops whatever lies
-        past ``offset``; ``commit`` makes the bytes durable; ``cancel`` (or an exit without commit) cuts the object
-        back to ``offset``. Unlike ``writer``'s, appended bytes may be visible before commit: this is for upload
-        data, whose valid length the caller keeps. PathNotFound or InvalidOffset when the object is missing or
-        shorter than ``offset``."""
+        past ``offset``; ``commit`` keeps the bytes (durable once ``move`` puts the object in place); ``cancel``
+        (or an exit without commit) cuts the object back to ``offset``. Unlike ``writer``'s, appended bytes may be
+        visible before commit: this is for upload data, whose valid length the caller keeps. PathNotFound or
+        InvalidOffset when the object is missing or shorter than ``offset``."""
 
     def stat(self, key: str) -> FileInfo | None:
         """Size and modification time of an object, None if there is no object at the key."""
@@ -119,7 +119,8 @@ class StorageDriver(Protocol):
         """Every object under a prefix, recursively (nothing if the prefix is empty)."""
 
     def move(self, source: str, destination: str) -> None:
-        """Rename an object, replacing the destination; PathNotFound if the source is absent."""
+        """Rename an object, replacing the destination, which is durable afterwards; PathNotFound if the source is
+        absent."""
 
     def delete(self, key: str) -> None:
         """Remove an object or everything under a prefix; PathNotFound if nothing was there."""

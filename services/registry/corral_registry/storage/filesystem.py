@@ -87,8 +87,10 @@ class FilesystemAppender:
         return len(data)
 
     def commit(self) -> None:
+        # No fsync per chunk: a push would wait on one per PATCH. The data is synced once, when ``move`` puts the
+        # finished upload in place; a power cut before then costs the upload (its digest no longer matches), never
+        # a wrong blob.
         assert not self._closed and not self._committed, "appender is closed"
-        os.fsync(self.fd)
         self._committed = True
 
     def cancel(self) -> None:
@@ -105,6 +107,14 @@ class FilesystemAppender:
         self.cancel()
         os.close(self.fd)  # releases the lock
         self._closed = True
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _lock_current(fd: int, path: Path, key: str) -> None:
@@ -206,6 +216,7 @@ class FilesystemDriver:
         if not src.is_file():
             raise PathNotFound(source)
         dst.parent.mkdir(parents=True, exist_ok=True)
+        _fsync_file(src)  # appended upload data arrives durable (cheap for a file a writer already synced)
         os.replace(src, dst)
         fsync_dir(dst.parent)
 

@@ -173,7 +173,7 @@ class Registry:
         return writer
 
     def _commit_and_advance(self, writer: FileWriter, upload: Upload, start: int, size: int) -> None:
-        """Make the chunk durable, then move the session's offset (still under the lock)."""
+        """Keep the chunk, then move the session's offset (still under the lock)."""
         writer.commit()
         if not self._advance(upload, start, size):
             raise RegistryError("RANGE_INVALID", {"offset": start})
