@@ -57,6 +57,7 @@ def install_error_handler(app: FastAPI) -> None:
 
     app.add_exception_handler(AppError, handle)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, invalid)  # type: ignore[arg-type]
+    install_memory_error_handler(app)
 
 
 def invalid_parameter(exc: RequestValidationError) -> BadRequest:
@@ -64,7 +65,6 @@ def invalid_parameter(exc: RequestValidationError) -> BadRequest:
     error = exc.errors()[0]
     where, name = (list(error.get("loc", ())) + ["", ""])[:2]
     return BadRequest(f"invalid {where} parameter '{name}': {error.get('msg', 'invalid value')}")
-    install_memory_error_handler(app)
 
 
 def ndjson_line(obj: object) -> bytes:
