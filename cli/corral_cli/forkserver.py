@@ -34,6 +34,8 @@ import traceback
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import structlog
+
 from corral_common.env import env_bool
 
 FORK_ENV = "CORRAL_FORK_SERVICES"
@@ -125,20 +127,53 @@ def build_app(module: str, env: Mapping[str, str]) -> Any:
         os.environ.clear()
         os.environ.update(env)
         return sys.modules[module].create_app()
-    except Exception:  # noqa: BLE001 - the service itself fails the same way, in its own log
+    except Exception as exc:  # noqa: BLE001 - the service builds it again, and fails in its own log if it must
+        structlog.get_logger("corral.serve").warning("service app not built before the fork", module=module,
+                                                     error=repr(exc))
         return None
     finally:
         os.environ.clear()
         os.environ.update(saved)
 
 
+def migrate_databases(module: str, env: Mapping[str, str]) -> None:
+    """Run ``module``'s ``migrate_databases()`` (its schema upgrades) with the service's environment in a process
+    forked for it alone, which ends with it: Alembic and the migration scripts (~15-25 MiB a service) are loaded
+    there, never in serve or the service, which then finds its databases current. Nothing when ``module`` was
+    not preloaded or has no such function; a failure is the service's to report (it migrates itself then)."""
+    target = getattr(sys.modules.get(module), "migrate_databases", None)
+    if target is None:
+        return
+    _flush_stdio()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.environ.clear()
+            os.environ.update(env)
+            target()
+            code = 0
+        except BaseException:  # noqa: BLE001 - never returns into serve's code
+            traceback.print_exc()
+        finally:
+            _flush_stdio()
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        structlog.get_logger("corral.serve").warning("databases not migrated before the fork", module=module)
+
+
+def _flush_stdio() -> None:
+    for stream in (sys.stdout, sys.stderr):  # nothing buffered is written twice
+        if stream is not None:
+            stream.flush()
+
+
 def fork_service(launch_args: list[str], env: Mapping[str, str], keep_fds: Iterable[int], title: str,
                  app: Any = None) -> ForkedProcess:
     """Fork a process that runs ``corral_cli.launch`` with ``launch_args`` (and ``app``, built by ``build_app``), as
     ``title``; call from the main thread."""
-    for stream in (sys.stdout, sys.stderr):  # nothing buffered here is written twice
-        if stream is not None:
-            stream.flush()
+    _flush_stdio()
     gc.freeze()  # what serve made since the last fork stays shared too
     pid = os.fork()
     if pid:

@@ -38,7 +38,7 @@ from corral_common.logs import LogFormatError, configure_logging, log_format
 from corral_common.net import is_loopback_host
 from corral_common.shutdown import DEFAULT_GRACE_SECONDS, ENDING_SECONDS, shutdown_grace
 
-from corral_cli.forkserver import ForkedProcess, build_app, fork_service, forking_enabled, preload
+from corral_cli.forkserver import ForkedProcess, build_app, fork_service, forking_enabled, migrate_databases, preload
 from corral_cli.lifeline import Lifeline
 
 log = structlog.get_logger("corral.serve")
@@ -398,6 +398,7 @@ def serve() -> int:
         preload()
         for child in supervisor.children:
             if child.fork and child.module is not None:
+                migrate_databases(child.module, child.env)
                 child.app = build_app(child.module, child.env)
     if env_bool(environ, "CORRAL_IMPORT_BUNDLED"):  # a process, not a thread: serve forks, so runs no threads
         subprocess.Popen([*PYTHON, "-c", "import sys; from corral_cli.supervisor import _import_bundled; "

@@ -17,16 +17,22 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="re
 
 # A service app for corral_cli.launch: it says which process answered, which built it, and with what setting.
 APP = """
-import os
+import os, sys
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
+
+def migrate_databases():
+    import xml.dom.minidom  # stands for Alembic: what only the migration needs
+    with open(os.environ["MARKER"], "w") as marker:
+        marker.write(f"{os.getpid()} {os.environ['GREETING']}")
 
 def create_app():
     built_by, greeting = os.getpid(), os.environ.get("GREETING")
 
     async def hello(request):
-        return PlainTextResponse(f"{os.getpid()} {built_by} {greeting}")
+        migration_modules = "xml.dom.minidom" in sys.modules
+        return PlainTextResponse(f"{os.getpid()} {built_by} {greeting} {migration_modules}")
 
     return Starlette(routes=[Route("/", hello)])
 """
@@ -34,12 +40,13 @@ def create_app():
 # another service (which the forked one must not inherit). Prints the port, the other socket's inode, then runs.
 SERVE = """
 import os, sys
-from corral_cli.forkserver import build_app, preload
+from corral_cli.forkserver import build_app, migrate_databases, preload
 from corral_cli.lifeline import Lifeline
 from corral_cli.supervisor import Launcher, Supervisor, listening_socket, port_of
 line, sock, other = Lifeline.open(), listening_socket(), listening_socket()
 child = Launcher(line, fork=True).service("hello", "hello_app", dict(os.environ, GREETING="hi"), sock)
 preload(("starlette.applications", "uvicorn", "hello_app"))
+migrate_databases(child.module, child.env)
 child.app = build_app(child.module, child.env)
 assert "GREETING" not in os.environ  # built with the service's environment; serve's own is as it was
 print(port_of(sock), os.fstat(other.fileno()).st_ino, flush=True)
@@ -80,12 +87,12 @@ def _hello(port: int) -> list[str]:
 @pytest.fixture
 def serve(tmp_path: Path):
     (tmp_path / "hello_app.py").write_text(APP)
-    env = {**os.environ, "PYTHONPATH": str(tmp_path), "CORRAL_MEMORY_LIMIT": "0"}
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "CORRAL_MEMORY_LIMIT": "0", "MARKER": str(tmp_path / "migrated")}
     process = subprocess.Popen([sys.executable, "-c", SERVE], stdout=subprocess.PIPE, text=True, env=env,
                                start_new_session=True)
     port, other_inode = (int(x) for x in process.stdout.readline().split())  # type: ignore[union-attr]
     try:
-        yield process, port, other_inode
+        yield process, port, other_inode, tmp_path / "migrated"
     finally:
         process.kill()  # its forked service dies with it
         process.wait(30)
@@ -108,7 +115,7 @@ def _socket_inodes(pid: int) -> set[int]:
 
 
 def test_a_forked_service_is_a_child_of_serve_named_by_its_command_and_holding_only_its_own_socket(serve) -> None:
-    process, port, other_inode = serve
+    process, port, other_inode, _ = serve
     pid = _wait(lambda: _answer(port))
     assert pid and _ppid(pid) == process.pid
     title = Path(f"/proc/{pid}/cmdline").read_bytes().decode()
@@ -117,11 +124,19 @@ def test_a_forked_service_is_a_child_of_serve_named_by_its_command_and_holding_o
     shared = next(line for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
                   if line.startswith("Shared_Dirty:"))
     assert int(shared.split()[1]) > 1024  # KiB of serve's own memory (imports) it shares: forked, not spawned
-    assert _hello(port) == [str(pid), str(process.pid), "hi"]  # the app serve built, with the service's settings
+    # the app serve built, with the service's settings; the migration's modules were never loaded in either
+    assert _hello(port) == [str(pid), str(process.pid), "hi", "False"]
+
+
+def test_the_databases_are_migrated_before_the_fork_in_a_process_of_their_own(serve) -> None:
+    process, port, _, marker = serve
+    pid = _wait(lambda: _answer(port))
+    migrator, greeting = marker.read_text().split()
+    assert greeting == "hi" and int(migrator) not in (pid, process.pid)
 
 
 def test_a_killed_forked_service_is_forked_again_and_the_next_request_succeeds(serve) -> None:
-    process, port, _ = serve
+    process, port, _, _ = serve
     first = _wait(lambda: _answer(port))
     assert first
     os.kill(first, signal.SIGKILL)
@@ -132,7 +147,7 @@ def test_a_killed_forked_service_is_forked_again_and_the_next_request_succeeds(s
 
 
 def test_a_forked_service_dies_with_serve(serve) -> None:
-    process, port, _ = serve
+    process, port, _, _ = serve
     pid = _wait(lambda: _answer(port))
     assert pid
     process.send_signal(signal.SIGKILL)

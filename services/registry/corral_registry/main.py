@@ -80,6 +80,16 @@ def _start_jobs(app: FastAPI, settings: RegistrySettings) -> None:
     app.state.policy = HostPolicy(settings.transfer.allow_hosts, settings.transfer.allow_loopback)
 
 
+def migrate_databases(settings: RegistrySettings | None = None) -> None:
+    """Bring this service's databases to their newest schema (what its start does first). ``corral serve`` runs it
+    in a process of its own before it starts the service, which then finds nothing to do and never loads Alembic."""
+    settings = settings or RegistrySettings.from_env()
+    if settings.serve_store:
+        Database(settings.service_database_url()).close()
+    if settings.serve_v2:
+        Database(settings.registry_database_url()).close()
+
+
 def create_app(settings: RegistrySettings | None = None) -> FastAPI:
     """Build the registry app from explicit settings (or the environment)."""
     settings = settings or RegistrySettings.from_env()

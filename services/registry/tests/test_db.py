@@ -60,3 +60,18 @@ def test_tables_share_a_database_without_clashing(url: str) -> None:
     with db.session() as session:
         assert q.active_job(session, "pull", "host/ns/m:t") is None
     db.close()
+
+
+def test_migrate_databases_leaves_the_store_database_current(tmp_path: Path) -> None:
+    from corral_common.db import at_head
+    from corral_registry.db.engine import MIGRATIONS
+    from corral_registry.main import migrate_databases
+    from corral_registry.settings import RegistrySettings
+
+    settings = RegistrySettings.from_env({"CORRAL_HOME": str(tmp_path), "OLLAMA_MODELS": str(tmp_path / "models")})
+    migrate_databases(settings)
+    engine = make_engine(settings.service_database_url())
+    try:
+        assert at_head(engine, MIGRATIONS, VERSION_TABLE)  # the service's own start then has nothing to do
+    finally:
+        engine.dispose()
