@@ -66,6 +66,7 @@ unit: install
 
 bench: install
 	$(PY) bench/throughput.py $(BENCH_ARGS)
+	$(PY) bench/memory.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -44,7 +44,9 @@ FORK_ENV = "CORRAL_FORK_SERVICES"
 # workers) import what else they need after their fork, so an idle corral does not hold it.
 PRELOAD = ("uvicorn", "uvicorn.lifespan.on", "uvicorn.protocols.http.h11_impl", "uvicorn.protocols.http.httptools_impl",
            "uvicorn.protocols.websockets.auto", "fastapi", "anyio", "httpx", "httpcore", "corral_cli.launch",
-           "corral_api.main", "corral_registry.main", "corral_inference.main")
+           "anyio._core._sockets", "anyio._core._streams",  # what each service's first request imports
+           "corral_api.main", "corral_registry.main", "corral_inference.main",
+           "corral_inference.completion", "corral_inference.vision")  # the engine's, but for llama_cpp and numpy
 STDIO = (0, 1, 2)
 
 
