@@ -14,7 +14,8 @@ which counts a shared page once per process) of each server's whole process tree
   OLLAMA_CONTEXT_LENGTH=4096, after one generation (the throughput benchmark's setting): once the job worker
   has ended (CORRAL_WORKER_IDLE_EXIT, 30 s after the import; the steady state), and right after the generation
   while it still runs;
-- corral idle, restarted: ``corral serve`` started again on that store, nothing loaded;
+- corral idle, restarted: ``corral serve`` started again on that store, nothing loaded; then loaded there (no
+  job has run in that serve: the usual state of a server whose models were pulled on an earlier day);
 - llama-server loaded: ``-c 16384 --parallel 4 --cache-ram 0``, after one generation;
 - plain llama-cpp-python: one process holding ``Llama(n_ctx=16384)`` (the same weights and KV size), after
   one generation.
@@ -126,6 +127,7 @@ def corral_memory(work: Path, threads: int) -> tuple[dict, dict]:
         found["corral_loaded_job_worker"] = _measured(server, "corral loaded, job worker still running")
         if not _job_worker_ended(server):
             raise RuntimeError("the job worker did not end within 90 s of the last job")
+        time.sleep(1)  # serve reaps it
         found["corral_loaded"] = _measured(server, "corral loaded, steady")
     finally:
         server.stop()
@@ -135,6 +137,9 @@ def corral_memory(work: Path, threads: int) -> tuple[dict, dict]:
         server.start()
         time.sleep(SETTLE_SECONDS)
         found["corral_idle_restarted"] = _measured(server, "corral idle, restarted on its store")
+        _warm(server)
+        time.sleep(1)
+        found["corral_loaded_restarted"] = _measured(server, "corral loaded, restarted on its store")
     finally:
         server.stop()
     return found, server.env
@@ -274,6 +279,7 @@ def markdown(result: dict) -> str:
              _row("corral serve, smollm2 loaded (steady: job worker ended)", m.get("corral_loaded")),
              _row("corral serve, smollm2 loaded, right after `corral create` (job worker up)",
                   m.get("corral_loaded_job_worker")),
+             _row("corral serve restarted on its store, smollm2 loaded", m.get("corral_loaded_restarted")),
              _row("llama-server, smollm2 loaded", m.get("llama_server")),
              _row("plain llama-cpp-python, smollm2 loaded", m.get("plain")), ""]
     cold = result["cold"]
@@ -291,6 +297,8 @@ def markdown(result: dict) -> str:
               _ratio(pss.get("corral_loaded"), pss.get("llama_server"), 1.3, "PSS loaded: corral <= 1.3 x llama-server"),
               _ratio(pss.get("corral_loaded_job_worker"), pss.get("llama_server"), 1.3,
                      "PSS loaded while the job worker still runs: corral <= 1.3 x llama-server"),
+              _ratio(pss.get("corral_loaded_restarted"), pss.get("llama_server"), 1.3,
+                     "PSS loaded in a serve restarted on its store: corral <= 1.3 x llama-server"),
               _ratio(pss.get("corral_idle"), 150.0, 1.0, "PSS idle, first start: corral <= 150 MiB"),
               _ratio(pss.get("corral_idle_restarted"), 150.0, 1.0, "PSS idle, restarted: corral <= 150 MiB"),
               _ratio(_median(cold.get("corral", []), "total_s"), _median(cold.get("llama-server", []), "total_s"),
