@@ -33,8 +33,7 @@ import psutil
 import pytest
 
 from corral_cli.supervisor import free_port
-from corral_common.gguf import ARRAY, FLOAT32, INT32, STRING, UINT32
-from corral_common.testing.ggufwriter import GGUF, Arr
+from corral_common.testing.ggufwriter import runnable_model
 from corral_registry.testing import FakeRegistry
 from corral_websearch.testing import Site, send
 from serverproc import BIN, Server, spawn, start_server, stop_server
@@ -149,30 +148,9 @@ def _models(server: Server) -> set[str]:
 
 
 # --- what the jobs work on -------------------------------------------------------------------------------
-_TOKENS = ["<unk>", "<s>", "</s>", *(f"<0x{i:02X}>" for i in range(256)), "\u2581hello", "\u2581world"]
-_TOKEN_TYPES = [2, 3, 3, *([6] * 256), 1, 1]  # unknown, control, control, the bytes, normal, normal
-
-
 def llama_f32(n_embd: int = 64) -> bytes:
     """A complete one-layer llama in F32 (zeros) that llama.cpp loads and quantizes; about 70 * n_embd**2 bytes."""
-    n_vocab, n_ff = len(_TOKENS), 4 * n_embd
-    f = (GGUF().add("general.architecture", STRING, "llama").add("general.type", STRING, "model")
-         .add("general.file_type", UINT32, 0).add("llama.block_count", UINT32, 1)
-         .add("llama.context_length", UINT32, 256).add("llama.embedding_length", UINT32, n_embd)
-         .add("llama.feed_forward_length", UINT32, n_ff).add("llama.attention.head_count", UINT32, 2)
-         .add("llama.attention.layer_norm_rms_epsilon", FLOAT32, 1e-5)
-         .add("tokenizer.ggml.model", STRING, "llama")
-         .add("tokenizer.ggml.tokens", ARRAY, Arr(STRING, _TOKENS))
-         .add("tokenizer.ggml.scores", ARRAY, Arr(FLOAT32, [0.0] * n_vocab))
-         .add("tokenizer.ggml.token_type", ARRAY, Arr(INT32, _TOKEN_TYPES)))
-    f.tensor("token_embd.weight", [n_embd, n_vocab]).tensor("output_norm.weight", [n_embd])
-    f.tensor("output.weight", [n_embd, n_vocab])
-    for name in ("attn_norm", "ffn_norm"):
-        f.tensor(f"blk.0.{name}.weight", [n_embd])
-    for name in ("attn_q", "attn_k", "attn_v", "attn_output"):
-        f.tensor(f"blk.0.{name}.weight", [n_embd, n_embd])
-    f.tensor("blk.0.ffn_gate.weight", [n_embd, n_ff]).tensor("blk.0.ffn_up.weight", [n_embd, n_ff])
-    return f.tensor("blk.0.ffn_down.weight", [n_ff, n_embd]).build()
+    return runnable_model(n_embd, n_ff=4 * n_embd).build()
 
 
 class ThrottlingProxy:

@@ -7,13 +7,18 @@ import uuid
 from pathlib import Path
 
 
-def fsync_dir(path: Path) -> None:
-    """Persist a rename by syncing its directory."""
+def fsync_path(path: Path) -> None:
+    """Sync a file or directory by its path (data a writer already closed; a directory's entries)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def fsync_dir(path: Path) -> None:
+    """Persist a rename by syncing its directory."""
+    fsync_path(path)
 
 
 def temp_name(path: Path) -> Path:

@@ -169,9 +169,10 @@ _TOKENS = ["<unk>", "<s>", "</s>", *(f"<0x{i:02X}>" for i in range(256)), "\u258
 _TOKEN_TYPES = [2, 3, 3, *([6] * 256), 1, 1]  # unknown, control, control, bytes, normal, normal
 
 
-def runnable_model() -> GGUF:
-    """A complete one-layer llama that llama.cpp loads and generates with (F32 zeros: it says nothing useful)."""
-    n_embd, n_vocab = 64, len(_TOKENS)
+def runnable_model(n_embd: int = 64, n_ff: int | None = None) -> GGUF:
+    """A complete one-layer llama that llama.cpp loads, quantizes and generates with (F32 zeros: it says nothing
+    useful); about ``(2 * n_vocab + 4 * n_embd + 3 * n_ff) * n_embd * 4`` bytes."""
+    n_vocab, n_ff = len(_TOKENS), n_ff or 2 * n_embd
     f = (GGUF()
          .add("general.architecture", STRING, "llama")
          .add("general.type", STRING, "model")
@@ -179,7 +180,7 @@ def runnable_model() -> GGUF:
          .add("llama.block_count", UINT32, 1)
          .add("llama.context_length", UINT32, 256)
          .add("llama.embedding_length", UINT32, n_embd)
-         .add("llama.feed_forward_length", UINT32, 2 * n_embd)
+         .add("llama.feed_forward_length", UINT32, n_ff)
          .add("llama.attention.head_count", UINT32, 2)
          .add("llama.attention.layer_norm_rms_epsilon", FLOAT32, 1e-5)
          .add("tokenizer.ggml.model", STRING, "llama")
@@ -192,5 +193,5 @@ def runnable_model() -> GGUF:
         f.tensor(f"blk.0.{name}.weight", [n_embd])
     for name in ("attn_q", "attn_k", "attn_v", "attn_output"):
         f.tensor(f"blk.0.{name}.weight", [n_embd, n_embd])
-    f.tensor("blk.0.ffn_gate.weight", [n_embd, 2 * n_embd]).tensor("blk.0.ffn_up.weight", [n_embd, 2 * n_embd])
-    return f.tensor("blk.0.ffn_down.weight", [2 * n_embd, n_embd])
+    f.tensor("blk.0.ffn_gate.weight", [n_embd, n_ff]).tensor("blk.0.ffn_up.weight", [n_embd, n_ff])
+    return f.tensor("blk.0.ffn_down.weight", [n_ff, n_embd])

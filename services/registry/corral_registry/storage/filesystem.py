@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from corral_common.fsio import fsync_dir, temp_name
+from corral_common.fsio import fsync_dir, fsync_path, temp_name
 
 from corral_registry.storage.base import FileInfo, InvalidOffset, ObjectBusy, PathNotFound, check_key, check_prefix
 
@@ -107,14 +107,6 @@ class FilesystemAppender:
         self.cancel()
         os.close(self.fd)  # releases the lock
         self._closed = True
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _lock_current(fd: int, path: Path, key: str) -> None:
@@ -216,7 +208,7 @@ class FilesystemDriver:
         if not src.is_file():
             raise PathNotFound(source)
         dst.parent.mkdir(parents=True, exist_ok=True)
-        _fsync_file(src)  # appended upload data arrives durable (cheap for a file a writer already synced)
+        fsync_path(src)  # appended upload data arrives durable (cheap for a file a writer already synced)
         os.replace(src, dst)
         fsync_dir(dst.parent)
 
