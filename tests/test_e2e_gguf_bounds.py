@@ -125,22 +125,10 @@ def test_oll15_metadata_bomb_leaves_every_service_within_64_mib(fresh: Server, t
 
 # --- LCP-2: what llama.cpp refuses at load is refused at create ---------------------------------------
 
-def _setting(key: str, vtype: int, value: object) -> GGUF:
-    f = runnable_model()
-    f.kvs = [(k, vtype, value) if k == key else (k, t, v) for k, t, v in f.kvs]
-    return f
-
-
-def _without_tensor(name: str) -> GGUF:
-    f = runnable_model()
-    f.tensors = [t for t in f.tensors if t.name != name]
-    return f
-
-
 @pytest.mark.parametrize("model, reason", [
-    (_setting("general.architecture", STRING, "corralnope"), "unknown model architecture: 'corralnope'"),
-    (_setting("tokenizer.ggml.model", STRING, "nonesuch"), "unknown tokenizer: 'nonesuch'"),
-    (_without_tensor("blk.0.ffn_down.weight"), "tensor 'blk.0.ffn_down.weight' not found"),
+    (runnable_model().setting("general.architecture", STRING, "corralnope"), "unknown model architecture: 'corralnope'"),
+    (runnable_model().setting("tokenizer.ggml.model", STRING, "nonesuch"), "unknown tokenizer: 'nonesuch'"),
+    (runnable_model().without_tensor("blk.0.ffn_down.weight"), "tensor 'blk.0.ffn_down.weight' not found"),
 ], ids=["unknown architecture", "unknown tokenizer", "missing tensor"])
 def test_lcp2_create_refuses_a_gguf_llama_cpp_would_reject_at_load(server: Server, tmp_path: Path,
                                                                    model: GGUF, reason: str) -> None:

@@ -102,18 +102,6 @@ def test_oll15_parse_cache_is_weighed_in_bytes(store: ModelStore, bomb_bytes: by
 
 # --- /api/create asks llama.cpp's loader (without the weights) --------------------------------------
 
-def _setting(key: str, vtype: int, value: object) -> GGUF:
-    f = runnable_model()
-    f.kvs = [(k, vtype, value) if k == key else (k, t, v) for k, t, v in f.kvs]
-    return f
-
-
-def _without_tensor(name: str) -> GGUF:
-    f = runnable_model()
-    f.tensors = [t for t in f.tensors if t.name != name]
-    return f
-
-
 class _NoJobs:
     def run(self, *args: object, **kwargs: object) -> None:
         raise AssertionError("a model llama.cpp refuses must not be queued")
@@ -134,11 +122,11 @@ needs_llama = pytest.mark.skipif(not loadcheck.available(), reason="llama-cpp-py
 
 @needs_llama
 @pytest.mark.parametrize("model, reason", [
-    (_setting("general.architecture", STRING, "corralnope"), "unknown model architecture: 'corralnope'"),
-    (_setting("tokenizer.ggml.model", STRING, "nonesuch"), "unknown tokenizer: 'nonesuch'"),
-    (_setting("llama.context_length", STRING, "256"), "key llama.context_length has wrong type str"),
-    (_setting("llama.embedding_length", UINT32, 32), "tensor 'token_embd.weight' has wrong shape"),
-    (_without_tensor("blk.0.ffn_down.weight"), "tensor 'blk.0.ffn_down.weight' not found"),
+    (runnable_model().setting("general.architecture", STRING, "corralnope"), "unknown model architecture: 'corralnope'"),
+    (runnable_model().setting("tokenizer.ggml.model", STRING, "nonesuch"), "unknown tokenizer: 'nonesuch'"),
+    (runnable_model().setting("llama.context_length", STRING, "256"), "key llama.context_length has wrong type str"),
+    (runnable_model().setting("llama.embedding_length", UINT32, 32), "tensor 'token_embd.weight' has wrong shape"),
+    (runnable_model().without_tensor("blk.0.ffn_down.weight"), "tensor 'blk.0.ffn_down.weight' not found"),
 ], ids=["unknown architecture", "unknown tokenizer", "hyperparameter of the wrong type", "wrong tensor shape",
         "missing tensor"])
 def test_lcp2_create_refuses_what_llama_cpp_would_refuse_at_load(store: ModelStore, model: GGUF,

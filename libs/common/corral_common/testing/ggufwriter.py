@@ -108,6 +108,16 @@ class GGUF:
         self.kvs.append((key, vtype, v))
         return self
 
+    def setting(self, key: str, vtype: int, v: object) -> GGUF:
+        """This file with one key's type and value replaced (a file llama.cpp may refuse)."""
+        self.kvs = [(k, vtype, v) if k == key else (k, t, old) for k, t, old in self.kvs]
+        return self
+
+    def without_tensor(self, name: str) -> GGUF:
+        """This file without one tensor."""
+        self.tensors = [t for t in self.tensors if t.name != name]
+        return self
+
     def tensor(self, name: str, shape: list[int], ttype: int = 0, **kw: object) -> GGUF:
         """Append a tensor."""
         self.tensors.append(Tensor(name, shape, ttype, **kw))  # type: ignore[arg-type]
