@@ -221,12 +221,17 @@ HARMONY_TEMPLATE = ("<|start|>system<|message|>You are a helpful assistant.<|end
 
 
 @pytest.fixture(scope="module")
-def harmony_model(server) -> str:
+def harmony_model(server) -> Iterator[str]:
     created = httpx.post(f"{server.url}/api/create", timeout=300, trust_env=False, json={
         "model": "smol-harmony", "from": MODEL, "template": HARMONY_TEMPLATE, "stream": False,
         "parameters": {"stop": ["<|return|>"], "temperature": 0, "num_predict": 48}})
     assert created.status_code == 200, created.text
-    return "smol-harmony"
+    yield "smol-harmony"
+    # It shares smollm2's weights, so its runner would answer (and be listed in /api/ps) for smollm2 in the
+    # session's later tests: unload and remove it.
+    httpx.post(f"{server.url}/api/generate", json={"model": "smol-harmony", "keep_alive": 0}, timeout=120,
+               trust_env=False)
+    httpx.request("DELETE", f"{server.url}/api/delete", json={"model": "smol-harmony"}, timeout=60, trust_env=False)
 
 
 def test_harmony_channels_become_thinking_and_content(server, harmony_model: str) -> None:

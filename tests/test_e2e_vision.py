@@ -176,4 +176,6 @@ def test_a_text_stream_keeps_producing_tokens_while_an_image_is_encoded(server, 
     start, end, positions = _encodings(server)[-1]  # the big picture's: 37 tiles
     assert sent < start < end < image_times[0] and positions >= 37 * SHAPE.tokens_per_tile
     during = [t for t in text_times if start < t < end]
-    assert len(during) >= 5, f"only {len(during)} text tokens in the {end - start:.2f} s the image was encoded"
+    # Encoding on the batch loop's thread would leave at most one token in the window (one already on its way
+    # when encoding began); how many more arrive depends on the machine's load, so two are enough to show it.
+    assert len(during) >= 2, f"only {len(during)} text tokens in the {end - start:.2f} s the image was encoded"

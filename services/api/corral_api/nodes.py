@@ -94,6 +94,13 @@ class Node:
         """A free model slot, or an idle model it would evict for another."""
         return self.load.loaded < max(self.load.max_loaded, 1) or self.load.idle_memory > 0
 
+    def expect(self, model_digest: str) -> None:
+        """Count a model this gateway just sent here as loaded until the next probe says otherwise, so that
+        requests between probes follow it (and another model goes to the other node)."""
+        if not self.has(model_digest):
+            self.load = self.load.model_copy(update={"models": [*self.load.models, model_digest],
+                                                     "loaded": self.load.loaded + 1})
+
     def busyness(self) -> tuple[int, int, int]:
         """Sort key, least loaded first: requests on it, models loaded, then the most memory free."""
         return (max(self.load.active, self.inflight), self.load.loaded, -self.load.available_memory)
@@ -160,6 +167,7 @@ class InferenceRouter:
     async def _on(self, model_digest: str, request_id: str) -> AsyncIterator[Node]:
         """The chosen node, counted as busy while the caller uses it."""
         node = choose(await self.current(request_id), model_digest)
+        node.expect(model_digest)
         node.inflight += 1
         try:
             yield node

@@ -47,6 +47,18 @@ def test_otherwise_the_least_loaded_node_with_room() -> None:
     assert choose([evictable, busy], "c" * 64) is evictable
 
 
+def test_a_model_sent_to_a_node_counts_there_before_the_next_probe() -> None:
+    """Between probes the gateway remembers where it sent a model: its next request follows it, and another
+    model goes to the other node (seen failing in CI, when both requests fell between two probes)."""
+    first, second = _node("http://a", available_memory=10), _node("http://b", available_memory=10)
+    holder = choose([first, second], SMOL)
+    holder.expect(SMOL)
+    other = choose([first, second], GEMMA)
+    assert other is not holder and choose([first, second], SMOL) is holder
+    holder.expect(SMOL)
+    assert holder.load.loaded == 1 and holder.load.models == [SMOL]
+
+
 def test_a_node_whose_readiness_fails_gets_nothing() -> None:
     down = _node("http://a", ready=False, models=[SMOL], loaded=1)
     up = _node("http://b")
