@@ -7,11 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
+
+from corral_common.testing.waiting import wait_for
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
@@ -54,14 +55,6 @@ Supervisor([child]).run()
 """
 
 
-def _wait(predicate, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(0.05)
-    return None
 
 
 def _runs(pid: int) -> bool:
@@ -116,7 +109,7 @@ def _socket_inodes(pid: int) -> set[int]:
 
 def test_a_forked_service_is_a_child_of_serve_named_by_its_command_and_holding_only_its_own_socket(serve) -> None:
     process, port, other_inode, _ = serve
-    pid = _wait(lambda: _answer(port))
+    pid = wait_for(lambda: _answer(port), 60.0)
     assert pid and _ppid(pid) == process.pid
     title = Path(f"/proc/{pid}/cmdline").read_bytes().decode()
     assert "corral_cli.launch" in title and "hello_app --fd" in title
@@ -130,17 +123,17 @@ def test_a_forked_service_is_a_child_of_serve_named_by_its_command_and_holding_o
 
 def test_the_databases_are_migrated_before_the_fork_in_a_process_of_their_own(serve) -> None:
     process, port, _, marker = serve
-    pid = _wait(lambda: _answer(port))
+    pid = wait_for(lambda: _answer(port), 60.0)
     migrator, greeting = marker.read_text().split()
     assert greeting == "hi" and int(migrator) not in (pid, process.pid)
 
 
 def test_a_killed_forked_service_is_forked_again_and_the_next_request_succeeds(serve) -> None:
     process, port, _, _ = serve
-    first = _wait(lambda: _answer(port))
+    first = wait_for(lambda: _answer(port), 60.0)
     assert first
     os.kill(first, signal.SIGKILL)
-    assert _wait(lambda: not _runs(first), 10)
+    assert wait_for(lambda: not _runs(first), 10)
     # serve keeps the listening socket: the next request waits in its backlog for the new process
     second = _answer(port)
     assert second and second != first and _ppid(second) == process.pid
@@ -148,8 +141,8 @@ def test_a_killed_forked_service_is_forked_again_and_the_next_request_succeeds(s
 
 def test_a_forked_service_dies_with_serve(serve) -> None:
     process, port, _, _ = serve
-    pid = _wait(lambda: _answer(port))
+    pid = wait_for(lambda: _answer(port), 60.0)
     assert pid
     process.send_signal(signal.SIGKILL)
     process.wait(30)
-    assert _wait(lambda: not _runs(pid), 30), "the forked service outlived serve"
+    assert wait_for(lambda: not _runs(pid), 30), "the forked service outlived serve"

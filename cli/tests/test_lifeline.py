@@ -5,10 +5,11 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from corral_common.testing.waiting import wait_for
 
 # A stand-in for `corral serve`: it starts one child tied to it as `how` says, prints the child's pid, then waits.
 SUPERVISOR = """
@@ -38,13 +39,6 @@ def _runs(pid: int) -> bool:
         return False
 
 
-def _wait(predicate, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
@@ -55,11 +49,11 @@ def test_ft2_supervisor_killed_ends_the_service_it_started(tmp_path: Path, how: 
     supervisor = subprocess.Popen([sys.executable, "-c", SUPERVISOR, child_code], stdout=subprocess.PIPE, text=True)
     child = int(supervisor.stdout.readline())  # type: ignore[union-attr]
     try:
-        assert _wait(ready.exists), "the child never got tied"
+        assert wait_for(ready.exists, 30.0), "the child never got tied"
         assert _runs(child)
         supervisor.send_signal(signal.SIGKILL)
         supervisor.wait(30)
-        assert _wait(lambda: not _runs(child)), f"the child outlived its supervisor ({how})"
+        assert wait_for(lambda: not _runs(child), 30.0), f"the child outlived its supervisor ({how})"
     finally:
         supervisor.kill()
         if _runs(child):

@@ -12,6 +12,7 @@ import pytest
 
 from corral_cli import supervisor as supervisor_module
 from corral_cli.supervisor import Child, ListenError, Supervisor, listening_socket, plan_children, port_of
+from corral_common.testing.waiting import wait_for
 
 ENV = {"OLLAMA_HOST": "127.0.0.1:0", "PATH": "/usr/bin:/bin"}
 # A stand-in service: accept one connection on the inherited socket and greet it.
@@ -48,13 +49,6 @@ def test_lazy_services_can_be_turned_off() -> None:
         _close(children)
 
 
-def _poll(predicate, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_first_connection_starts_the_service_and_the_ones_it_wakes() -> None:
@@ -67,7 +61,7 @@ def test_first_connection_starts_the_service_and_the_ones_it_wakes() -> None:
     runner = threading.Thread(target=supervisor.run, daemon=True)
     runner.start()
     try:
-        assert _poll(lambda: eager.process is not None)
+        assert wait_for(lambda: eager.process is not None, 15.0)
         time.sleep(0.6)  # a supervision round passes without a connection: nothing lazy starts
         assert lazy.process is None and worker.process is None
         with socket.create_connection(("127.0.0.1", port_of(sock)), timeout=15) as client:
@@ -156,13 +150,13 @@ def test_a_service_started_on_demand_waits_again_after_a_clean_exit_and_restarts
         time.sleep(0.6)
         assert started() == 0  # nothing queued: not started
         queued.set()
-        assert _poll(lambda: started() == 1)
+        assert wait_for(lambda: started() == 1, 15.0)
         queued.clear()  # the work is taken: it ends cleanly and waits for the next
-        assert _poll(lambda: worker.waiting and worker.process is None)
+        assert wait_for(lambda: worker.waiting and worker.process is None, 15.0)
         time.sleep(1.2)
         assert started() == 1
         queued.set()
-        assert _poll(lambda: started() >= 3)  # the second run crashes (3): restarted without waiting to be woken
+        assert wait_for(lambda: started() >= 3, 15.0)  # the second run crashes (3): restarted without waiting to be woken
         queued.clear()
     finally:
         supervisor.stop()
