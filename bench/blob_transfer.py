@@ -43,6 +43,8 @@ from pathlib import Path
 
 import psutil
 
+from corral_common.fsio import fsync_path  # flush dirty pages, so the next timed step does not pay for them
+
 ROOT = Path(__file__).resolve().parent.parent
 MIB = 1 << 20
 RSS_LIMIT_MIB = 64
@@ -111,15 +113,6 @@ def make_model(store_root: Path, name: str, size: int) -> Path:
                         (Layer(media_types.MODEL, digest, size),))
     store.put_manifest(ModelName.parse(name), manifest)
     return store.blob_path(digest)
-
-
-def fsync_path(path: Path) -> None:
-    """Flush a file's dirty pages, so the next timed step does not pay for them."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def children_cpu() -> float:
