@@ -275,7 +275,10 @@ def resume(store: Path, name: str, size: int, others: dict[str, int], port: int,
     deadline = time.monotonic() + 3600
     while saved_progress(store) < size // 2 and client.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    os.kill(client.pid, signal.SIGKILL)
+    if client.poll() is not None:
+        raise SystemExit("the pull finished before half of it could be interrupted: use a bigger --size "
+                         "(or --no-resume)")
+    client.kill()
     client.wait()
     saved = saved_progress(store)
     small = sum(n for blob, n in others.items() if not (store / "blobs" / blob).exists())
