@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import fcntl
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -84,9 +85,21 @@ def advisory_xact_lock(connection: Connection, lock_name: str) -> None:
         connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": lock_name})
 
 
+# One migrating thread per process. CPython 3.11 before 3.11.8 keeps the AST builder's recursion counter per
+# interpreter, not per thread, so two threads parsing at once (head_revisions here, Alembic loading its scripts)
+# can fail with "SystemError: AST constructor recursion depth mismatch"; Alembic's script loading is not
+# thread-safe either. The file and advisory locks below order processes; this orders threads.
+_IN_PROCESS = threading.Lock()
+
+
 def migrate(engine: Engine, alembic_dir: Path, lock_name: str) -> None:
     """Bring the schema to the newest revision in ``alembic_dir``; one migrator per ``lock_name`` (the name of the
     service's version table) at a time."""
+    with _IN_PROCESS:
+        _migrate(engine, alembic_dir, lock_name)
+
+
+def _migrate(engine: Engine, alembic_dir: Path, lock_name: str) -> None:
     if at_head(engine, alembic_dir, lock_name):  # every start but the first: Alembic (~15 MiB) stays unloaded
         return
     # Imported here: services that only open an engine (and the CLI) need not load Alembic.

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, inspect, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from corral_common import db as db_module
 from corral_common.db import make_engine, migrate, normalise_url, sessions
 from corral_common.testing.threads import run_together
 
@@ -124,6 +125,31 @@ def test_concurrent_sqlite_migrators_both_succeed(tmp_path: Path, alembic_dir: P
     url = f"sqlite:///{tmp_path / 'x.db'}"
     errors = _migrate_concurrently([make_engine(url) for _ in range(4)], alembic_dir)
     assert errors == []
+
+
+def test_threads_of_one_process_never_read_migration_scripts_at_once(
+        tmp_path: Path, alembic_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CPython 3.11.7 can raise "AST constructor recursion depth mismatch" when two threads parse at once,
+    so migrators in one process take turns even on databases that share no lock."""
+    inside, most = [0], [0]
+    guard = threading.Lock()
+    real = db_module.head_revisions
+
+    def counting(directory: Path) -> set[str]:
+        with guard:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        threading.Event().wait(0.05)
+        try:
+            return real(directory)
+        finally:
+            with guard:
+                inside[0] -= 1
+
+    monkeypatch.setattr(db_module, "head_revisions", counting)
+    engines = [make_engine(f"sqlite:///{tmp_path / f'{n}.db'}") for n in range(4)]
+    assert _migrate_concurrently(engines, alembic_dir) == []
+    assert most[0] == 1
 
 
 def test_postgres_migrates_once(pg_url: str, alembic_dir: Path) -> None:
