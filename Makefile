@@ -64,9 +64,9 @@ test: install
 unit: install
 	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
 
+# Every issue-17 target against the peers in one run (BENCH_ARGS=--quick for a sanity check); see bench/README.md.
 bench: install
-	$(PY) bench/throughput.py $(BENCH_ARGS)
-	$(PY) bench/memory.py
+	$(PY) bench/suite.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -307,18 +307,31 @@ def report(size: int, cps: tuple[tuple[float, float], tuple[float, float]], push
         lines.append(f"{label:<14}{row['seconds']:>9.2f}{rate(row['seconds']):>9.0f}{cp / row['seconds']:>7.2f}"
                      f"{row['client']:>13.1f}{row['server']:>13.1f}{row['client_cpu']:>14.2f}{row['server_cpu']:>14.2f}")
     lines.append("")
+    for check in targets(size, cps[0][0], push, pull, resumed):
+        lines.append(f"{check['target']}: {check['detail']}: {verdict(check['met'])}")
+    return lines
+
+
+def targets(size: int, cp: float, push: dict, pull: dict, resumed: dict | None) -> list[dict]:
+    """Issue 17 item 7: throughput against cp, RSS growth, and a resumed pull reading only what was missing."""
+    found = []
     for label, row in (("push", push), ("pull", pull)):
         ratio = cp / row["seconds"]
-        lines.append(f"{label} throughput {ratio:.2f}x cp (target >= {RATIO_TARGET}): {verdict(ratio >= RATIO_TARGET)}")
+        found.append({"item": 7, "target": f"{label} throughput >= {RATIO_TARGET} x cp", "met": ratio >= RATIO_TARGET,
+                      "ratio": ratio, "detail": f"{size / row['seconds'] / MIB:.0f} vs {size / cp / MIB:.0f} MiB/s, "
+                                                f"{ratio:.2f} x"})
         worst = max(row["client"], row["server"])
-        lines.append(f"{label} RSS growth client {row['client']:.1f} MiB, server {row['server']:.1f} MiB "
-                     f"(target <= {RSS_LIMIT_MIB}): {verdict(worst <= RSS_LIMIT_MIB)}")
+        found.append({"item": 7, "target": f"{label} RSS growth <= {RSS_LIMIT_MIB} MiB (client and server)",
+                      "met": worst <= RSS_LIMIT_MIB, "ratio": worst / RSS_LIMIT_MIB,
+                      "detail": f"client {row['client']:.1f} MiB, server {row['server']:.1f} MiB"})
     if resumed:
         extra = resumed["served"] - resumed["missing"]
-        lines.append(f"resumed pull: {resumed['saved'] / MIB:.1f} MiB were done, the registry then served "
-                     f"{resumed['served'] / MIB:.1f} MiB for the {resumed['missing'] / MIB:.1f} MiB missing "
-                     f"({extra} bytes more): {verdict(extra <= 0)}")
-    return lines
+        found.append({"item": 7, "target": "an interrupted pull resumes without re-reading the finished part",
+                      "met": extra <= 0, "ratio": resumed["served"] / resumed["missing"] if resumed["missing"] else None,
+                      "detail": f"{resumed['saved'] / MIB:.1f} MiB were done, the registry then served "
+                                f"{resumed['served'] / MIB:.1f} MiB for the {resumed['missing'] / MIB:.1f} MiB missing "
+                                f"({extra} bytes more)"})
+    return found
 
 
 def main() -> int:
@@ -327,6 +340,7 @@ def main() -> int:
     parser.add_argument("--dir", type=Path, help="scratch folder (default: a new one in the temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
     parser.add_argument("--no-resume", action="store_true", help="skip the interrupted-pull step")
+    parser.add_argument("--json", type=Path, help="also write the targets and figures to this JSON file")
     parser.add_argument("--client", choices=("push", "pull"), help=argparse.SUPPRESS)
     parser.add_argument("--store", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--name", help=argparse.SUPPRESS)
@@ -353,6 +367,11 @@ def main() -> int:
         others = {p.name: p.stat().st_size for p in source.parent.glob("sha256-*") if p != source}
         resumed = None if args.no_resume else resume(work / "c", name, args.size, others, port, server)
         print("\n".join(report(args.size, cps, push, pull, resumed)))
+        if args.json:
+            args.json.write_text(json.dumps({"size": args.size, "cp_s": cps[0][0], "cp_sync_s": cps[1][0],
+                                             "push": push, "pull": pull, "resumed": resumed,
+                                             "targets": targets(args.size, cps[0][0], push, pull, resumed)},
+                                            indent=1) + "\n")
     finally:
         if server is not None:
             os.killpg(server.pid, signal.SIGTERM)

@@ -256,11 +256,35 @@ def _row(label: str, memory: dict | None) -> str:
     return f"| {label} | {memory['pss_mib']:.0f} | {memory['rss_mib']:.0f} | {memory['processes']} |"
 
 
-def _ratio(ours: float | None, theirs: float | None, limit: float, what: str, unit: str = "MiB") -> str:
+def _check(item: int, what: str, ours: float | None, theirs: float | None, limit: float, unit: str = "MiB") -> dict:
+    """One target: met when ours / theirs <= limit (None when a figure was not measured)."""
     if ours is None or theirs is None:
-        return f"- {what}: n/a (not measured)"
+        return {"item": item, "target": what, "met": None, "ratio": None, "detail": "not measured"}
     ratio = ours / theirs
-    return f"- {what}: **{'met' if ratio <= limit else 'MISSED'}** ({ours:.2f} vs {theirs:.2f} {unit}, {ratio:.2f} x)"
+    return {"item": item, "target": what, "met": ratio <= limit, "ratio": ratio,
+            "detail": f"{ours:.2f} vs {theirs:.2f} {unit}, {ratio:.2f} x"}
+
+
+def targets(result: dict) -> list[dict]:
+    """Issue 17 items 1 (memory, PSS) and 8 (cold start), from what this run measured."""
+    pss = {k: (v or {}).get("pss_mib") for k, v in result["memory"].items()}
+    cold = result["cold"]
+    return [_check(1, "PSS loaded: corral <= 1.3 x llama-server", pss.get("corral_loaded"), pss.get("llama_server"), 1.3),
+            _check(1, "PSS loaded while the job worker still runs: corral <= 1.3 x llama-server",
+                   pss.get("corral_loaded_job_worker"), pss.get("llama_server"), 1.3),
+            _check(1, "PSS loaded in a serve restarted on its store: corral <= 1.3 x llama-server",
+                   pss.get("corral_loaded_restarted"), pss.get("llama_server"), 1.3),
+            _check(1, "PSS idle, first start: corral <= 150 MiB", pss.get("corral_idle"), 150.0, 1.0),
+            _check(1, "PSS idle, restarted: corral <= 150 MiB", pss.get("corral_idle_restarted"), 150.0, 1.0),
+            _check(8, "cold start to first token: corral <= 1.2 x llama-server",
+                   _median(cold.get("corral", []), "total_s"), _median(cold.get("llama-server", []), "total_s"),
+                   1.2, "s")]
+
+
+def target_line(check: dict) -> str:
+    """A target as a Markdown list item."""
+    mark = {True: "met", False: "MISSED", None: "n/a"}[check["met"]]
+    return f"- item {check['item']}: {check['target']}: **{mark}** ({check['detail']})"
 
 
 def _median(runs: list[dict], key: str) -> float | None:
@@ -292,17 +316,7 @@ def markdown(result: dict) -> str:
                          for k in ("total_s", "up_s", "run_s")]
                 lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
-    pss = {k: (v or {}).get("pss_mib") for k, v in m.items()}
-    lines += ["Targets (issue 17):", "",
-              _ratio(pss.get("corral_loaded"), pss.get("llama_server"), 1.3, "PSS loaded: corral <= 1.3 x llama-server"),
-              _ratio(pss.get("corral_loaded_job_worker"), pss.get("llama_server"), 1.3,
-                     "PSS loaded while the job worker still runs: corral <= 1.3 x llama-server"),
-              _ratio(pss.get("corral_loaded_restarted"), pss.get("llama_server"), 1.3,
-                     "PSS loaded in a serve restarted on its store: corral <= 1.3 x llama-server"),
-              _ratio(pss.get("corral_idle"), 150.0, 1.0, "PSS idle, first start: corral <= 150 MiB"),
-              _ratio(pss.get("corral_idle_restarted"), 150.0, 1.0, "PSS idle, restarted: corral <= 150 MiB"),
-              _ratio(_median(cold.get("corral", []), "total_s"), _median(cold.get("llama-server", []), "total_s"),
-                     1.2, "cold start to first token: corral <= 1.2 x llama-server", "s")]
+    lines += ["Targets (issue 17):", ""] + [target_line(c) for c in result["targets"]]
     if result.get("notes"):
         lines += ["", "Notes:", ""] + [f"- {n}" for n in result["notes"]]
     if result.get("by_process"):
@@ -356,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         result["notes"].append(f"failed: {type(exc).__name__}: {str(exc)[:500]} (logs kept in {work})")
         log(f"FAILED: {type(exc).__name__}: {exc}")
     meta["loadavg_end"] = _loadavg()
+    result["targets"] = targets(result)
     if args.by_process:
         result["by_process"] = {k: v for k, v in result["memory"].items() if k.startswith("corral")}
     print(markdown(result))
