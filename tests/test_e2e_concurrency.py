@@ -119,6 +119,44 @@ def test_queue_limit_answers_503_with_ollamas_text(tmp_path) -> None:
         stop_server(srv.process)
 
 
+def _burst_one(url: str, i: int) -> tuple[int, str]:
+    """One client of the burst: a streamed answer through the native or the OpenAI API; (status, text)."""
+    question = f"Client {i}: {QUESTIONS[i % len(QUESTIONS)]}"
+    if i % 2:
+        body = {"model": MODEL, "stream": True, "max_tokens": 4, "temperature": 0,
+                "messages": [{"role": "user", "content": question}]}
+        path, pick = "/v1/chat/completions", lambda d: (d["choices"][0]["delta"].get("content") or "") if d["choices"] else ""
+    else:
+        body = {"model": MODEL, "prompt": question, "options": {**OPTS, "num_predict": 4}}
+        path, pick = "/api/generate", lambda d: d.get("response", "")
+    text = []
+    with httpx.stream("POST", url + path, json=body, timeout=600) as response:
+        for line in response.iter_lines():
+            line = line.removeprefix("data: ")
+            if line and line != "[DONE]":
+                text.append(pick(json.loads(line)))
+        return response.status_code, "".join(text)
+
+
+def test_a_burst_of_64_clients_with_the_default_queue_is_answered_in_full(server) -> None:
+    """64 clients at once (default parallelism and queue): every one gets a 200 and a non-empty streamed answer."""
+    results: list[tuple[int, str] | BaseException] = [RuntimeError("never ran")] * 64
+
+    def run(i: int) -> None:
+        try:
+            results[i] = _burst_one(server.url, i)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(64)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(900)
+    failed = [(i, r) for i, r in enumerate(results) if not isinstance(r, tuple) or r[0] != 200 or not r[1].strip()]
+    assert failed == []
+
+
 def test_context_overflow_is_never_silent(server) -> None:
     long_prompt = "Tell me about the weather. " * 40
     body = {"model": MODEL, "prompt": long_prompt, "stream": False, "options": {"num_ctx": 64, "num_predict": 4}}
