@@ -336,13 +336,16 @@ class BatchEngine:
                 self._free(slot)
 
     def _step(self) -> None:
-        """One llama_decode over every active slot: prompt chunks and one new token per generating slot."""
+        """One llama_decode over every active slot: one new token per generating slot first, then prompt chunks in
+        the budget left (llama-server's order), so a long prompt coming in never holds back the streams already
+        generating; it takes a few more steps instead."""
         self._feed_prompts()
         self.batch.reset()
         budget, sampled = self.spec.num_batch, []
-        for slot in self.seqs:
+        active = [slot for slot in self.seqs if slot.gen is not None and slot.feed is None]
+        for slot in sorted(active, key=lambda s: bool(s.pending)):  # stable: generating slots, then prompts
             gen = slot.gen
-            if gen is None or budget == 0 or slot.feed is not None:
+            if gen is None or budget == 0:
                 continue
             feed = slot.pending[:budget] if slot.pending else gen.generated[-1:]
             done_prompt = len(feed) == len(slot.pending) or not slot.pending
