@@ -35,6 +35,10 @@ from corral_inference.vision import EncodedPrompt, ImageEncoder, LlamaMtmd, Prom
 
 log = get_logger("corral.inference.batch")
 MIROSTAT_M = 100  # tokens Mirostat 1.0 estimates s_hat from (llama.cpp's common default)
+# A free slot whose cached tokens cover at least this share of a new prompt is reused for it; below that the
+# least recently used slot is taken, so a chat header shared by every prompt does not send each new conversation
+# to the slot holding the last one (llama-server's --slot-prompt-similarity, 0.1 there too).
+SLOT_PROMPT_SIMILARITY = 0.1
 
 
 @dataclass
@@ -47,6 +51,16 @@ class _Slot:
     sampler: internals.LlamaSampler | None = None
     pending: list[int] = field(default_factory=list, metadata={"doc": "prompt tokens not yet decoded"})
     feed: PromptFeed | None = field(default=None, metadata={"doc": "an image prompt not yet decoded"})
+    used: int = field(default=0, metadata={"doc": "when a request last took the slot (0: never)"})
+
+
+def pick_slot(free: list[_Slot], tokens: list[int]) -> _Slot:
+    """The free slot for a prompt: the one sharing its longest prefix when that covers a real part of it
+    (the next turn of a chat, a long shared system prompt), else the least recently used (an empty one first)."""
+    best = max(free, key=lambda s: (common_prefix(s.kv, tokens), -s.used))
+    if common_prefix(best.kv, tokens) >= SLOT_PROMPT_SIMILARITY * len(tokens):
+        return best
+    return min(free, key=lambda s: s.used)
 
 
 class _Queued(NamedTuple):
@@ -82,6 +96,7 @@ class BatchEngine:
         self.n_vocab = self.model.n_vocab()
         self.shown_controls = self._harmony_tokens()
         self.seqs = [_Slot(i) for i in range(self.slots)]
+        self.taken = 0  # requests given a slot so far: each slot's ``used`` is a value of it
         self.vision: VisionContext | None = (VisionContext.load(LlamaMtmd(), spec.projector, self.model.model,
                                                                 _threads(spec.num_thread)) if spec.projector else None)
         self.inbox: queue.Queue[_Queued | None] = queue.Queue()
@@ -228,7 +243,7 @@ class BatchEngine:
             return
         tokens, dropped = job_tokens(job, self._tokenize, self.spec.num_ctx, self.n_vocab, lambda: self.piece_max)
         sampler = self._sampler(job)
-        slot = max(free, key=lambda s: common_prefix(s.kv, tokens))
+        slot = pick_slot(free, tokens)
         keep = reusable_prefix(slot.kv, tokens)
         self.ctx.kv_cache_seq_rm(slot.seq_id, keep, -1)
         slot.kv = slot.kv[:keep]
@@ -288,7 +303,8 @@ class BatchEngine:
 
     def _occupy(self, slot: _Slot, gen: Generation, sampler: internals.LlamaSampler, pending: list[int]) -> bool:
         """Put a request in a slot; False if it ended at once (no room to generate)."""
-        slot.gen, slot.sampler, slot.pending = gen, sampler, pending
+        self.taken += 1
+        slot.gen, slot.sampler, slot.pending, slot.used = gen, sampler, pending, self.taken
         if gen.start():
             return True
         self._free(slot)
