@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import httpx
 
@@ -37,6 +40,50 @@ def prompt(key: str, index: int) -> str:
     return f"<|im_start|>user\n{body}<|im_end|>\n<|im_start|>assistant\n"
 
 
+Count = Callable[[str], int]
+
+
+def token_counter(model: Path) -> Count:
+    """Token count of a text as the servers see it (the GGUF's vocabulary only, no weights)."""
+    import llama_cpp
+
+    vocab = llama_cpp.Llama(model_path=str(model), vocab_only=True, verbose=False)
+    return lambda text: len(vocab.tokenize(text.encode(), add_bos=False, special=True))
+
+
+def filler(key: str, head: str, tail: str, count: Count, target: int) -> str:
+    """``head`` + varied sentences + ``tail``, about ``target`` tokens; the same key gives the same text."""
+    rng = random.Random(key)
+    sentences: list[str] = []
+    while count(head + " ".join(sentences) + tail) < target:
+        topic, angle = rng.choice(TOPICS), rng.choice(ANGLES)
+        sentences.append(f"Note {len(sentences) + 1} on {topic}: think about {angle}, and keep it in mind.")
+    return head + " ".join(sentences) + tail
+
+
+def long_prompt(key: str, count: Count) -> str:
+    """A ~2000-token user message (its unique part first) asking for a short summary (issue 17 item 2)."""
+    return filler(key, f"<|im_start|>user\nDocument {key}. Read these notes.\n",
+                  "\nSummarize the notes in one paragraph.<|im_end|>\n<|im_start|>assistant\n", count, 2000)
+
+
+def first_turn(key: str, index: int, count: Count) -> str:
+    """A conversation's first turn: a unique ~300-token system prompt, then a question (issue 17 item 5).
+
+    The key comes right after the ChatML header, so conversations share only those 3 tokens (start keys
+    with a different digit: the way any two chats differ, not an accidental longer common prefix)."""
+    topic = TOPICS[index % len(TOPICS)]
+    return filler(key, f"<|im_start|>system\n{key}: you are a patient guide. House rules:\n",
+                  f"<|im_end|>\n<|im_start|>user\nTell me about {topic}.<|im_end|>\n<|im_start|>assistant\n",
+                  count, 300)
+
+
+def second_turn(first: str, answer: str) -> str:
+    """The same history, the model's answer, and one new user message."""
+    return (f"{first}{answer}<|im_end|>\n<|im_start|>user\nThank you. What is the single most important point "
+            f"of that?<|im_end|>\n<|im_start|>assistant\n")
+
+
 @dataclass
 class Stream:
     """One streamed request as the client saw it (times in seconds from its own start)."""
@@ -45,6 +92,7 @@ class Stream:
     total: float | None = None
     tokens: int = 0
     error: str | None = None
+    status: int | None = None  # the HTTP status, None when no response came (connection error, timeout)
 
     @property
     def decode_rate(self) -> float | None:
@@ -93,14 +141,20 @@ def percentile(values: list[float], pct: float) -> float | None:
     return values[low] + (values[high] - values[low]) * (pos - low)
 
 
-async def _one(client: httpx.AsyncClient, url: str, body: dict, start: asyncio.Event, timeout: float) -> Stream:
+OnText = Callable[[str, float], None]
+
+
+async def stream_request(client: httpx.AsyncClient, url: str, body: dict, timeout: float,
+                         on_text: OnText | None = None) -> Stream:
+    """One streamed ``/v1/completions`` request; ``on_text(text, perf_counter time)`` sees every text chunk
+    as it arrives (to keep the answer, or to time the tokens of a stream while something else happens)."""
     result = Stream()
-    await start.wait()
     began = time.perf_counter()
     counted, usage_tokens = 0, None
     try:
         async with asyncio.timeout(timeout):
             async with client.stream("POST", url, json=body) as response:
+                result.status = response.status_code
                 if response.status_code != 200:
                     text = (await response.aread()).decode(errors="replace")[:200]
                     result.error = f"HTTP {response.status_code}: {text}"
@@ -120,9 +174,12 @@ async def _one(client: httpx.AsyncClient, url: str, body: dict, start: asyncio.E
                         usage_tokens = usage["completion_tokens"]
                     for choice in chunk.get("choices") or []:
                         if choice.get("text"):
+                            now = time.perf_counter()
                             counted += 1
                             if result.ttft is None:
-                                result.ttft = time.perf_counter() - began
+                                result.ttft = now - began
+                            if on_text is not None:
+                                on_text(choice["text"], now)
         result.total = time.perf_counter() - began
         # A chunk usually carries one token; the server's own count wins where it gives one.
         result.tokens = usage_tokens or counted
@@ -135,16 +192,30 @@ async def _one(client: httpx.AsyncClient, url: str, body: dict, start: asyncio.E
     return result
 
 
+def completion_body(model: str, text: str, max_tokens: int) -> dict:
+    """The streamed, greedy ``/v1/completions`` request every benchmark sends."""
+    return {"model": model, "prompt": text, "max_tokens": max_tokens, "temperature": 0, "seed": 42,
+            "stream": True, "stream_options": {"include_usage": True}}
+
+
+def http_client(connections: int, timeout: float) -> httpx.AsyncClient:
+    """An HTTP client for ``connections`` simultaneous streams, each on a fresh connection, never via a proxy."""
+    limits = httpx.Limits(max_connections=connections + 2, max_keepalive_connections=0)
+    return httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=10), limits=limits, trust_env=False)
+
+
+async def _one(client: httpx.AsyncClient, url: str, body: dict, start: asyncio.Event, timeout: float) -> Stream:
+    await start.wait()
+    return await stream_request(client, url, body, timeout)
+
+
 async def run_level(base_url: str, model: str, prompts: list[str], max_tokens: int, timeout: float) -> LevelRun:
     """All prompts at once, one streaming client each; wall time from release to the last byte."""
-    limits = httpx.Limits(max_connections=len(prompts) + 2, max_keepalive_connections=0)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=10), limits=limits,
-                                 trust_env=False) as client:
+    async with http_client(len(prompts), timeout) as http:
         start = asyncio.Event()
         url = f"{base_url}/v1/completions"
-        tasks = [asyncio.create_task(_one(client, url, {
-            "model": model, "prompt": text, "max_tokens": max_tokens, "temperature": 0, "seed": 42,
-            "stream": True, "stream_options": {"include_usage": True}}, start, timeout)) for text in prompts]
+        tasks = [asyncio.create_task(_one(http, url, completion_body(model, text, max_tokens), start, timeout))
+                 for text in prompts]
         await asyncio.sleep(0.05)
         began = time.perf_counter()
         start.set()

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,6 +95,10 @@ class Server:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def cpu_seconds(self) -> float:
+        """CPU time the server's whole process tree has used so far (0 when it is not running)."""
+        return procs.cpu_seconds(self.process.pid) if self.alive() else 0.0
+
     def stop(self) -> None:
         if self.process is not None:
             procs.stop_tree(self.process.pid, grace=45.0)
@@ -101,6 +106,29 @@ class Server:
                 self.process.wait(5)
             except subprocess.TimeoutExpired:
                 pass
+
+
+def machine_cpu() -> tuple[float, float]:
+    """CPU-seconds the whole machine has been busy, and had stolen by the hypervisor, since boot (/proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    tick = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq) / tick, steal / tick
+
+
+def wait_quiet(servers: list[Server], limit: float = 120.0, window: float = 0.5, busy: float = 0.25) -> float:
+    """Wait until the servers together use under ``busy`` CPU-seconds per second over ``window`` seconds.
+
+    So that work a server still does (a stream it keeps generating after its client left, a service
+    starting) does not fall on the next measurement. Returns how long they stayed busy (0.0: quiet at
+    once), ``limit`` at most."""
+    began = time.monotonic()
+    while time.monotonic() - began < limit:
+        before = sum(server.cpu_seconds() for server in servers)
+        time.sleep(window)
+        if sum(server.cpu_seconds() for server in servers) - before < busy * window:
+            return max(0.0, time.monotonic() - began - window)
+    return limit
 
 
 class Corral(Server):
@@ -122,24 +150,36 @@ class Corral(Server):
         response.raise_for_status()
 
 
-def corral(work: Path, threads: int, slots: int) -> Server:
-    home = work / "corral-home"
+def corral(work: Path, threads: int, slots: int | None, name: str = "corral") -> Server:
+    """``corral serve`` at ``slots`` parallel sequences; ``slots=None`` leaves OLLAMA_NUM_PARALLEL and
+    OLLAMA_MAX_QUEUE unset (corral's defaults). Each ``name`` gets its own log and store."""
+    home = work / ("corral-home" if name == "corral" else f"{name}-home")
     env = {**os.environ, "OLLAMA_MODELS": str(home / "models"), "CORRAL_HOME": str(home),
-           "OLLAMA_NUM_PARALLEL": str(slots), "CORRAL_NUM_THREAD": str(threads),
+           "CORRAL_NUM_THREAD": str(threads),
            "OLLAMA_CONTEXT_LENGTH": str(CTX_PER_SLOT), "OLLAMA_KEEP_ALIVE": "24h", "PYTHONUNBUFFERED": "1"}
     env.pop("CORRAL_IMPORT_BUNDLED", None)
-    server = Corral("corral", f"corral (OLLAMA_NUM_PARALLEL={slots})", [str(BIN / "corral"), "serve"],
-                    "/api/tags", CORRAL_MODEL, work, env, start_timeout=300)
+    if slots is None:
+        env.pop("OLLAMA_NUM_PARALLEL", None)
+        env.pop("OLLAMA_MAX_QUEUE", None)
+        label = "corral (default OLLAMA_NUM_PARALLEL and OLLAMA_MAX_QUEUE)"
+    else:
+        env["OLLAMA_NUM_PARALLEL"] = str(slots)
+        label = f"corral (OLLAMA_NUM_PARALLEL={slots})"
+    server = Corral(name, label, [str(BIN / "corral"), "serve"], "/api/tags", CORRAL_MODEL, work, env,
+                    start_timeout=300)
     server.env["OLLAMA_HOST"] = f"127.0.0.1:{server.port}"
     return server
 
 
-def llama_server(work: Path, binary: Path, model: Path, threads: int, slots: int) -> Server:
+def llama_server(work: Path, binary: Path, model: Path, threads: int, slots: int, name: str = "llama-server",
+                 prompt_cache: bool = False) -> Server:
+    """llama-server at ``slots`` x 4096 context; ``prompt_cache`` keeps its host-memory prompt cache
+    (its default) instead of ``--cache-ram 0``."""
     argv = [str(binary), "-m", str(model), "--host", "127.0.0.1", "--parallel", str(slots),
-            "--threads", str(threads), "--threads-batch", str(threads), "--cache-ram", "0",
-            "-c", str(slots * CTX_PER_SLOT)]
-    server = Server("llama-server", f"llama-server --parallel {slots} --cache-ram 0", argv, "/health", "smollm2",
-                    work)
+            "--threads", str(threads), "--threads-batch", str(threads),
+            *([] if prompt_cache else ["--cache-ram", "0"]), "-c", str(slots * CTX_PER_SLOT)]
+    label = f"llama-server --parallel {slots}" + ("" if prompt_cache else " --cache-ram 0")
+    server = Server(name, label, argv, "/health", "smollm2", work)
     server.argv += ["--port", str(server.port)]
     return server
 
@@ -165,3 +205,20 @@ def ensure_llama_cpp_server_deps() -> None:
         print(f"installing the llama_cpp.server dependencies: {' '.join(missing)}", file=sys.stderr, flush=True)
         subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "install", "-q", *missing],
                        check=True, timeout=600)
+
+
+def accounted(server: Server, work: Callable[[], dict]) -> dict:
+    """The measurement's figures plus where the CPU time went meanwhile: the server's own (corral's event
+    loops apart: llama-server's main thread computes too), and the shares of all CPUs that other processes
+    (other work on the machine) and the hypervisor's other guests took, to tell a slow server from a busy machine."""
+    main = lambda: procs.cpu_seconds(server.process.pid, main_threads_only=True)  # noqa: E731
+    began, machine, own, ours, loops = time.monotonic(), machine_cpu(), os.times(), server.cpu_seconds(), main()
+    figures = work()
+    used, capacity = server.cpu_seconds() - ours, (time.monotonic() - began) * (os.cpu_count() or 1)
+    busy, stolen = (after - before for after, before in zip(machine_cpu(), machine))
+    others = busy - used - sum(os.times()[:2]) + sum(own[:2])
+    figures |= {"server_cpu_s": round(used, 2), "others_cpu_share": round(max(0.0, others) / capacity, 3),
+                "steal_share": round(stolen / capacity, 3)}
+    if isinstance(server, Corral):
+        figures["event_loops_cpu_s"] = round(main() - loops, 2)
+    return figures
