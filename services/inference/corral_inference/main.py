@@ -13,7 +13,6 @@ from corral_common.logs import configure_telemetry
 
 from corral_inference.engine import LoadSpec
 from corral_inference.metrics import install_inference_metrics
-from corral_inference.openmp import prefer_passive_wait
 from corral_inference.health import register_checks
 from corral_inference.routes import run
 from corral_inference.scheduler import EngineFactory, Scheduler
@@ -23,9 +22,8 @@ from corral_inference.settings import InferenceSettings
 def llama_factory(settings: InferenceSettings) -> EngineFactory:
     """Production engines: continuous batching for generation, one context per embedding model.
 
-    Imported lazily so unit tests can run without llama.cpp; OpenMP's wait policy is set before it loads.
+    Imported lazily so unit tests can run without llama.cpp.
     """
-    prefer_passive_wait()
 
     def make(spec: LoadSpec):
         if spec.embedding:
