@@ -51,6 +51,7 @@ import httpx
 import load
 import procs
 import servers as srv
+from report import write_report
 from llama_server_build import ensure_llama_server
 from throughput import _git_commit, _loadavg, log, threads_default
 
@@ -328,12 +329,8 @@ def markdown(result: dict) -> str:
 
 
 def write(result: dict, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    text, data = markdown(result), json.dumps(result, indent=1, default=str) + "\n"
-    for stem in (f"memory-{result['meta']['stamp']}", "memory-latest"):
-        for suffix, content in ((".md", text), (".json", data)):
-            (out / f"{stem}{suffix}").write_text(content)
-            log(f"wrote {out / (stem + suffix)}")
+    for path in write_report(out, (f"memory-{result['meta']['stamp']}", "memory-latest"), markdown(result), result):
+        log(f"wrote {path}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import collections
 import datetime as dt
-import json
 import os
 import shutil
 import signal
@@ -44,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import load  # noqa: E402
 import servers as srv  # noqa: E402
+from report import write_report  # noqa: E402
 from llama_server_build import LLAMA_CPP_VERSION, ensure_llama_server  # noqa: E402
 from throughput import (_cpu, _fmt, _git_commit, _loadavg, _on_signal, log, spread,  # noqa: E402
                         threads_default, warm_up)
@@ -443,18 +443,8 @@ def markdown(result: dict) -> str:
 
 def write_results(result: dict, out: Path) -> list[Path]:
     """scenarios-<stamp>.{md,json} and scenarios-latest.{md,json}, each written whole or not at all."""
-    out.mkdir(parents=True, exist_ok=True)
     stamp = result["meta"]["stamp"] + ("-quick" if result["meta"]["quick"] else "")
-    text, data = markdown(result), json.dumps(result, indent=1, default=str) + "\n"
-    written = []
-    for stem in (f"scenarios-{stamp}", "scenarios-latest"):
-        for suffix, content in ((".md", text), (".json", data)):
-            path = out / f"{stem}{suffix}"
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            tmp.write_text(content)
-            os.replace(tmp, path)
-            written.append(path)
-    return written
+    return write_report(out, (f"scenarios-{stamp}", "scenarios-latest"), markdown(result), result)
 
 
 # --------------------------------------------------------------------------------------------- main

@@ -34,6 +34,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from report import write_report
+from throughput import _git_commit, _loadavg
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RESULTS = HERE / "results"
@@ -141,36 +144,16 @@ def markdown(meta: dict, parts: list[dict]) -> str:
 
 
 def write(meta: dict, parts: list[dict], out: Path) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    text = markdown(meta, parts)
-    data = json.dumps({"meta": meta, "parts": parts}, indent=1, default=str) + "\n"
+    stamp = f"suite-{meta['stamp']}{'-quick' if meta['quick'] else ''}"
     latest = "suite-latest-quick" if meta["quick"] else "suite-latest"
-    written = []
-    for stem in (f"suite-{meta['stamp']}{'-quick' if meta['quick'] else ''}", latest):
-        for suffix, content in ((".md", text), (".json", data)):
-            path = out / f"{stem}{suffix}"
-            tmp = path.with_suffix(path.suffix + ".tmp")
-            tmp.write_text(content)
-            tmp.replace(path)
-            written.append(path)
-    return written
-
-
-def _commit() -> str:
-    result = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True, text=True,
-                            check=False)
-    return result.stdout.strip() or "unknown"
-
-
-def _loadavg() -> str:
-    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+    return write_report(out, (stamp, latest), markdown(meta, parts), {"meta": meta, "parts": parts})
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     now = dt.datetime.now()
     meta = {"started": now.astimezone().isoformat(timespec="seconds"), "stamp": now.strftime("%Y%m%d-%H%M%S"),
-            "commit": _commit(), "cpus": os.cpu_count(), "quick": args.quick, "reps": args.reps,
+            "commit": _git_commit(), "cpus": os.cpu_count(), "quick": args.quick, "reps": args.reps,
             "loadavg_start": _loadavg()}
     started = time.monotonic()
     scratch = Path(tempfile.mkdtemp(prefix="corral-suite-"))

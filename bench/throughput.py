@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import load
 import servers as srv
+from report import write_report
 from llama_server_build import LLAMA_CPP_VERSION, ensure_llama_server
 
 HERE = Path(__file__).resolve().parent
@@ -229,19 +230,8 @@ def markdown(result: dict) -> str:
 
 
 def write_results(result: dict, out: Path, quick: bool) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
     stamp = result["meta"]["stamp"] + ("-quick" if quick else "")
-    latest = "latest-quick" if quick else "latest"
-    text, data = markdown(result), json.dumps(result, indent=1, default=str) + "\n"
-    written = []
-    for stem in (f"throughput-{stamp}", latest):
-        for suffix, content in ((".md", text), (".json", data)):
-            path = out / f"{stem}{suffix}"
-            tmp = path.with_suffix(path.suffix + ".tmp")
-            tmp.write_text(content)
-            tmp.rename(path)
-            written.append(path)
-    return written
+    return write_report(out, (f"throughput-{stamp}", "latest-quick" if quick else "latest"), markdown(result), result)
 
 
 def _git_commit() -> str:

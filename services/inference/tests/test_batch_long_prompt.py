@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from corral_common.errors import AppError
+from corral_common.testing.waiting import wait_for
 
 from corral_inference.engine import CompletionEvent, CompletionJob, LoadSpec, Sampling
 
@@ -60,7 +61,7 @@ def test_a_stream_gets_a_token_every_step_while_a_long_prompt_is_evaluated(engin
     # that is cancelled once the stream has slot 1.
     holder = log.submit(engine, "holder", COUNT, 400)
     stream = log.submit(engine, "stream", COUNT.replace("500", "600"), 400)
-    assert _wait(lambda: log.count("stream") >= 1), "the stream never started"
+    assert wait_for(lambda: log.count("stream") >= 1, timeout=120), "the stream never started"
     holder.cancel.set()
     assert log.ended["holder"].wait(60)
     steps = -(-len(engine.tokenize(LONG)) // 64)
@@ -68,18 +69,10 @@ def test_a_stream_gets_a_token_every_step_while_a_long_prompt_is_evaluated(engin
     assert log.ended["long"].wait(300)
     stream.cancel.set()
     assert log.ended["stream"].wait(60)
-    submitted = next(i for i, (who, _) in enumerate(log.events) if who == "holder" and _) + 1
+    submitted = next(i for i, (who, done) in enumerate(log.events) if who == "holder" and done) + 1
     first_long = next(i for i, (who, _) in enumerate(log.events) if who == "long")
     during = sum(1 for who, _ in log.events[submitted:first_long] if who == "stream")
     # About one token per step of the prompt (a piece may carry more than one token, e.g. "1" and ","); a
     # loop that let the prompt's chunks take the whole batch gave the stream one token in all those steps.
     assert during >= steps // 2, f"{during} stream pieces during the {steps} steps of the long prompt"
 
-
-def _wait(condition, timeout: float = 120) -> bool:  # noqa: ANN001 - a predicate
-    event = threading.Event()
-    for _ in range(int(timeout * 20)):
-        if condition():
-            return True
-        event.wait(0.05)
-    return condition()
