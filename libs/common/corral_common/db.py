@@ -85,10 +85,9 @@ def advisory_xact_lock(connection: Connection, lock_name: str) -> None:
         connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": lock_name})
 
 
-# One migrating thread per process. CPython 3.11 before 3.11.8 keeps the AST builder's recursion counter per
-# interpreter, not per thread, so two threads parsing at once (head_revisions here, Alembic loading its scripts)
-# can fail with "SystemError: AST constructor recursion depth mismatch"; Alembic's script loading is not
-# thread-safe either. The file and advisory locks below order processes; this orders threads.
+# One migrating thread per process: Alembic's script loading is not thread-safe (and its parsing hit the
+# interpreter bug corral_common.astguard works around). The file and advisory locks below order processes; this
+# orders threads.
 _IN_PROCESS = threading.Lock()
 
 
