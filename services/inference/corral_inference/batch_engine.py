@@ -97,12 +97,14 @@ class BatchEngine:
         self.shown_controls = self._harmony_tokens()
         self.seqs = [_Slot(i) for i in range(self.slots)]
         self.taken = 0  # requests given a slot so far: each slot's ``used`` is a value of it
+        self.decodes = 0  # llama_decode calls so far (the image encoder logs how many ran while it worked)
         self.vision: VisionContext | None = (VisionContext.load(LlamaMtmd(), spec.projector, self.model.model,
                                                                 _threads(spec.num_thread)) if spec.projector else None)
         self.inbox: queue.Queue[_Queued | None] = queue.Queue()
         self.waiting: list[_Queued] = []
         # Images are encoded on a thread of their own: the loop keeps stepping the other slots meanwhile.
-        self.encoder = ImageEncoder(self._encode, self._encoded) if self.vision is not None else None
+        self.encoder = (ImageEncoder(self._encode, self._encoded, lambda: self.decodes)
+                        if self.vision is not None else None)
         self.thread = threading.Thread(target=self._loop, name="llama-batch", daemon=True)
         self.thread.start()
 
@@ -381,6 +383,7 @@ class BatchEngine:
         except Exception as exc:
             self._fail_all(InternalError(f"llama_decode failed: {exc}"))
             return
+        self.decodes += 1
         for slot, index in sampled:
             self._take(slot, index)
 

@@ -211,8 +211,9 @@ class ImageEncoder:
 
     The batch loop never waits for a projector: while an image is encoded here, the other slots keep decoding."""
 
-    def __init__(self, encode: Callable[[CompletionJob], EncodedPrompt], done: Encoded) -> None:
-        self.encode, self.done = encode, done
+    def __init__(self, encode: Callable[[CompletionJob], EncodedPrompt], done: Encoded,
+                 decodes: Callable[[], int] = lambda: 0) -> None:
+        self.encode, self.done, self.decodes = encode, done, decodes
         self.inbox: queue.Queue[tuple[CompletionJob, Emit] | None] = queue.Queue()
         self.busy = False
         self.stopping = threading.Event()
@@ -246,11 +247,11 @@ class ImageEncoder:
                     self.busy = False
 
     def _timed(self, job: CompletionJob) -> EncodedPrompt | AppError:
-        started = time.perf_counter()
+        started, decodes = time.perf_counter(), self.decodes()
         result = self._encode(job)
-        if isinstance(result, EncodedPrompt):
+        if isinstance(result, EncodedPrompt):  # other_decodes: the batch loop's steps for other requests meanwhile
             log.info("images encoded", images=len(job.images), positions=result.positions,
-                     seconds=round(time.perf_counter() - started, 3))
+                     seconds=round(time.perf_counter() - started, 3), other_decodes=self.decodes() - decodes)
         return result
 
     def _encode(self, job: CompletionJob) -> EncodedPrompt | AppError:
