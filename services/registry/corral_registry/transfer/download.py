@@ -31,7 +31,7 @@ from corral_common.logs import get_logger
 
 from corral_registry.settings import TransferSettings
 from corral_registry.store import ModelStore
-from corral_registry.transfer.client import RegistryClient, error_text
+from corral_registry.transfer.client import RegistryClient, error_text, raw_body
 from corral_registry.transfer.ordered_hash import OrderedHash
 from corral_registry.transfer.remote import Remote
 
@@ -310,7 +310,7 @@ class _Transfer:
         """Write the body at its offsets; a 200 (Range ignored) is skipped up to the part and cut after it."""
         position = part.offset + part.completed
         saved_at = time.monotonic()
-        for chunk in response.iter_raw():
+        for chunk in raw_body(response, self.settings.stall_seconds):
             if skip:
                 dropped = min(skip, len(chunk))
                 chunk, skip = chunk[dropped:], skip - dropped
