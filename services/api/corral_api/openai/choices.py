@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import aclosing
 from typing import Any, TypeVar
 
+import anyio
+
 from corral_api.openai.responses import NativeStream
 
 T = TypeVar("T")
@@ -52,9 +54,20 @@ async def merged(streams: Sequence[AsyncIterator[T]]) -> AsyncIterator[tuple[int
                 continue
             yield index, item
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await _stopped(tasks)
+
+
+async def _stopped(tasks: list[asyncio.Task]) -> None:
+    """Cancel the pumps once each and wait, shielded, until they have closed their streams.
+
+    Once: a pump closes its upstream response (httpcore's close is shielded from the cancel scope that ends a
+    request whose client left, not from a second ``task.cancel()``). Cancelling ``gather`` would cancel every
+    pump again, cutting that close short: the connection stayed open and inference generated on for minutes."""
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        with anyio.CancelScope(shield=True):
+            await asyncio.wait(tasks)
 
 
 def combined_usage(usages: list[dict[str, Any]], group: int) -> dict[str, Any]:
