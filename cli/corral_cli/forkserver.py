@@ -39,14 +39,22 @@ import structlog
 from corral_common.env import env_bool
 
 FORK_ENV = "CORRAL_FORK_SERVICES"
-# What the services that start with serve import (the gateway, the model store, inference: their web
-# stack, their clients, the job queue's sending side). The rarely used ones (auth, websearch, the job
-# workers) import what else they need after their fork, so an idle corral does not hold it.
-PRELOAD = ("uvicorn", "uvicorn.lifespan.on", "uvicorn.protocols.http.h11_impl", "uvicorn.protocols.http.httptools_impl",
-           "uvicorn.protocols.websockets.auto", "fastapi", "anyio", "httpx", "httpcore", "corral_cli.launch",
-           "anyio._core._sockets", "anyio._core._streams",  # what each service's first request imports
-           "corral_api.main", "corral_registry.main", "corral_inference.main",
-           "corral_inference.completion", "corral_inference.vision")  # the engine's, but for llama_cpp and numpy
+# What every service that starts with serve imports (the gateway, the model store, inference): their web stack,
+# their clients. The rarely used ones (auth, websearch, the job workers) import what else they need after their
+# fork, so an idle corral does not hold it.
+COMMON = ("uvicorn", "uvicorn.lifespan.on", "uvicorn.protocols.http.h11_impl", "uvicorn.protocols.http.httptools_impl",
+          "uvicorn.protocols.websockets.auto", "fastapi", "anyio", "httpx", "httpcore", "corral_cli.launch",
+          "anyio._core._sockets", "anyio._core._streams")  # what each service's first request imports
+# What each of those services imports besides, loaded just before its first fork (corral_cli.supervisor forks the
+# gateway first): a client waits on the gateway's port while serve imports the model store's database and job
+# queue, and a request to a service not yet forked waits in its socket's backlog.
+SERVICE_PRELOAD = {
+    "corral_api.main": ("corral_api.main",),
+    "corral_registry.main": ("corral_registry.main",
+                             "celery.app.base", "celery.app.task", "celery.result"),  # the job queue's sending side
+    "corral_inference.main": ("corral_inference.main",
+                              "corral_inference.completion", "corral_inference.vision"),  # but llama_cpp and numpy
+}
 STDIO = (0, 1, 2)
 
 
@@ -98,7 +106,7 @@ class ForkedProcess:
         self.send_signal(signal.SIGKILL)
 
 
-def preload(modules: Iterable[str] = PRELOAD) -> None:
+def preload(modules: Iterable[str]) -> None:
     """Import what the services share, then freeze it: later collections, here or in a service, leave those
     objects' pages alone. The collector is off while importing, so freed objects leave no holes in them."""
     from corral_common.tls import tls_context
@@ -115,6 +123,15 @@ def preload(modules: Iterable[str] = PRELOAD) -> None:
     finally:
         gc.freeze()
         gc.enable()
+
+
+def prepare_service(module: str, env: Mapping[str, str]) -> Any:
+    """Before ``module``'s first fork: import what it alone needs (``SERVICE_PRELOAD``), migrate its databases and
+    build its app (None for a service that imports and builds it itself after its fork)."""
+    if module in SERVICE_PRELOAD:
+        preload(SERVICE_PRELOAD[module])
+    migrate_databases(module, env)
+    return build_app(module, env)
 
 
 def build_app(module: str, env: Mapping[str, str]) -> Any:

@@ -9,7 +9,9 @@ sessions never touch (auth, needed only for keys and remote clients; websearch a
 start on their first connection, which waits in the socket's backlog meanwhile, and the registry's
 job worker when the first job is queued: an idle corral keeps their memory free.
 CORRAL_LAZY_SERVICES=0 starts everything at once. The services are forked from serve, which imported
-what they share once (corral_cli.forkserver; CORRAL_FORK_SERVICES=0 spawns fresh interpreters instead).
+what they share once (corral_cli.forkserver; CORRAL_FORK_SERVICES=0 spawns fresh interpreters instead). The gateway
+starts first, so that a client is answered while the rest start: each service imports what it alone needs just
+before its first fork, and a request to one not yet started waits in its socket's backlog.
 
 On SIGINT/SIGTERM the gateway stops first: its port closes at once, running requests get
 CORRAL_SHUTDOWN_GRACE seconds and streams still open then end with a final error line; then the rest
@@ -38,7 +40,7 @@ from corral_common.logs import LogFormatError, configure_logging, log_format
 from corral_common.net import is_loopback_host
 from corral_common.shutdown import DEFAULT_GRACE_SECONDS, ENDING_SECONDS, shutdown_grace
 
-from corral_cli.forkserver import ForkedProcess, build_app, fork_service, forking_enabled, migrate_databases, preload
+from corral_cli.forkserver import COMMON, ForkedProcess, fork_service, forking_enabled, prepare_service, preload
 from corral_cli.lifeline import Lifeline
 
 log = structlog.get_logger("corral.serve")
@@ -98,6 +100,7 @@ class Child:
     fork: bool = False  # forked from serve (corral_cli.forkserver) rather than spawned with argv
     module: str | None = None  # the service's app module (a web service, not a Celery command)
     app: Any = None  # its app, built by serve before the fork (corral_cli.forkserver.build_app)
+    prepared: bool = False  # serve imported its modules, migrated its databases and built its app (fork only)
     process: subprocess.Popen | ForkedProcess | None = None
     restarts: int = 0
     started_at: float = 0.0
@@ -109,11 +112,18 @@ class Child:
         if self.lifeline is not None:
             fds += (self.lifeline.read_fd,)
         if self.fork and self.launch_args is not None:
+            self._prepare()
             self.process = fork_service(self.launch_args, self.env, fds, " ".join(self.argv), self.app)
         else:
             self.process = subprocess.Popen(self.argv, env=self.env, start_new_session=True, pass_fds=fds)
         self.started_at = time.monotonic()
         log.info("service started", service=self.name, pid=self.process.pid)
+
+    def _prepare(self) -> None:
+        """Before the first fork: what only this service needs, imported and built in serve (shared from then on)."""
+        if not self.prepared and self.module is not None and self.app is None:
+            self.app = prepare_service(self.module, self.env)
+        self.prepared = True
 
     def exited(self) -> int | None:
         """The exit code if the process has ended."""
@@ -213,10 +223,10 @@ def plan_children(environ: dict[str, str], lifeline: Lifeline | None = None, for
     services = {name: launch.service(name, module, env, socks[name], waiting=lazy and name in LAZY_SERVICES)
                 for name, module in INTERNAL_SERVICES.items()}
     services["websearch"].wakes = ("websearch-worker",)
-    return [
+    return [  # in the order they start: the gateway first (a client waits on it), the model store before inference
+        launch.service("api", "corral_api.main", env, gateway, public=True),
         services["registry"], *_registry_worker(launch, services["registry"], lazy), services["inference"],
         services["auth"], services["websearch"], _websearch_worker(launch, env, lazy),
-        launch.service("api", "corral_api.main", env, gateway, public=True),
     ] + _embedded_registry(launch, env, registry_v2)
 
 
@@ -395,11 +405,7 @@ def serve() -> int:
     warn_if_exposed(environ, listen.host)
     if fork:
         _drop_script_path()
-        preload()
-        for child in supervisor.children:
-            if child.fork and child.module is not None:
-                migrate_databases(child.module, child.env)
-                child.app = build_app(child.module, child.env)
+        preload(COMMON)  # the rest, service by service before each one's first fork (Child.start)
     if env_bool(environ, "CORRAL_IMPORT_BUNDLED"):  # a process, not a thread: serve forks, so runs no threads
         subprocess.Popen([*PYTHON, "-c", "import sys; from corral_cli.supervisor import _import_bundled; "
                           "_import_bundled(sys.argv[1])", listen.url()], env=dict(environ, PYTHONSAFEPATH="1"))

@@ -23,17 +23,18 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
-from celery import Celery, Task
-from celery.result import AsyncResult
 
 from corral_common import tracing
 from corral_common.env import env_int, env_positive
 from corral_common.errors import AppError, InternalError, ServiceUnavailable, from_status
 from corral_common.internal import ProgressEvent
 from corral_common.logs import get_logger, request_context
+
+if TYPE_CHECKING:  # only in annotations: settings that name JobTiming (serve reads them) do not load Celery
+    from celery import Celery, Task
 
 log = get_logger("corral.jobs")
 PROGRESS_STATE = "PROGRESS"
@@ -396,7 +397,7 @@ class JobRunner:
         if info != follow.last_info:
             follow.last_info, follow.changed_at = info, now
         if state == "PENDING" and now - follow.queued_at > self.timing.pickup_timeout:
-            AsyncResult(follow.task_id, app=self.celery).revoke()
+            self.celery.AsyncResult(follow.task_id).revoke()
             await self._give_up(follow, f"no worker picked up the job: is the {self.worker} worker running?")
         if state != "PENDING" and now - follow.changed_at > self.timing.stale_seconds:
             if follow.restarts >= self.timing.max_restarts:

@@ -10,12 +10,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
-
-from celery import Celery
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from corral_common.env import corral_home, env_str
 from corral_common.logs import Telemetry, configure_telemetry
+
+if TYPE_CHECKING:  # Celery (~0.1 s to import) loads with the first app made: serve reads QueueSettings without it
+    from celery import Celery
 
 CREATE_MODEL_TASK = "corral.registry.create_model"
 PULL_MODEL_TASK = "corral.registry.pull_model"
@@ -68,6 +69,8 @@ def _filesystem_broker(spool: Path) -> dict[str, Any]:
 
 def make_celery(name: str, queue: QueueSettings) -> Celery:
     """A Celery app for explicit queue settings (the embedded broker and backend for what is unset)."""
+    from celery import Celery
+
     spool = queue.spool
     spool.mkdir(parents=True, exist_ok=True)
     conf: dict[str, Any] = {"broker_url": queue.broker_url} if queue.broker_url else _filesystem_broker(spool)
