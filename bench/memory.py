@@ -3,6 +3,7 @@
     .venv/bin/python bench/memory.py                      # memory table, then 3 cold starts of each
     .venv/bin/python bench/memory.py --cold-reps 1        # a quick look
     .venv/bin/python bench/memory.py --servers corral --cold-reps 0 --by-process
+    .venv/bin/python bench/memory.py --cold-only --cold-reps 5   # item 8 alone: no memory table
 
 Memory: the proportional set size (PSS, from /proc/PID/smaps_rollup: a page shared by several processes
 is split between them, so the sum over a process tree counts it once) and the resident set size (RSS,
@@ -59,6 +60,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RESULTS = HERE / "results"
 SLOTS = 4
+PACKAGES = ("libs/common", "cli", "services/api", "services/inference", "services/registry", "services/auth",
+            "services/websearch")
 SETTLE_SECONDS = 5.0  # after a server answers: the services finish starting (imports, first log lines)
 PLAIN = """
 import json, sys
@@ -79,6 +82,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="which to measure, comma separated (default all)")
     parser.add_argument("--cold-reps", type=int, default=3, help="cold starts of each server (default 3; 0: none)")
     parser.add_argument("--threads", type=int, default=threads_default(), help="threads for every server")
+    parser.add_argument("--cold-only", action="store_true",
+                        help="only the cold starts (item 8): the store is prepared, no memory is measured")
     parser.add_argument("--by-process", action="store_true", help="print each process's RSS and PSS too")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (default bench/results)")
     parser.add_argument("--no-write", action="store_true", help="print only; write nothing under --out")
@@ -146,6 +151,17 @@ def corral_memory(work: Path, threads: int) -> tuple[dict, dict]:
     return found, server.env
 
 
+def corral_store(work: Path, threads: int) -> dict[str, str]:
+    """A store holding the model (imported in one serve, which then stops): the env cold starts run on."""
+    server = srv.corral(work, threads, SLOTS)
+    try:
+        server.start()
+        _warm(server)  # the model file is in the page cache, as after corral_memory
+    finally:
+        server.stop()
+    return server.env
+
+
 def llama_server_memory(work: Path, binary: Path, model: Path, threads: int) -> dict:
     server = srv.llama_server(work, binary, model, threads, SLOTS)
     try:
@@ -204,6 +220,15 @@ def _first_byte(process: subprocess.Popen, timeout: float = 120.0) -> None:
     ready, _, _ = select.select([process.stdout], [], [], timeout)
     if not ready or not os.read(process.stdout.fileno(), 1):
         raise RuntimeError(f"corral run printed nothing (exit {process.poll()})")
+
+
+def compile_sources() -> None:
+    """Byte-compile corral's own modules, as pip does when it installs a wheel: an editable checkout run with
+    PYTHONDONTWRITEBYTECODE=1 (as this machine's shells are) would compile its ~1 MB of sources on every start,
+    0.2-0.35 CPU-seconds that an installed corral never spends. Stale files are harmless: Python checks each one's
+    source mtime and compiles in memory when they differ."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", *(str(REPO / p) for p in PACKAGES)],
+                   check=True, stdout=subprocess.DEVNULL)
 
 
 def corral_cold(env: dict[str, str], work: Path) -> dict:
@@ -347,13 +372,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         binary = ensure_llama_server()[0] if "llama-server" in args.servers else None
         env = None
-        if "corral" in args.servers:
+        if "corral" in args.servers and args.cold_only:
+            env = corral_store(work, args.threads)
+        elif "corral" in args.servers:
             found, env = corral_memory(work, args.threads)
             result["memory"].update(found)
-        if binary is not None:
+        if binary is not None and not args.cold_only:
             result["memory"]["llama_server"] = llama_server_memory(work, binary, model, args.threads)
-        if "llama-cpp-python" in args.servers:
+        if "llama-cpp-python" in args.servers and not args.cold_only:
             result["memory"]["plain"] = plain_memory(model, args.threads)
+        if args.cold_reps and env is not None:
+            compile_sources()
         for rep in range(args.cold_reps):  # alternating, so that the machine's load falls on both
             if env is not None:
                 result["cold"].setdefault("corral", []).append(corral_cold(env, work))
