@@ -18,7 +18,9 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from collections import deque
+from contextlib import suppress
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +36,8 @@ from corral_registry.store import ModelStore
 from corral_registry.transfer.client import RegistryClient, error_text, raw_body
 from corral_registry.transfer.ordered_hash import OrderedHash
 from corral_registry.transfer.remote import Remote
+from corral_registry.transfer.streams import INTERVAL_SECONDS, Ramp
+from corral_registry.transfer.writeback import Writeback
 
 log = get_logger("corral.registry.download")
 Progress = Callable[[int], None]
@@ -203,6 +207,8 @@ class _Transfer:
         self.cancelled = threading.Event()
         self.lock = threading.Lock()
         self.parts: list[Part] = []
+        self.queue: deque[Part] = deque()  # parts not started yet, in offset order
+        self.running = self.streams = 0  # workers running, workers wanted
 
     def run(self) -> None:
         """Download what is missing, then verify and commit."""
@@ -216,20 +222,22 @@ class _Transfer:
         self.parts = parts
         self._progress()
         fd = os.open(self.state.data, os.O_RDWR | os.O_CREAT, 0o644)
+        self.writeback = Writeback(fd)
         try:
             self.hash = OrderedHash(fd)
             pending = [p for p in parts if not p.done]
             if pending:
                 self._download(fd, pending)
+            self.writeback.close()  # before the final fsync: an error it met must not go unreported
             digest, size = self._seal(fd)
         finally:
+            with suppress(OSError):  # a failure is on its way already
+                self.writeback.close()
             os.close(fd)
         self._commit(digest, size)
 
     def _progress(self) -> None:
-        with self.lock:
-            done = sum(p.completed for p in self.parts)
-        self.report(done)
+        self.report(self._done())
 
     def _check_remote_size(self) -> None:
         """HEAD the blob: it must exist and have the size the manifest says (no byte written otherwise)."""
@@ -247,15 +255,50 @@ class _Transfer:
                              f"{self.state.total}")
 
     def _download(self, fd: int, pending: list[Part]) -> None:
-        with ThreadPoolExecutor(max_workers=min(len(pending), self.settings.max_parts),
-                                thread_name_prefix="part") as pool:
-            futures = [pool.submit(self._part_with_retries, fd, part) for part in pending]
-            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            failed = next((f for f in done if f.exception() is not None), None)
-            if failed is not None:
-                self.cancelled.set()
-                wait(futures)
-                raise failed.exception()  # type: ignore[misc]
+        """Fetch the pending parts in offset order, as many at once as the ramp says; the first failure cancels."""
+        self.queue = deque(pending)
+        ramp = Ramp(min(len(pending), self.settings.max_parts))
+        with ThreadPoolExecutor(max_workers=ramp.limit, thread_name_prefix="part") as pool:
+            futures = self._start_streams(pool, fd, ramp.streams)
+            done_before, since = self._done(), time.monotonic()
+            while True:
+                done, running = wait(futures, timeout=INTERVAL_SECONDS, return_when=FIRST_EXCEPTION)
+                failed = next((f for f in done if f.exception() is not None), None)
+                if failed is not None:
+                    self.cancelled.set()
+                    wait(futures)
+                    raise failed.exception()  # type: ignore[misc]
+                if not running:
+                    return
+                done_now, now = self._done(), time.monotonic()
+                streams = ramp.step((done_now - done_before) / max(now - since, 1e-6))
+                futures |= self._start_streams(pool, fd, streams)
+                done_before, since = done_now, now
+
+    def _start_streams(self, pool: ThreadPoolExecutor, fd: int, streams: int) -> set[Future[None]]:
+        """Workers until ``streams`` run (or every queued part has one); extra ones end after their part."""
+        with self.lock:
+            self.streams = streams
+            add = max(min(streams - self.running, len(self.queue)), 0)
+            self.running += add
+        return {pool.submit(self._stream, fd) for _ in range(add)}
+
+    def _stream(self, fd: int) -> None:
+        """One connection's work: the next queued part, until none is left or there are more streams than wanted."""
+        while not self.cancelled.is_set():
+            with self.lock:
+                if not self.queue or self.running > self.streams:
+                    self.running -= 1
+                    return
+                part = self.queue.popleft()
+            self._part_with_retries(fd, part)
+        with self.lock:
+            self.running -= 1
+
+    def _done(self) -> int:
+        """Bytes of the blob on disk so far."""
+        with self.lock:
+            return sum(p.completed for p in self.parts)
 
     def _part_with_retries(self, fd: int, part: Part) -> None:
         for attempt in range(self.settings.retries + 1):
@@ -321,7 +364,8 @@ class _Transfer:
                 chunk = chunk[:room]
             if chunk:
                 _pwrite_all(fd, chunk, position)
-                self.hash.wrote(part.offset, position, chunk)
+                self.writeback.wrote(len(chunk))
+                self.hash.wrote(self._on_disk_from(part), position, chunk)
                 position += len(chunk)
                 with self.lock:
                     part.completed += len(chunk)
@@ -332,6 +376,14 @@ class _Transfer:
             if position > end or self.cancelled.is_set():  # a chunk read is written first: nothing is fetched twice
                 break
         self.state.save(part)
+
+    def _on_disk_from(self, part: Part) -> int:
+        """Where the bytes on disk up to ``part``'s position begin: its offset, or earlier when the parts before it
+        are complete (the hash can then catch up through them even though their own streams have moved on)."""
+        index = self.parts.index(part)
+        while index and self.parts[index - 1].done:
+            index -= 1
+        return self.parts[index].offset
 
     def _seal(self, fd: int) -> tuple[Digest, int]:
         """Hash whatever is not hashed yet while the data is flushed to disk; the digest and size on disk."""
