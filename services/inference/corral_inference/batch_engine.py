@@ -114,6 +114,9 @@ class BatchEngine:
         params.n_batch = params.n_ubatch = spec.num_batch
         params.n_threads = params.n_threads_batch = _threads(spec.num_thread)
         params.n_seq_max = self.slots
+        # Logits for one token per slot a step (the one it samples), as llama-server asks: left at 0, llama.cpp
+        # reserves logits for every token of a batch, a 96 MiB compute buffer for smollm2's 49k vocabulary.
+        params.n_outputs_max, params.n_outputs_max_per_seq = self.slots, 1
         # One KV stream of num_ctx cells per slot: attention for a sequence then reads only its own
         # cells, not every slot's (a unified cache makes each token attend over all slots' used range).
         params.kv_unified = False
