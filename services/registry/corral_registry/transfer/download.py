@@ -4,9 +4,11 @@ On disk (Ollama's layout): ``blobs/sha256-<hex>-partial`` holds the bytes at the
 ``blobs/sha256-<hex>-partial-<N>`` the state of part N (``{"N","Offset","Size","Completed"}``), so a
 crash or a killed worker resumes each part with ``Range: bytes=<offset+completed>-<end>``. A
 ``-partial.lock`` file locked with ``flock`` makes one process (or thread) download a digest while
-the others wait and report its progress. The sha256 is computed while the parts arrive (``OrderedHash``: no
-second pass over the blob at the end) and checked before the blob is renamed into place; a mismatch deletes
-the partial data. The data is fsynced once, at the end, while the last bytes are hashed.
+the others wait and report its progress. Parts start in offset order, as many at once as ``streams.Ramp``
+finds worth it, so the sha256 can follow close behind while they arrive (``OrderedHash``: no second pass over
+the blob at the end); it is checked before the blob is renamed into place, and a mismatch deletes the partial
+data. The data is flushed to disk in the background as it arrives (``Writeback``) and fsynced at the end while
+the last bytes are hashed.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable
 from collections import deque
+from collections.abc import Callable
 from contextlib import suppress
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
