@@ -39,8 +39,7 @@ WHOLE = {
     "/api/generate": {**STREAMED["/api/generate"], "stream": False},
     "/v1/chat/completions": {**STREAMED["/v1/chat/completions"], "stream": False},
     "/v1/chat/completions n=2": {**STREAMED["/v1/chat/completions n=2"], "stream": False},
-    "/v1/completions": {**STREAMED["/v1/completions"], "stream": False},
-}
+}  # not /v1/completions: it takes no output format, so the model may finish before the client leaves
 
 
 def _inference_in_flight(server: Server) -> float:
