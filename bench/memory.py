@@ -52,7 +52,7 @@ import httpx
 import load
 import procs
 import servers as srv
-from report import write_report
+from report import target_line, write_report
 from llama_server_build import ensure_llama_server
 from throughput import _git_commit, _loadavg, log, threads_default
 
@@ -305,12 +305,6 @@ def targets(result: dict) -> list[dict]:
             _check(8, "cold start to first token: corral <= 1.2 x llama-server",
                    _median(cold.get("corral", []), "total_s"), _median(cold.get("llama-server", []), "total_s"),
                    1.2, "s")]
-
-
-def target_line(check: dict) -> str:
-    """A target as a Markdown list item."""
-    mark = {True: "met", False: "MISSED", None: "n/a"}[check["met"]]
-    return f"- item {check['item']}: {check['target']}: **{mark}** ({check['detail']})"
 
 
 def _median(runs: list[dict], key: str) -> float | None:

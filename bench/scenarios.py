@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import load  # noqa: E402
 import servers as srv  # noqa: E402
-from report import write_report  # noqa: E402
+from report import machine_line, target_line, write_report  # noqa: E402
 from llama_server_build import LLAMA_CPP_VERSION, ensure_llama_server  # noqa: E402
 from throughput import (_cpu, _fmt, _git_commit, _loadavg, _on_signal, log, spread,  # noqa: E402
                         threads_default, warm_up)
@@ -425,17 +425,13 @@ def markdown(result: dict) -> str:
             f"tokens (item 2), first turns ~{meta['first_turn_tokens']} tokens + a {meta['answer_tokens']}-token "
             f"answer (item 5). {meta['reps']} repetition(s){' (--quick)' if meta['quick'] else ''}; cells: median "
             f"(min-max) over repetitions; ratio: of the medians.\n\n"
-            f"Machine: {meta['cpu']}, {meta['cpus']} CPUs; load average {meta['loadavg_start']} at the start, "
-            f"{meta['loadavg_end']} at the end (other work on the machine makes the figures noisy). corral "
-            f"{meta['corral_commit']}, llama-server built from llama-cpp-python {LLAMA_CPP_VERSION}'s llama.cpp. "
+            f"{machine_line(meta)} corral {meta['corral_commit']}, llama-server built from llama-cpp-python {LLAMA_CPP_VERSION}'s llama.cpp. "
             f"Took {meta['minutes']:.1f} min.\n")
     servers = [f"- {name}: {entry['label']}" for name, entry in result["servers"].items()]
     lines = [head, table(result["summary"]), "", "Servers (corral / peer per item: 2: corral / llama-server; "
              "4: corral-8 / llama-server-8 (16 streams), corral-default / llama-server-8 (64 clients); 5: corral / "
              "llama-server-cache):", "", *servers, "", "Targets (issue 17):", ""]
-    for c in result["targets"]:
-        mark = {True: "met", False: "MISSED", None: "n/a"}[c["met"]]
-        lines.append(f"- item {c['item']}: {c['target']}: **{mark}** ({c['detail']})")
+    lines += [target_line(c) for c in result["targets"]]
     if result.get("notes"):
         lines += ["", "Notes:", ""] + [f"- {n}" for n in result["notes"]]
     return "\n".join(lines) + "\n"

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import load
 import servers as srv
-from report import write_report
+from report import machine_line, target_line, write_report
 from llama_server_build import LLAMA_CPP_VERSION, ensure_llama_server
 
 HERE = Path(__file__).resolve().parent
@@ -210,9 +210,7 @@ def markdown(result: dict) -> str:
             f"streaming `POST /v1/completions`. Cells: median (min-max) over repetitions; per-stream tok/s "
             f"counts tokens after the first; aggregate = all generated tokens / wall time; RSS sums every "
             f"process of the server (corral: supervisor and all its services) after a warm-up request.\n\n"
-            f"Machine: {meta['cpu']}, {meta['cpus']} CPUs; load average {meta['loadavg_start']} at the start, "
-            f"{meta['loadavg_end']} at the end (other work on the machine makes the figures noisy). "
-            f"corral {meta['corral_commit']}, llama-cpp-python {LLAMA_CPP_VERSION}, llama-server built from "
+            f"{machine_line(meta)} corral {meta['corral_commit']}, llama-cpp-python {LLAMA_CPP_VERSION}, llama-server built from "
             f"its vendored llama.cpp. Took {meta['minutes']:.1f} min.\n")
     perf = result["servers"].get(FLOOR, {}).get("points", {}).get("1", {}).get("llama_perf_decode_tok_s")
     lines = [head, table(result), ""]
@@ -220,10 +218,7 @@ def markdown(result: dict) -> str:
         lines += [f"llama.cpp's own decode rate in the floor's generations (`llama_perf_context`: tokens over the time "
                   f"in their llama_decode calls): {_fmt(perf)} tok/s.", ""]
     lines += ["Targets (issue 17 items 3 and 6; issue 7):", ""]
-    for c in result["targets"]:
-        mark = {True: "met", False: "MISSED", None: "n/a"}[c["met"]]
-        item = f"item {c['item']}: " if c.get("item") else ""
-        lines.append(f"- {item}{c['target']}: **{mark}** ({c['detail']})")
+    lines += [target_line(c) for c in result["targets"]]
     if result.get("notes"):
         lines += ["", "Notes:", ""] + [f"- {n}" for n in result["notes"]]
     return "\n".join(lines) + "\n"
