@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
+from functools import lru_cache
 
 _GO_ESCAPES = (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
                ("\u2028", "\\u2028"), ("\u2029", "\\u2029"))
@@ -17,9 +18,14 @@ def go_dumps(value: object) -> str:
     return text
 
 
+@lru_cache(maxsize=8)
+def _seconds(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S")
+
+
 def rfc3339nano(moment: datetime) -> str:
     """RFC3339 with a fraction trimmed of trailing zeros; UTC is written as ``Z``."""
-    base = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    base = _seconds(moment.replace(microsecond=0))  # a stream's chunks share their second: formatted once
     fraction = f"{moment.microsecond:06d}".rstrip("0")
     if fraction:
         base += "." + fraction

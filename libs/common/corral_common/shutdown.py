@@ -4,7 +4,7 @@ is cut with a typed error, so a stream ends with a final error line instead of a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 
 from corral_common.env import env_positive
@@ -37,6 +37,17 @@ class Shutdown:
     def __init__(self) -> None:
         self.over = False
         self._scopes: set[asyncio.Timeout] = set()
+        self._watched: set[Callable[[BaseException], None]] = set()
+
+    def watch(self, cut: Callable[[BaseException], None]) -> Callable[[], None]:
+        """Have ``cut(ShuttingDown())`` called when the grace period ends (at once if it has); returns the undo.
+
+        For a stream that waits many times (a token stream's every line): one registration instead of a scope
+        per wait."""
+        if self.over:
+            cut(ShuttingDown())
+        self._watched.add(cut)
+        return lambda: self._watched.discard(cut)
 
     @asynccontextmanager
     async def bounded(self) -> AsyncIterator[None]:
@@ -61,3 +72,5 @@ class Shutdown:
         now = asyncio.get_running_loop().time()
         for scope in list(self._scopes):
             scope.reschedule(now)
+        for cut in list(self._watched):
+            cut(ShuttingDown())

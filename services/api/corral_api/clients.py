@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from http import HTTPStatus
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -27,7 +28,7 @@ from corral_common.internal import (CompletionEvent, CompletionRequest, EmbedInp
                                     LoadRequest, LoadResult, NodeLoad, ProgressEvent, ResolvedModel,
                                     TokenizeOutput, TokenizeRequest, TransferRequest, UnloadRequest)
 from corral_common.jsonio import go_dumps
-from corral_common import tracing
+from corral_common import linestream, tracing
 from corral_common.logs import REQUEST_ID_HEADER, note_request
 from corral_common.schemas import CopyRequest, CreateRequest, ShowRequest
 from corral_common.shutdown import Shutdown
@@ -39,13 +40,21 @@ CLIENT_STATE = "corral_client"  # the scope state key under which the auth gate 
 log = structlog.get_logger("corral.api.clients")
 
 
-def _error_of(response: httpx.Response, body: bytes) -> AppError:
+def _phrase(status: int) -> str:
+    """The reason phrase of a status code ("" for one without)."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def _error_of(status: int, body: bytes) -> AppError:
     """Rebuild the typed error another service answered with."""
     try:
         message = json.loads(body).get("error") or body.decode(errors="replace")
     except (ValueError, AttributeError):
-        message = body.decode(errors="replace") or response.reason_phrase
-    return from_status(response.status_code, message)
+        message = body.decode(errors="replace") or _phrase(status)
+    return from_status(status, message)
 
 
 def _encoded(body: BaseModel | dict[str, Any]) -> bytes:
@@ -63,8 +72,13 @@ class _Http:
     def __init__(self, base_url: str, service: str, timeout: httpx.Timeout = _TIMEOUT,
                  shutdown: Shutdown | None = None) -> None:
         self.service = service
-        self.client = httpx.AsyncClient(base_url=base_url, timeout=timeout, trust_env=False, verify=tls_context())
+        self.client = self._own = httpx.AsyncClient(base_url=base_url, timeout=timeout, trust_env=False,
+                                                    verify=tls_context())
         self.shutdown = shutdown or Shutdown()
+        self.connect_timeout = timeout.connect or _TIMEOUT.connect
+        # NDJSON streams from a plain-HTTP service skip httpx (corral_common.linestream); a client swapped in
+        # (another transport, as tests do) is always used as it is.
+        self.address = linestream.plain_http(base_url)
 
     def headers(self, request_id: str) -> dict[str, str]:
         """The request id and the JSON content type."""
@@ -108,7 +122,7 @@ class _Http:
         except httpx.TransportError as exc:
             raise BadGateway(f"{self.service} service unavailable: {exc}") from None
         if response.status_code >= 400:
-            raise _error_of(response, response.content)
+            raise _error_of(response.status_code, response.content)
         return response
 
     async def json(self, method: str, path: str, request_id: str, body: BaseModel | dict | None = None) -> Any:
@@ -116,8 +130,34 @@ class _Http:
         response = await self.call(method, path, request_id, None if body is None else _encoded(body))
         return response.json() if response.content else {}
 
-    async def lines(self, path: str, request_id: str, content: bytes) -> AsyncIterator[dict[str, Any]]:
+    def lines(self, path: str, request_id: str, content: bytes) -> AsyncIterator[dict[str, Any]]:
         """POST and iterate NDJSON lines; an error line (or status) raises a typed error."""
+        lean = self.address is not None and self.client is self._own
+        return (self._lean_lines if lean else self._httpx_lines)(path, request_id, content)
+
+    async def _lean_lines(self, path: str, request_id: str, content: bytes) -> AsyncIterator[dict[str, Any]]:
+        assert self.address is not None
+        span = self.span("POST", path)
+        try:
+            async with self.shutdown.bounded():
+                stream = await linestream.open_stream(self.address, path, {**self.headers(request_id), **span.headers},
+                                                      content, self.service, self.connect_timeout)
+        except BaseException as exc:
+            span.end(exc)
+            raise
+        unwatch = self.shutdown.watch(stream.abort)  # the grace period's end cuts the wait for the next line
+        try:
+            if stream.status >= 400:
+                raise _error_of(stream.status, await stream.body())
+            while (line := await stream.next_line()) is not None:
+                if line.strip():
+                    yield _checked(json.loads(line.decode()))
+        finally:
+            unwatch()
+            stream.close()
+            span.end()
+
+    async def _httpx_lines(self, path: str, request_id: str, content: bytes) -> AsyncIterator[dict[str, Any]]:
         span = self.span("POST", path)
         request = self.client.build_request("POST", path, content=content,
                                             headers={**self.headers(request_id), **span.headers})
@@ -128,7 +168,7 @@ class _Http:
             raise
         try:
             if response.status_code >= 400:
-                raise _error_of(response, await response.aread())
+                raise _error_of(response.status_code, await response.aread())
             lines = response.aiter_lines()
             while (line := await self._next_line(lines)) is not None:
                 if line.strip():

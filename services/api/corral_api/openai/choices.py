@@ -38,9 +38,22 @@ async def _pump(index: int, stream: AsyncIterator[T], queue: asyncio.Queue) -> N
     await queue.put((index, _END, None))
 
 
-async def merged(streams: Sequence[AsyncIterator[T]]) -> AsyncIterator[tuple[int, T]]:
+async def _indexed(stream: AsyncIterator[T]) -> AsyncIterator[tuple[int, T]]:
+    async with aclosing(stream):
+        async for item in stream:
+            yield 0, item
+
+
+def merged(streams: Sequence[AsyncIterator[T]]) -> AsyncIterator[tuple[int, T]]:
     """Items of several streams as they come, with the index of their stream; the first error ends them all,
-    and so does closing this one (each stream is closed, so its generation is cancelled upstream)."""
+    and so does closing this one (each stream is closed, so its generation is cancelled upstream).
+
+    One stream (every request without ``n``) is read in place: a pump task and its queue would cost two task
+    switches per token on the gateway's event loop."""
+    return _indexed(streams[0]) if len(streams) == 1 else _pumped(streams)
+
+
+async def _pumped(streams: Sequence[AsyncIterator[T]]) -> AsyncIterator[tuple[int, T]]:
     queue: asyncio.Queue = asyncio.Queue()
     tasks = [asyncio.ensure_future(_pump(i, s, queue)) for i, s in enumerate(streams)]
     try:
