@@ -146,6 +146,8 @@ class CompletionEvent(InternalModel):
     def wire(self) -> dict[str, Any]:
         """The event as the inference service sends it: only the fields that are set, but a piece always has
         ``content`` (a logprobs piece may carry "") and a final event keeps ``context`` when it is ``[]``."""
+        if not self.done and self.logprobs is None:
+            return {"content": self.content}  # a plain piece, by far the most common event
         data = self.model_dump(exclude_defaults=True)
         return data if self.done else {"content": self.content, **data}
 
