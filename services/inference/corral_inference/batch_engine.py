@@ -97,6 +97,7 @@ class BatchEngine:
         self.shown_controls = self._harmony_tokens()
         self.seqs = [_Slot(i) for i in range(self.slots)]
         self.taken = 0  # requests given a slot so far: each slot's ``used`` is a value of it
+        self.stopped: AppError | None = None  # set if the loop's thread ever ends other than by close()
         self.decodes = 0  # llama_decode calls so far (the image encoder logs how many ran while it worked)
         self.vision: VisionContext | None = (VisionContext.load(LlamaMtmd(), spec.projector, self.model.model,
                                                                 _threads(spec.num_thread)) if spec.projector else None)
@@ -132,7 +133,12 @@ class BatchEngine:
         if job.images and self.encoder is not None:
             self.encoder.submit(job, emit)
         else:
-            self.inbox.put(_Queued(job, emit))
+            self._queue(_Queued(job, emit))
+
+    def _queue(self, item: _Queued) -> None:
+        self.inbox.put(item)
+        if self.stopped is not None:  # the loop is gone: answer now rather than leave the request waiting
+            self._fail_inbox(self.stopped)
 
     def embed(self, texts: list[str], truncate: bool) -> tuple[list[list[float]], int]:
         """A generation runner does not embed (embedding requests load the model in embedding mode)."""
@@ -177,6 +183,27 @@ class BatchEngine:
 
     # --- the step loop (runs on self.thread only) ----------------------------------------
     def _loop(self) -> None:
+        try:
+            self._steps()
+        except BaseException as exc:  # a bug outside one request's step: nobody is left to answer the others
+            log.error("batch loop stopped", error=repr(exc))
+            self.stopped = InternalError(f"inference failed: the model's batch loop stopped ({exc!r}); "
+                                         "unload the model or restart corral")
+            self._fail_all(self.stopped)
+            self._fail_inbox(self.stopped)
+
+    def _fail_inbox(self, error: AppError) -> None:
+        """End every request still queued for the loop (and any submitted after it stopped)."""
+        while True:
+            try:
+                item = self.inbox.get_nowait()
+            except queue.Empty:
+                return
+            if item is not None:
+                item.discard()
+                item.emit(error)
+
+    def _steps(self) -> None:
         while True:
             if not self._intake(block=not self._busy() and not self.waiting):
                 return
@@ -263,7 +290,7 @@ class BatchEngine:
 
     def _encoded(self, job: CompletionJob, emit: Emit, result: EncodedPrompt | AppError) -> None:
         """The encoder's result joins the line for a slot (from the encoder's thread)."""
-        self.inbox.put(_Queued(job, emit, result))
+        self._queue(_Queued(job, emit, result))
 
     def _start_with_images(self, job: CompletionJob, emit: Emit, slot: _Slot, encoded: EncodedPrompt | None) -> None:
         """Put an image prompt the encoder prepared into the slot; the loop decodes it a piece per step.

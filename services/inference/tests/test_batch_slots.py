@@ -60,3 +60,30 @@ def test_two_conversations_taking_turns_each_keep_their_cached_history(engine) -
         second = text + answers[key] + "<|im_end|>\n" + _chat("And why does that matter?")
         final = run(engine, second, temperature=0, num_predict=2).final
         assert final.prompt_eval_count < len(engine.tokenize(second)) - len(engine.tokenize(text)) + 8, key
+
+
+def test_a_batch_loop_that_dies_fails_its_requests_instead_of_leaving_them_waiting(smollm2_path: Path,
+                                                                                     monkeypatch) -> None:
+    """A bug outside one request's step ends the loop's thread: the running request, and every request submitted
+    after, end at once with an error that says what happened (before, each waited out the gateway's timeout)."""
+    engine = batch_engine.BatchEngine(LoadSpec(model_path=str(smollm2_path), num_ctx=512, num_thread=2), 1)
+    try:
+        steps = 0
+        real_drop = engine._drop_cancelled
+
+        def failing_drop() -> None:
+            nonlocal steps
+            steps += 1
+            if steps == 3:
+                raise SystemExit("injected")  # not an Exception: the per-step handler does not catch it
+            real_drop()
+
+        monkeypatch.setattr(engine, "_drop_cancelled", failing_drop)
+        running = run(engine, _chat("Count from one to a hundred."), temperature=0, num_predict=200, timeout=30)
+        assert running.error is not None and "batch loop stopped" in running.error.message
+        engine.thread.join(10)
+        assert not engine.thread.is_alive()
+        later = run(engine, _chat("hi"), temperature=0, num_predict=4, timeout=5)
+        assert later.error is not None and "unload the model or restart corral" in later.error.message
+    finally:
+        engine.close()
