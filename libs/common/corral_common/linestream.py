@@ -56,11 +56,11 @@ class _Protocol(asyncio.Protocol):
         self.status = 0
         self.lines: deque[bytes] = deque()
         self.held = 0  # bytes in self.lines
-        self.partial = bytearray()
+        self.partial = bytearray()  # the line being received; an error answer's whole body
         self.ended = False
         self.error: BaseException | None = None
         self.paused = False
-        self.waiter: asyncio.Future[None] | None = None
+        self.changed = asyncio.Event()  # set by every callback that reports something
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -115,16 +115,12 @@ class _Protocol(asyncio.Protocol):
         self._wake()
 
     def _wake(self) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
+        self.changed.set()
 
     async def wait(self) -> None:
         """Until the next callback reports something."""
-        self.waiter = asyncio.get_running_loop().create_future()
-        try:
-            await self.waiter
-        finally:
-            self.waiter = None
+        self.changed.clear()
+        await self.changed.wait()
 
 
 class LineStream:

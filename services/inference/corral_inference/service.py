@@ -101,28 +101,20 @@ async def load(scheduler: Scheduler, settings: InferenceSettings, req: LoadReque
 
 
 class _Relay:
-    """Events from the engine's thread to the request's task: a deque the thread appends to, and one wake-up per
-    wait of the task (asyncio.Queue's bookkeeping per event was a measurable part of a token's cost)."""
+    """Events from the engine's thread to the request's task: a deque the thread appends to and an event it sets
+    through the loop (asyncio.Queue's bookkeeping per event was a measurable part of a token's cost)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop, self.items = loop, deque()
-        self.waiter: asyncio.Future[None] | None = None
+        self.loop, self.items, self.arrived = loop, deque(), asyncio.Event()
 
     def emit(self, event: CompletionEvent | AppError) -> None:  # the engine's thread
         self.items.append(event)
-        self.loop.call_soon_threadsafe(self._wake)
-
-    def _wake(self) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
+        self.loop.call_soon_threadsafe(self.arrived.set)
 
     async def next(self) -> CompletionEvent | AppError:
         while not self.items:
-            self.waiter = self.loop.create_future()
-            try:
-                await self.waiter
-            finally:
-                self.waiter = None
+            self.arrived.clear()
+            await self.arrived.wait()
         return self.items.popleft()
 
 
