@@ -39,6 +39,8 @@ OLLAMA_VARS = (
 RUNTIME_VARS = (
     EnvVar("CORRAL_HOME", "Keys, job spool and databases (default ~/.corral)"),
     EnvVar("CORRAL_NUM_THREAD", "CPU threads per model (default 0: every core the process may use)"),
+    EnvVar("CORRAL_KV_LAZY", "A loaded model's KV cache takes RAM as it is written, not all at load (CPU builds, "
+                             "Linux; default true)"),
     EnvVar("CORRAL_LAZY_SERVICES", "Start auth and websearch on their first connection, the job worker when a job "
                                    "is queued (default true)"),
     EnvVar("CORRAL_WORKER_IDLE_EXIT", "Seconds without a job after which a job worker started on demand ends "

@@ -25,7 +25,7 @@ from corral_common.errors import AppError, BadRequest, InternalError
 from corral_common.logs import get_logger
 from corral_common.text import HARMONY_TOKENS
 
-from corral_inference import kvcache, lora
+from corral_inference import kvcache, lora, zeropages
 from corral_inference.completion import (ContextOverflow, Generation, certainly_longer, common_prefix, job_tokens,
                                         reusable_prefix)
 from corral_inference.engine import CompletionJob, Emit, LoadSpec, Occupancy
@@ -84,13 +84,16 @@ class _Queued(NamedTuple):
 class BatchEngine:
     """A model with ``slots`` parallel sequences, driven by its own step-loop thread."""
 
-    def __init__(self, spec: LoadSpec, slots: int) -> None:
+    def __init__(self, spec: LoadSpec, slots: int, lazy_kv: bool = True) -> None:
         self.spec, self.slots = spec, max(1, slots)
         model_params = llama_cpp.llama_model_default_params()
         model_params.n_gpu_layers = _gpu_layers(spec.num_gpu)
         model_params.main_gpu, model_params.use_mmap = spec.main_gpu, spec.use_mmap
         self.model = internals.LlamaModel(path_model=spec.model_path, params=model_params, verbose=False)
-        self.ctx = internals.LlamaContext(model=self.model, params=self._context_params(spec), verbose=False)
+        # The cache llama.cpp cleared to zeros stays out of RAM until written (corral_inference.zeropages).
+        with zeropages.released_after(lazy_kv and zeropages.supported(llama_cpp.llama_supports_gpu_offload())) \
+                as self.released:
+            self.ctx = internals.LlamaContext(model=self.model, params=self._context_params(spec), verbose=False)
         self.adapters = lora.apply_adapters(self.model, self.ctx, spec.adapters)
         self.batch = internals.LlamaBatch(n_tokens=spec.num_batch, embd=0, n_seq_max=self.slots)
         self.n_vocab = self.model.n_vocab()
@@ -156,6 +159,10 @@ class BatchEngine:
         """The KV cache llama.cpp holds: every cell of the context in the type it was loaded with."""
         cells = llama_cpp.llama_n_ctx(self.ctx.ctx)
         return model_kv_shape(self.model).bytes(kvcache.kv_type(self.spec.kv_cache_type), cells)
+
+    def unbacked_bytes(self) -> int:
+        """The part of size_bytes not in RAM yet: cache pages handed back and not written since (any thread)."""
+        return self.released.unbacked()
 
     def vram_bytes(self) -> int:
         """Bytes offloaded to a GPU (all of it when layers are offloaded; CPU builds report 0)."""

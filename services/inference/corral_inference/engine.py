@@ -117,6 +117,9 @@ class Engine(Protocol):
     def vram_bytes(self) -> int:
         """The part of size_bytes held in GPU memory."""
 
+    def unbacked_bytes(self) -> int:
+        """The part of size_bytes not in RAM yet, which it takes as it is written (may be called from any thread)."""
+
     def occupancy(self, active: int) -> Occupancy:
         """Slots busy, requests waiting, KV cells used and held; ``active`` is the scheduler's lease count."""
 

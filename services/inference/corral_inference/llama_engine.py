@@ -143,6 +143,10 @@ class LlamaEngine:
         """Bytes offloaded to a GPU."""
         return offloaded_bytes(self.size_bytes(), self.spec.num_gpu)
 
+    def unbacked_bytes(self) -> int:
+        """All of it is in RAM (an embedding context's cache is small: nothing is handed back)."""
+        return 0
+
     def occupancy(self, active: int) -> Occupancy:
         """One embedding at a time under the runner's lock: the leases say it all."""
         return Occupancy.of_leases(active, self.slots)

@@ -32,7 +32,7 @@ def llama_factory(settings: InferenceSettings) -> EngineFactory:
             return LlamaEngine(spec)
         from corral_inference.batch_engine import BatchEngine
 
-        return BatchEngine(spec, settings.num_parallel)
+        return BatchEngine(spec, settings.num_parallel, settings.lazy_kv)
 
     return make
 

@@ -205,13 +205,15 @@ class Scheduler:
                 runner.load_duration_ns = time.perf_counter_ns() - started
                 if self.metrics is not None:
                     self.metrics.model_loaded(runner.ref.name, runner.load_duration_ns)
-                log.info("model loaded", model=runner.ref.name, seconds=round(runner.load_duration_ns / 1e9, 2))
+                log.info("model loaded", model=runner.ref.name, seconds=round(runner.load_duration_ns / 1e9, 2),
+                         mib_taken_when_written=round(runner.engine.unbacked_bytes() / 2**20))
 
     async def _make_room(self, needed: int) -> bool:
         """Evict idle models until ``needed`` bytes fit; refuse if even an empty server could not hold it.
 
-        Returns False when busy models hold the memory (the caller waits for one to go idle)."""
-        while needed > self.memory_available():
+        Returns False when busy models hold the memory (the caller waits for one to go idle). Memory the loaded
+        models will take as their caches fill (``Engine.unbacked_bytes``) counts as taken."""
+        while needed + self._unbacked() > self.memory_available():
             if not await self._evict_one():
                 if not self.runners:
                     raise ServiceUnavailable(
@@ -219,6 +221,10 @@ class Scheduler:
                         f"({self.memory_available() / 2**30:.1f} GiB)")
                 return False
         return True
+
+    def _unbacked(self) -> int:
+        """Bytes the loaded models hold without RAM behind them yet."""
+        return sum(r.engine.unbacked_bytes() for r in self.runners.values() if r.engine is not None)
 
     async def _evict_one(self) -> bool:
         """Unload the idle runner with the shortest keep_alive (then name); False if all are busy."""

@@ -31,6 +31,7 @@ class InferenceSettings:
     num_thread: int = 0
     kv_cache_type: str = "f16"
     flash_attention: bool | None = None  # unset: llama.cpp decides (on for a quantized KV cache)
+    lazy_kv: bool = True  # a KV cache takes RAM as it is written (corral_inference.zeropages)
     debug: bool = False
     telemetry: Telemetry = Telemetry()
 
@@ -49,5 +50,6 @@ class InferenceSettings:
             num_thread=env_int(env, "CORRAL_NUM_THREAD", 0),
             kv_cache_type=env_str(env, "OLLAMA_KV_CACHE_TYPE").lower() or "f16",
             flash_attention=_unset_or_bool(env, "OLLAMA_FLASH_ATTENTION"),
+            lazy_kv=env_bool(env, "CORRAL_KV_LAZY", default=True),
             debug=env_bool(env, "OLLAMA_DEBUG"), telemetry=Telemetry.from_env(env),
         )

@@ -31,6 +31,7 @@ class FakeEngine:
     def __init__(self, spec: LoadSpec, script: str = "Hello, world!", gate: threading.Event | None = None) -> None:
         self.spec, self.script, self.gate = spec, script, gate
         self.cache: list[int] = []
+        self.unbacked = 0  # what unbacked_bytes reports (a test sets it)
         self.tokenized_bytes = 0
         self.closed = False
         self.thread_ids: set[int] = {threading.get_ident()}  # threads the scheduler called the engine on
@@ -62,6 +63,10 @@ class FakeEngine:
 
     def vram_bytes(self) -> int:
         return 0
+
+    def unbacked_bytes(self) -> int:
+        return self.unbacked
+
 
     def occupancy(self, active: int) -> Occupancy:
         return Occupancy.of_leases(active, self.slots)

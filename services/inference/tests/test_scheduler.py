@@ -135,6 +135,24 @@ def test_queue_limit_answers_busy() -> None:
     asyncio.run(scenario())
 
 
+def test_memory_a_loaded_model_will_take_as_its_cache_fills_counts_as_taken() -> None:
+    """MemAvailable does not see a KV cache whose pages were handed back (corral_inference.zeropages): a second
+    model that fits only in those pages makes the scheduler evict the first, not load both."""
+    async def scenario() -> None:
+        s = Scheduler(InferenceSettings(models_dir=Path("/x")), lambda spec: FakeEngine(spec),
+                      memory_available=lambda: 1000)
+        ref1, _ = _ref(1)
+        async with s.lease(ref1, LoadSpec(model_path="/m1", estimate_bytes=300), None) as runner:
+            first = runner.engine
+        first.unbacked = 500  # 1000 free, but 500 of it is the first model's cache
+        ref2, _ = _ref(2)
+        async with s.lease(ref2, LoadSpec(model_path="/m2", estimate_bytes=600), None):
+            assert first.closed
+        await s.close()
+
+    asyncio.run(scenario())
+
+
 def test_idle_models_are_evicted_to_make_room_and_too_big_is_refused() -> None:
     async def scenario() -> None:
         free = {"bytes": 1000}

@@ -1,0 +1,173 @@
+"""Memory a new llama.cpp context cleared to zeros, handed back to the kernel until something is written there.
+
+llama.cpp fills a context's KV cache with zeros when it makes it (``ggml_backend_buffer_clear``), so every page
+of it is in RAM from the start: 360 MiB for smollm2 at 4 slots x 4096 cells, before a single token. A private
+anonymous page that holds only zeros can be given back with ``madvise(MADV_DONTNEED)``: reading it again gives
+zeros, the very bytes it held, and writing it takes a fresh page then. So a cache is in RAM as far as it has been
+written, as the kernel does for any memory nobody has touched; a context that fills every cell ends where it
+would have been.
+
+What is handed back, and why that is safe:
+
+- only address ranges that were not mapped before the context was made (its KV cache and compute buffers; the
+  weights are mapped before), and in them only runs of at least ``MIN_RUN`` bytes of zeros, in
+  ``CHUNK``-aligned pieces: a small buffer another thread allocated meanwhile never forms such a run;
+- while this thread holds the GIL for each comparison and each ``madvise`` (``ctypes.PyDLL`` keeps it), so no
+  Python thread writes a page between the two; contexts are made one at a time (``LOCK``);
+- only on Linux and only in builds without GPU offload: a GPU backend pins host buffers for its transfers, and
+  a page dropped there would no longer be the one the device reads.
+
+``Released.unbacked()`` says how much of it is still not in RAM: memory the model will take as its cache fills,
+which the scheduler counts as taken (``corral_inference.scheduler``).
+"""
+
+from __future__ import annotations
+
+import bisect
+import ctypes
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+PAGE = 4096
+CHUNK = 64 * 1024  # compared and handed back in pieces of this size, aligned to it
+MIN_RUN = 16 * 1024 * 1024  # shorter runs of zeros are left alone
+MADV_DONTNEED = 4
+LOCK = threading.Lock()
+Range = tuple[int, int]  # [start, end) addresses
+
+
+@dataclass
+class Released:
+    """The ranges handed back for one context, and their size."""
+
+    ranges: list[Range] = field(default_factory=list)
+
+    @property
+    def bytes(self) -> int:
+        return sum(end - start for start, end in self.ranges)
+
+    def unbacked(self) -> int:
+        """Bytes of the handed-back ranges still not in RAM (any thread may ask: one ``mincore`` per range). A page
+        only read since counts as in RAM: it maps the kernel's one shared page of zeros, which mincore reports."""
+        return sum(_unbacked(start, end) for start, end in self.ranges)
+
+
+class _Libc:
+    """madvise, mincore and memcmp called with the GIL held (``PyDLL``)."""
+
+    def __init__(self) -> None:
+        libc = ctypes.PyDLL(None)
+        self.madvise = libc.madvise
+        self.madvise.argtypes, self.madvise.restype = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int), ctypes.c_int
+        self.mincore = libc.mincore
+        self.mincore.argtypes, self.mincore.restype = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p), ctypes.c_int
+        self.memcmp = libc.memcmp
+        self.memcmp.argtypes, self.memcmp.restype = (ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t), ctypes.c_int
+
+
+_LIBC: _Libc | None = None
+_ZEROS = bytes(CHUNK)
+
+
+def _libc() -> _Libc:
+    global _LIBC
+    if _LIBC is None:
+        _LIBC = _Libc()
+    return _LIBC
+
+
+def supported(gpu_offload: bool) -> bool:
+    """Whether contexts may hand back their zero pages here: Linux, a build without GPU offload."""
+    return sys.platform.startswith("linux") and not gpu_offload
+
+
+def mappings() -> list[tuple[int, int, str, str]]:
+    """This process's mappings from /proc/self/maps: (start, end, permissions, path or "")."""
+    found = []
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            parts = line.split(None, 5)
+            start, end = (int(x, 16) for x in parts[0].split("-"))
+            found.append((start, end, parts[1], parts[5].strip() if len(parts) > 5 else ""))
+    return found
+
+
+def new_private_ranges(before: list[tuple[int, int, str, str]], after: list[tuple[int, int, str, str]]) -> list[Range]:
+    """Addresses of private anonymous read-write mappings in ``after`` that no mapping in ``before`` covered."""
+    old = sorted((start, end) for start, end, _, _ in before)
+    unchanged = set(old)
+    fresh: list[Range] = []
+    for start, end, perms, path in after:
+        if perms == "rw-p" and not path and (start, end) not in unchanged:
+            fresh += _subtract((start, end), old)
+    return fresh
+
+
+def _subtract(span: Range, old: list[Range]) -> list[Range]:
+    """The parts of ``span`` outside the sorted, non-overlapping ranges ``old``."""
+    pieces, cursor = [], span[0]
+    for o_start, o_end in old[max(0, bisect.bisect_right(old, (span[0], span[0])) - 1):]:
+        if o_start >= span[1]:
+            break
+        if o_end <= cursor:
+            continue
+        if o_start > cursor:
+            pieces.append((cursor, o_start))
+        cursor = max(cursor, o_end)
+    if cursor < span[1]:
+        pieces.append((cursor, span[1]))
+    return pieces
+
+
+def zero_runs(span: Range, is_zero) -> Iterator[Range]:
+    """The runs of ``CHUNK``-aligned zero chunks in ``span``, at least ``MIN_RUN`` long, as found by ``is_zero``."""
+    first = -(-span[0] // CHUNK) * CHUNK
+    run = None
+    for chunk in range(first, span[1] - CHUNK + 1, CHUNK):
+        if is_zero(chunk):
+            run = chunk if run is None else run
+            continue
+        if run is not None and chunk - run >= MIN_RUN:
+            yield run, chunk
+        run = None
+    if run is not None:
+        end = first + (span[1] - first) // CHUNK * CHUNK
+        if end - run >= MIN_RUN:
+            yield run, end
+
+
+def release_zero_runs(spans: list[Range]) -> Released:
+    """Hand back every long run of zeros in ``spans``: each chunk is compared, then its run is given back."""
+    libc, released = _libc(), Released()
+    for span in spans:
+        if span[1] - span[0] < MIN_RUN:
+            continue
+        for start, end in zero_runs(span, lambda chunk: libc.memcmp(chunk, _ZEROS, CHUNK) == 0):
+            if libc.madvise(start, end - start, MADV_DONTNEED) == 0:
+                released.ranges.append((start, end))
+    return released
+
+
+def _unbacked(start: int, end: int) -> int:
+    """Bytes of [start, end) not in RAM (0 if the range is no longer mapped)."""
+    vector = ctypes.create_string_buffer((end - start) // PAGE)
+    if _libc().mincore(start, end - start, vector) != 0:
+        return 0
+    return vector.raw.count(b"\x00") * PAGE  # bit 0 set: resident; the other bits are reserved (zero)
+
+
+@contextmanager
+def released_after(enabled: bool) -> Iterator[Released]:
+    """Around the making of a context: afterwards, its zero pages are handed back (``Released`` says which).
+    Contexts are made one at a time inside; with ``enabled`` false nothing is handed back."""
+    released = Released()
+    if not enabled:
+        yield released
+        return
+    with LOCK:
+        before = mappings()
+        yield released
+        released.ranges = release_zero_runs(new_private_ranges(before, mappings())).ranges
