@@ -17,6 +17,9 @@ which counts a shared page once per process) of each server's whole process tree
   while it still runs;
 - corral idle, restarted: ``corral serve`` started again on that store, nothing loaded; then loaded there (no
   job has run in that serve: the usual state of a server whose models were pulled on an earlier day);
+- corral loaded with CORRAL_KV_LAZY=0 (restarted on that store): the whole KV cache in RAM from the load on, as
+  llama-server and llama-cpp-python hold theirs; by default corral hands the cache's zeroed pages back until they
+  are written (corral_inference.zeropages), which this row leaves out, so it shows what corral's own processes add;
 - llama-server loaded: ``-c 16384 --parallel 4 --cache-ram 0``, after one generation;
 - plain llama-cpp-python: one process holding ``Llama(n_ctx=16384)`` (the same weights and KV size), after
   one generation.
@@ -148,7 +151,24 @@ def corral_memory(work: Path, threads: int) -> tuple[dict, dict]:
         found["corral_loaded_restarted"] = _measured(server, "corral loaded, restarted on its store")
     finally:
         server.stop()
+    found["corral_loaded_whole_kv"] = _loaded_whole_kv(server)
     return found, server.env
+
+
+def _loaded_whole_kv(server: srv.Server) -> dict:
+    """corral loaded with CORRAL_KV_LAZY=0: the whole KV cache in RAM from the load on, as llama-server holds it
+    (what the default reaches once every cell has been written)."""
+    env = dict(server.env)
+    server.port = srv.free_port()
+    server.env.update({"OLLAMA_HOST": f"127.0.0.1:{server.port}", "CORRAL_KV_LAZY": "0"})
+    try:
+        server.start()
+        _warm(server)
+        time.sleep(1)
+        return _measured(server, "corral loaded, CORRAL_KV_LAZY=0")
+    finally:
+        server.stop()
+        server.env = env
 
 
 def corral_store(work: Path, threads: int) -> dict[str, str]:
@@ -300,6 +320,8 @@ def targets(result: dict) -> list[dict]:
                    pss.get("corral_loaded_job_worker"), pss.get("llama_server"), 1.3),
             _check(1, "PSS loaded in a serve restarted on its store: corral <= 1.3 x llama-server",
                    pss.get("corral_loaded_restarted"), pss.get("llama_server"), 1.3),
+            _check(1, "PSS loaded, whole KV cache in RAM (CORRAL_KV_LAZY=0): corral <= 1.3 x llama-server",
+                   pss.get("corral_loaded_whole_kv"), pss.get("llama_server"), 1.3),
             _check(1, "PSS idle, first start: corral <= 150 MiB", pss.get("corral_idle"), 150.0, 1.0),
             _check(1, "PSS idle, restarted: corral <= 150 MiB", pss.get("corral_idle_restarted"), 150.0, 1.0),
             _check(8, "cold start to first token: corral <= 1.2 x llama-server",
@@ -324,6 +346,8 @@ def markdown(result: dict) -> str:
              _row("corral serve, smollm2 loaded, right after `corral create` (job worker up)",
                   m.get("corral_loaded_job_worker")),
              _row("corral serve restarted on its store, smollm2 loaded", m.get("corral_loaded_restarted")),
+             _row("corral serve, smollm2 loaded, CORRAL_KV_LAZY=0 (whole KV cache in RAM)",
+                  m.get("corral_loaded_whole_kv")),
              _row("llama-server, smollm2 loaded", m.get("llama_server")),
              _row("plain llama-cpp-python, smollm2 loaded", m.get("plain")), ""]
     cold = result["cold"]
