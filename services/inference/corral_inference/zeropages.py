@@ -140,15 +140,31 @@ def zero_runs(span: Range, is_zero) -> Iterator[Range]:
 
 
 def release_zero_runs(spans: list[Range]) -> Released:
-    """Hand back every long run of zeros in ``spans``: each chunk is compared, then its run is given back."""
+    """Hand back every long run of zeros in ``spans``: each chunk is compared, then its run is given back. A chunk
+    none of whose pages is in RAM reads as zeros without being read (mapped, never written)."""
     libc, released = _libc(), Released()
     for span in spans:
         if span[1] - span[0] < MIN_RUN:
             continue
-        for start, end in zero_runs(span, lambda chunk: libc.memcmp(chunk, _ZEROS, CHUNK) == 0):
+        absent = _absent_chunks(span)
+        for start, end in zero_runs(span, lambda chunk: chunk in absent or libc.memcmp(chunk, _ZEROS, CHUNK) == 0):
             if libc.madvise(start, end - start, MADV_DONTNEED) == 0:
                 released.ranges.append((start, end))
     return released
+
+
+def _absent_chunks(span: Range) -> set[int]:
+    """The ``CHUNK``-aligned chunks of ``span`` with no page in RAM."""
+    first = -(-span[0] // CHUNK) * CHUNK
+    count = (span[1] - first) // CHUNK
+    if count <= 0:
+        return set()
+    pages = CHUNK // PAGE
+    vector = ctypes.create_string_buffer(count * pages)
+    if _libc().mincore(first, count * pages * PAGE, vector) != 0:
+        return set()
+    raw, none = vector.raw, bytes(pages)
+    return {first + i * CHUNK for i in range(count) if raw[i * pages:(i + 1) * pages] == none}
 
 
 def _unbacked(start: int, end: int) -> int:
