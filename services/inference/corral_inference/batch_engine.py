@@ -181,12 +181,13 @@ class BatchEngine:
             self.encoder.close()  # before the loop: what it hands back still reaches the loop, and ends there
         self.inbox.put(None)
         self.thread.join(30)
-        if self.vision is not None:
-            self.vision.close()
-        self.batch.close()
-        self.ctx.close()
-        lora.free_adapters(self.adapters)
-        self.model.close()
+        with zeropages.GUARD.shared():  # not while a model being loaded reads new memory: this unmaps some
+            if self.vision is not None:
+                self.vision.close()
+            self.batch.close()
+            self.ctx.close()
+            lora.free_adapters(self.adapters)
+            self.model.close()
 
     # --- the step loop (runs on self.thread only) ----------------------------------------
     def _loop(self) -> None:
@@ -215,10 +216,11 @@ class BatchEngine:
             if not self._intake(block=not self._busy() and not self.waiting):
                 return
             try:
-                self._drop_cancelled()
-                self._admit()
-                if self._busy():
-                    self._step()
+                with zeropages.GUARD.shared():  # a model being loaded hands back its zero pages between steps
+                    self._drop_cancelled()
+                    self._admit()
+                    if self._busy():
+                        self._step()
             except Exception as exc:  # the loop must outlive any one request's failure
                 log.error("batch step failed", error=repr(exc))
                 self._fail_all(InternalError(f"inference failed: {exc}"))

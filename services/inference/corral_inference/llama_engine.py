@@ -16,6 +16,7 @@ from corral_common.errors import BadRequest, InternalError
 
 from corral_inference.completion import CUT_MARGIN, certainly_longer
 from corral_inference.engine import CompletionJob, Emit, LoadSpec, Occupancy
+from corral_inference import zeropages
 from corral_inference.kvcache import F16, KvShape
 
 
@@ -109,7 +110,8 @@ class LlamaEngine:
         """Raw vectors and the tokens evaluated; an input over the context without truncate is a 400."""
         texts = [self._bounded(text, truncate) for text in texts]
         try:
-            vectors, count = self.llm.embed(texts, normalize=False, truncate=truncate, return_count=True)
+            with zeropages.GUARD.shared():
+                vectors, count = self.llm.embed(texts, normalize=False, truncate=truncate, return_count=True)
         except ValueError as exc:
             if "exceed" in str(exc):
                 raise BadRequest("the input length exceeds the context length") from None
@@ -153,4 +155,5 @@ class LlamaEngine:
 
     def close(self) -> None:
         """Free the model."""
-        self.llm.close()
+        with zeropages.GUARD.shared():
+            self.llm.close()

@@ -11,6 +11,7 @@ from corral_common import tracing
 from corral_common.http import service_app
 from corral_common.logs import configure_telemetry
 
+from corral_inference import zeropages
 from corral_inference.engine import LoadSpec
 from corral_inference.metrics import install_inference_metrics
 from corral_inference.health import register_checks
@@ -26,13 +27,14 @@ def llama_factory(settings: InferenceSettings) -> EngineFactory:
     """
 
     def make(spec: LoadSpec):
-        if spec.embedding:
-            from corral_inference.llama_engine import LlamaEngine
+        with zeropages.LOADS:  # one at a time: a new context's zero pages are handed back alone
+            if spec.embedding:
+                from corral_inference.llama_engine import LlamaEngine
 
-            return LlamaEngine(spec)
-        from corral_inference.batch_engine import BatchEngine
+                return LlamaEngine(spec)
+            from corral_inference.batch_engine import BatchEngine
 
-        return BatchEngine(spec, settings.num_parallel, settings.lazy_kv)
+            return BatchEngine(spec, settings.num_parallel, settings.lazy_kv)
 
     return make
 

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from corral_common.errors import AppError, BadRequest, InternalError
 from corral_common.logs import get_logger
 
+from corral_inference import zeropages
 from corral_inference.engine import CompletionJob, Emit
 
 MARKER = re.compile(r"\[img-(\d+)\]")
@@ -256,7 +257,8 @@ class ImageEncoder:
 
     def _encode(self, job: CompletionJob) -> EncodedPrompt | AppError:
         try:
-            return self.encode(job)
+            with zeropages.GUARD.shared():  # not while a model being loaded hands back its zero pages
+                return self.encode(job)
         except AppError as exc:  # an image that does not decode, a prompt that cannot fit
             return exc
         except Exception as exc:  # the projector failing ends this request only

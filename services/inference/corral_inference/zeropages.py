@@ -7,13 +7,19 @@ zeros, the very bytes it held, and writing it takes a fresh page then. So a cach
 written, as the kernel does for any memory nobody has touched; a context that fills every cell ends where it
 would have been.
 
-What is handed back, and why that is safe:
+What is handed back, and why that is safe. A zero page given back reads as zeros again, so the only danger is a
+write into it between the comparison that found it zero and the ``madvise`` (lost), or memory unmapped while it
+is read (a crash). So:
 
 - only address ranges that were not mapped before the context was made (its KV cache and compute buffers; the
   weights are mapped before), and in them only runs of at least ``MIN_RUN`` bytes of zeros, in
-  ``CHUNK``-aligned pieces: a small buffer another thread allocated meanwhile never forms such a run;
-- while this thread holds the GIL for each comparison and each ``madvise`` (``ctypes.PyDLL`` keeps it), so no
-  Python thread writes a page between the two; contexts are made one at a time (``LOCK``);
+  ``CHUNK``-aligned pieces;
+- while no other llama.cpp work of this process runs: each engine does its steps, image encoding, embedding and
+  freeing under ``GUARD.shared()``, and the scan holds ``GUARD.exclusive()``; engines are made one at a time
+  (``LOADS``);
+- while this thread holds the GIL from the check that a range is still mapped (``mincore``) to its last
+  ``madvise``: the calls go through ``ctypes.PyDLL``, which keeps it, and the switch interval is raised meanwhile,
+  so no Python thread writes or frees anything then;
 - only on Linux and only in builds without GPU offload: a GPU backend pins host buffers for its transfers, and
   a page dropped there would no longer be the one the device reads.
 
@@ -27,7 +33,8 @@ import bisect
 import ctypes
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -35,7 +42,8 @@ PAGE = 4096
 CHUNK = 64 * 1024  # compared and handed back in pieces of this size, aligned to it
 MIN_RUN = 16 * 1024 * 1024  # shorter runs of zeros are left alone
 MADV_DONTNEED = 4
-LOCK = threading.Lock()
+SWITCH_INTERVAL_WHILE_SCANNING = 60.0  # seconds: longer than any scan, so this thread keeps the GIL
+LOADS = threading.Lock()  # engines are made one at a time
 Range = tuple[int, int]  # [start, end) addresses
 
 
@@ -53,6 +61,49 @@ class Released:
         """Bytes of the handed-back ranges still not in RAM (any thread may ask: one ``mincore`` per range). A page
         only read since counts as in RAM: it maps the kernel's one shared page of zeros, which mincore reports."""
         return sum(_unbacked(start, end) for start, end in self.ranges)
+
+
+class Guard:
+    """Shared by llama.cpp work, exclusive for a scan; a waiting scan goes first (a stream of steps cannot starve
+    it), and waits at most for the steps already running."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition(threading.Lock())
+        self.readers = 0
+        self.writing = False
+        self.writers_waiting = 0
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        with self.cond:
+            while self.writing or self.writers_waiting:
+                self.cond.wait()
+            self.readers += 1
+        try:
+            yield
+        finally:
+            with self.cond:
+                self.readers -= 1
+                if self.readers == 0:
+                    self.cond.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self.cond:
+            self.writers_waiting += 1
+            while self.writing or self.readers:
+                self.cond.wait()
+            self.writers_waiting -= 1
+            self.writing = True
+        try:
+            yield
+        finally:
+            with self.cond:
+                self.writing = False
+                self.cond.notify_all()
+
+
+GUARD = Guard()
 
 
 class _Libc:
@@ -122,7 +173,7 @@ def _subtract(span: Range, old: list[Range]) -> list[Range]:
     return pieces
 
 
-def zero_runs(span: Range, is_zero) -> Iterator[Range]:
+def zero_runs(span: Range, is_zero: Callable[[int], bool]) -> Iterator[Range]:
     """The runs of ``CHUNK``-aligned zero chunks in ``span``, at least ``MIN_RUN`` long, as found by ``is_zero``."""
     first = -(-span[0] // CHUNK) * CHUNK
     run = None
@@ -147,14 +198,16 @@ def release_zero_runs(spans: list[Range]) -> Released:
         if span[1] - span[0] < MIN_RUN:
             continue
         absent = _absent_chunks(span)
+        if absent is None:  # no longer mapped as a whole: not ours to touch
+            continue
         for start, end in zero_runs(span, lambda chunk: chunk in absent or libc.memcmp(chunk, _ZEROS, CHUNK) == 0):
             if libc.madvise(start, end - start, MADV_DONTNEED) == 0:
                 released.ranges.append((start, end))
     return released
 
 
-def _absent_chunks(span: Range) -> set[int]:
-    """The ``CHUNK``-aligned chunks of ``span`` with no page in RAM."""
+def _absent_chunks(span: Range) -> set[int] | None:
+    """The ``CHUNK``-aligned chunks of ``span`` with no page in RAM; None when part of it is not mapped."""
     first = -(-span[0] // CHUNK) * CHUNK
     count = (span[1] - first) // CHUNK
     if count <= 0:
@@ -162,7 +215,7 @@ def _absent_chunks(span: Range) -> set[int]:
     pages = CHUNK // PAGE
     vector = ctypes.create_string_buffer(count * pages)
     if _libc().mincore(first, count * pages * PAGE, vector) != 0:
-        return set()
+        return None
     raw, none = vector.raw, bytes(pages)
     return {first + i * CHUNK for i in range(count) if raw[i * pages:(i + 1) * pages] == none}
 
@@ -177,13 +230,28 @@ def _unbacked(start: int, end: int) -> int:
 
 @contextmanager
 def released_after(enabled: bool) -> Iterator[Released]:
-    """Around the making of a context: afterwards, its zero pages are handed back (``Released`` says which).
-    Contexts are made one at a time inside; with ``enabled`` false nothing is handed back."""
+    """Around the making of a context (under ``LOADS``): afterwards its zero pages are handed back, and ``Released``
+    says which. With ``enabled`` false nothing is handed back."""
     released = Released()
     if not enabled:
         yield released
         return
-    with LOCK:
-        before = mappings()
-        yield released
-        released.ranges = release_zero_runs(new_private_ranges(before, mappings())).ranges
+    before = mappings()
+    yield released
+    with GUARD.exclusive():
+        spans = new_private_ranges(before, mappings())
+        with _gil_kept():
+            released.ranges = release_zero_runs(spans).ranges
+
+
+@contextmanager
+def _gil_kept() -> Iterator[None]:
+    """No other Python thread runs inside (this one does no I/O there). A thread already waiting for the GIL
+    measured its wait with the old interval: letting it run once first makes every later wait use the new one."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(SWITCH_INTERVAL_WHILE_SCANNING)
+    time.sleep(0.001)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(interval)

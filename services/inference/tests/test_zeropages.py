@@ -5,6 +5,8 @@ from __future__ import annotations
 import ctypes
 import mmap
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -87,6 +89,60 @@ def test_a_context_made_inside_hands_back_only_the_zero_pages_it_mapped() -> Non
     with zeropages.released_after(False) as nothing:
         pass
     assert nothing.ranges == []
+
+
+def test_a_scan_waits_for_running_llama_work_and_goes_before_work_that_comes_later() -> None:
+    guard, order = zeropages.Guard(), []
+    step_running, step_may_end = threading.Event(), threading.Event()
+
+    def step(name: str, hold: threading.Event | None = None) -> None:
+        with guard.shared():
+            order.append(f"{name} start")
+            if hold is not None:
+                step_running.set()
+                hold.wait(5)
+            order.append(f"{name} end")
+
+    def scan() -> None:
+        with guard.exclusive():
+            order.append("scan")
+
+    first = threading.Thread(target=step, args=("step 1", step_may_end))
+    first.start()
+    step_running.wait(5)
+    scanner = threading.Thread(target=scan)
+    scanner.start()
+    _wait_for(lambda: guard.writers_waiting == 1)
+    later = threading.Thread(target=step, args=("step 2",))
+    later.start()
+    time.sleep(0.05)
+    assert order == ["step 1 start"]  # the scan waits for step 1; step 2 waits behind the scan
+    step_may_end.set()
+    for thread in (first, scanner, later):
+        thread.join(5)
+    assert order == ["step 1 start", "step 1 end", "scan", "step 2 start", "step 2 end"]
+
+
+def _wait_for(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.005)
+
+
+def test_the_gil_switch_interval_is_raised_for_a_scan_only() -> None:
+    interval = sys.getswitchinterval()
+    with zeropages._gil_kept():
+        assert sys.getswitchinterval() == zeropages.SWITCH_INTERVAL_WHILE_SCANNING
+    assert sys.getswitchinterval() == interval
+
+
+@linux_only
+def test_a_range_no_longer_mapped_is_left_alone() -> None:
+    area = mmap.mmap(-1, 2 * MIN_RUN, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    address = ctypes.addressof(ctypes.c_char.from_buffer(area))
+    area.close()  # unmapped: reading it would crash the process
+    assert zeropages.release_zero_runs([(address, address + 2 * MIN_RUN)]).ranges == []
 
 
 batch_engine = pytest.importorskip("corral_inference.batch_engine")
