@@ -35,6 +35,11 @@ class Server:
     def models_dir(self) -> Path:
         return Path(self.env["OLLAMA_MODELS"])
 
+    @property
+    def log(self) -> Path:
+        """What serve and its services wrote (start_server's ``serve.log``, next to ``home``)."""
+        return self.home.parent / "serve.log"
+
 
 def start_server(tmp: Path, extra_env: dict[str, str] | None = None, ready_status: int = 200,
                  port: int | None = None) -> Server:
