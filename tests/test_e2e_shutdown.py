@@ -71,8 +71,13 @@ def _gone(processes: dict[int, str], timeout: float = 30) -> list[int]:
 
 
 def _services(srv: Server) -> dict[int, str]:
-    """The serve tree below the supervisor: its services and anything they started."""
+    """The serve tree below the supervisor: its services and anything they started. The server answers /api/tags
+    (gateway and store) before serve has forked inference, so this waits for all three."""
+    deadline = time.monotonic() + 30
     tree = _tree(srv.process.pid)
+    while len(tree) < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        tree = _tree(srv.process.pid)
     assert len(tree) >= 3, tree  # registry, inference, gateway (the job worker starts with the first job)
     return tree
 
