@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import bisect
 import ctypes
+import functools
 import sys
 import threading
 import time
@@ -119,15 +120,12 @@ class _Libc:
         self.memcmp.argtypes, self.memcmp.restype = (ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t), ctypes.c_int
 
 
-_LIBC: _Libc | None = None
 _ZEROS = bytes(CHUNK)
 
 
+@functools.cache
 def _libc() -> _Libc:
-    global _LIBC
-    if _LIBC is None:
-        _LIBC = _Libc()
-    return _LIBC
+    return _Libc()
 
 
 def supported(gpu_offload: bool) -> bool:
@@ -173,9 +171,20 @@ def _subtract(span: Range, old: list[Range]) -> list[Range]:
     return pieces
 
 
+def _first_chunk(span: Range) -> int:
+    """The first ``CHUNK``-aligned address in ``span``."""
+    return -(-span[0] // CHUNK) * CHUNK
+
+
+def _in_ram(start: int, length: int) -> bytes | None:
+    """One byte per page of [start, start + length) from ``mincore`` (bit 0: in RAM); None if not all mapped."""
+    vector = ctypes.create_string_buffer(length // PAGE)
+    return vector.raw if _libc().mincore(start, length, vector) == 0 else None
+
+
 def zero_runs(span: Range, is_zero: Callable[[int], bool]) -> Iterator[Range]:
     """The runs of ``CHUNK``-aligned zero chunks in ``span``, at least ``MIN_RUN`` long, as found by ``is_zero``."""
-    first = -(-span[0] // CHUNK) * CHUNK
+    first = _first_chunk(span)
     run = None
     for chunk in range(first, span[1] - CHUNK + 1, CHUNK):
         if is_zero(chunk):
@@ -208,24 +217,21 @@ def release_zero_runs(spans: list[Range]) -> Released:
 
 def _absent_chunks(span: Range) -> set[int] | None:
     """The ``CHUNK``-aligned chunks of ``span`` with no page in RAM; None when part of it is not mapped."""
-    first = -(-span[0] // CHUNK) * CHUNK
+    first = _first_chunk(span)
     count = (span[1] - first) // CHUNK
     if count <= 0:
         return set()
-    pages = CHUNK // PAGE
-    vector = ctypes.create_string_buffer(count * pages)
-    if _libc().mincore(first, count * pages * PAGE, vector) != 0:
+    raw, pages = _in_ram(first, count * CHUNK), CHUNK // PAGE
+    if raw is None:
         return None
-    raw, none = vector.raw, bytes(pages)
+    none = bytes(pages)
     return {first + i * CHUNK for i in range(count) if raw[i * pages:(i + 1) * pages] == none}
 
 
 def _unbacked(start: int, end: int) -> int:
     """Bytes of [start, end) not in RAM (0 if the range is no longer mapped)."""
-    vector = ctypes.create_string_buffer((end - start) // PAGE)
-    if _libc().mincore(start, end - start, vector) != 0:
-        return 0
-    return vector.raw.count(b"\x00") * PAGE  # bit 0 set: resident; the other bits are reserved (zero)
+    raw = _in_ram(start, end - start)
+    return 0 if raw is None else raw.count(b"\x00") * PAGE  # bit 0 set: in RAM; the other bits are reserved (0)
 
 
 @contextmanager
