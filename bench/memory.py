@@ -27,7 +27,10 @@ which counts a shared page once per process) of each server's whole process tree
 Cold start: a fresh ``corral serve`` on a store that already holds the model, from its start to the first
 byte a fresh ``corral run smollm2:135m hi`` prints (started as soon as the gateway answers), against
 ``llama-server`` from its start to the first streamed token of a ``/v1/chat/completions`` "hi" (sent as soon
-as ``/health`` is 200). The model file is in the page cache for both (it was loaded just before).
+as ``/health`` is 200). The model file is in the page cache for both (it was loaded just before). Also timed:
+the fresh interpreters corral's cold start waits for in turn (the gateway's ``import fastapi, uvicorn``, then
+``corral run``'s ``import httpx``); added to llama-server's whole cold start, they give the least a cold start of
+a Python corral can take on the machine, reported next to item 8.
 
 Results: a Markdown table on stdout, and ``bench/results/memory-<timestamp>.{md,json}`` plus
 ``memory-latest.*``. Every server is stopped at the end, also on errors and Ctrl+C.
@@ -302,6 +305,33 @@ def _row(label: str, memory: dict | None) -> str:
     return f"| {label} | {memory['pss_mib']:.0f} | {memory['rss_mib']:.0f} | {memory['processes']} |"
 
 
+# What a cold start runs in fresh interpreters one after another before any llama.cpp work (which llama-server's own
+# figure already includes): the gateway imports its web stack before it can answer, and ``corral run`` starts only
+# then and imports its HTTP client before its first request. (Inference could import llama_cpp meanwhile.)
+PYTHON_STARTS = {"gateway: import fastapi, uvicorn": "import fastapi, uvicorn",
+                 "corral run: import httpx": "import httpx"}
+
+
+def python_starts(reps: int = 3) -> dict[str, float]:
+    """Median seconds of each fresh interpreter in PYTHON_STARTS (after one warm-up run of each)."""
+    found = {}
+    for label, code in PYTHON_STARTS.items():
+        times = []
+        for _ in range(reps + 1):
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-P", "-c", code], check=True)
+            times.append(time.perf_counter() - start)
+        found[label] = statistics.median(times[1:])
+    return found
+
+
+def cold_floor(result: dict) -> float | None:
+    """The least a cold start of corral can take: its serial Python starts plus llama-server's whole cold start."""
+    theirs = _median(result["cold"].get("llama-server", []), "total_s")
+    starts = result.get("python_starts")
+    return theirs + sum(starts.values()) if theirs is not None and starts else None
+
+
 def _check(item: int, what: str, ours: float | None, theirs: float | None, limit: float, unit: str = "MiB") -> dict:
     """One target: met when ours / theirs <= limit (None when a figure was not measured)."""
     if ours is None or theirs is None:
@@ -324,9 +354,18 @@ def targets(result: dict) -> list[dict]:
                    pss.get("corral_loaded_whole_kv"), pss.get("llama_server"), 1.3),
             _check(1, "PSS idle, first start: corral <= 150 MiB", pss.get("corral_idle"), 150.0, 1.0),
             _check(1, "PSS idle, restarted: corral <= 150 MiB", pss.get("corral_idle_restarted"), 150.0, 1.0),
-            _check(8, "cold start to first token: corral <= 1.2 x llama-server",
-                   _median(cold.get("corral", []), "total_s"), _median(cold.get("llama-server", []), "total_s"),
-                   1.2, "s")]
+            _floor_noted(_check(8, "cold start to first token: corral <= 1.2 x llama-server",
+                                _median(cold.get("corral", []), "total_s"),
+                                _median(cold.get("llama-server", []), "total_s"), 1.2, "s"), result)]
+
+
+def _floor_noted(check: dict, result: dict) -> dict:
+    """The item 8 check, its detail extended by the floor the Python starts set on this machine."""
+    floor, theirs = cold_floor(result), _median(result["cold"].get("llama-server", []), "total_s")
+    if floor is not None and theirs:
+        check["detail"] += (f"; the serial Python starts alone put corral's floor at {floor:.2f} s "
+                            f"({floor / theirs:.2f} x)")
+    return check
 
 
 def _median(runs: list[dict], key: str) -> float | None:
@@ -360,6 +399,11 @@ def markdown(result: dict) -> str:
                          for k in ("total_s", "up_s", "run_s")]
                 lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
+    if result.get("python_starts"):
+        lines += ["Fresh interpreters a cold start of corral waits for in turn (median s): "
+                  + "; ".join(f"{k} {v:.2f}" for k, v in result["python_starts"].items())
+                  + (f". With llama-server's whole cold start added, no cold start of corral can take less than "
+                     f"{cold_floor(result):.2f} s on this machine." if cold_floor(result) is not None else ""), ""]
     lines += ["Targets (issue 17):", ""] + [target_line(c) for c in result["targets"]]
     if result.get("notes"):
         lines += ["", "Notes:", ""] + [f"- {n}" for n in result["notes"]]
@@ -401,6 +445,7 @@ def main(argv: list[str] | None = None) -> int:
             result["memory"]["plain"] = plain_memory(model, args.threads)
         if args.cold_reps and env is not None:
             compile_sources()
+            result["python_starts"] = python_starts()
         for rep in range(args.cold_reps):  # alternating, so that the machine's load falls on both
             if env is not None:
                 result["cold"].setdefault("corral", []).append(corral_cold(env, work))
