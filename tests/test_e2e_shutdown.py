@@ -161,9 +161,12 @@ def _serve_answers(srv: Server) -> None:
 
 def test_ft2_supervisor_killed_leaves_no_service_and_frees_the_port(tmp_path) -> None:
     first = start_server(tmp_path / "first")
-    services = _services(first)
-    first.process.kill()  # kill -9: no chance to stop anything itself
-    first.process.wait(30)
+    try:
+        services = _services(first)
+        first.process.kill()  # kill -9: no chance to stop anything itself
+        first.process.wait(30)
+    finally:
+        stop_server(first.process)  # a failure before the kill must not leave this serve running
     assert _gone(services) == [], "services outlived their supervisor"
     second = start_server(tmp_path / "second", port=int(first.host.rsplit(":", 1)[1]))
     try:
