@@ -327,8 +327,7 @@ def python_starts(reps: int = 3) -> dict[str, float]:
 
 def cold_floor(result: dict) -> float | None:
     """The least a cold start of corral can take: its serial Python starts plus llama-server's whole cold start."""
-    theirs = _median(result["cold"].get("llama-server", []), "total_s")
-    starts = result.get("python_starts")
+    theirs, starts = _median(result["cold"].get("llama-server", []), "total_s"), result.get("python_starts")
     return theirs + sum(starts.values()) if theirs is not None and starts else None
 
 
@@ -344,7 +343,12 @@ def _check(item: int, what: str, ours: float | None, theirs: float | None, limit
 def targets(result: dict) -> list[dict]:
     """Issue 17 items 1 (memory, PSS) and 8 (cold start), from what this run measured."""
     pss = {k: (v or {}).get("pss_mib") for k, v in result["memory"].items()}
-    cold = result["cold"]
+    theirs, floor = _median(result["cold"].get("llama-server", []), "total_s"), cold_floor(result)
+    cold_check = _check(8, "cold start to first token: corral <= 1.2 x llama-server",
+                        _median(result["cold"].get("corral", []), "total_s"), theirs, 1.2, "s")
+    if floor is not None and cold_check["ratio"] is not None:  # the floor the Python starts set on this machine
+        cold_check["detail"] += (f"; the serial Python starts alone put corral's floor at {floor:.2f} s "
+                                 f"({floor / theirs:.2f} x)")
     return [_check(1, "PSS loaded: corral <= 1.3 x llama-server", pss.get("corral_loaded"), pss.get("llama_server"), 1.3),
             _check(1, "PSS loaded while the job worker still runs: corral <= 1.3 x llama-server",
                    pss.get("corral_loaded_job_worker"), pss.get("llama_server"), 1.3),
@@ -354,18 +358,7 @@ def targets(result: dict) -> list[dict]:
                    pss.get("corral_loaded_whole_kv"), pss.get("llama_server"), 1.3),
             _check(1, "PSS idle, first start: corral <= 150 MiB", pss.get("corral_idle"), 150.0, 1.0),
             _check(1, "PSS idle, restarted: corral <= 150 MiB", pss.get("corral_idle_restarted"), 150.0, 1.0),
-            _floor_noted(_check(8, "cold start to first token: corral <= 1.2 x llama-server",
-                                _median(cold.get("corral", []), "total_s"),
-                                _median(cold.get("llama-server", []), "total_s"), 1.2, "s"), result)]
-
-
-def _floor_noted(check: dict, result: dict) -> dict:
-    """The item 8 check, its detail extended by the floor the Python starts set on this machine."""
-    floor, theirs = cold_floor(result), _median(result["cold"].get("llama-server", []), "total_s")
-    if floor is not None and theirs:
-        check["detail"] += (f"; the serial Python starts alone put corral's floor at {floor:.2f} s "
-                            f"({floor / theirs:.2f} x)")
-    return check
+            cold_check]
 
 
 def _median(runs: list[dict], key: str) -> float | None:
@@ -400,10 +393,11 @@ def markdown(result: dict) -> str:
                 lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
     if result.get("python_starts"):
+        floor = cold_floor(result)
         lines += ["Fresh interpreters a cold start of corral waits for in turn (median s): "
                   + "; ".join(f"{k} {v:.2f}" for k, v in result["python_starts"].items())
                   + (f". With llama-server's whole cold start added, no cold start of corral can take less than "
-                     f"{cold_floor(result):.2f} s on this machine." if cold_floor(result) is not None else ""), ""]
+                     f"{floor:.2f} s on this machine." if floor is not None else ""), ""]
     lines += ["Targets (issue 17):", ""] + [target_line(c) for c in result["targets"]]
     if result.get("notes"):
         lines += ["", "Notes:", ""] + [f"- {n}" for n in result["notes"]]

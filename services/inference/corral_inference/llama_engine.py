@@ -14,9 +14,9 @@ from llama_cpp.llama_grammar import LlamaGrammar
 
 from corral_common.errors import BadRequest, InternalError
 
+from corral_inference import zeropages
 from corral_inference.completion import CUT_MARGIN, certainly_longer
 from corral_inference.engine import CompletionJob, Emit, LoadSpec, Occupancy
-from corral_inference import zeropages
 from corral_inference.kvcache import F16, KvShape
 
 

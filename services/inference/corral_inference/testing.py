@@ -67,7 +67,6 @@ class FakeEngine:
     def unbacked_bytes(self) -> int:
         return self.unbacked
 
-
     def occupancy(self, active: int) -> Occupancy:
         return Occupancy.of_leases(active, self.slots)
 
